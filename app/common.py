@@ -1,0 +1,45 @@
+"""Page helpers: one-time start-up, the model list, and user-facing errors."""
+
+import time
+from contextlib import contextmanager
+
+import streamlit as st
+
+from backend.db.engine import session_scope, upgrade_database
+from backend.errors import StudioError
+from backend.settings import get_settings
+
+
+@st.cache_resource(show_spinner="Preparing the database…")
+def _migrate(url: str) -> bool:
+    upgrade_database(url)
+    return True
+
+
+def startup() -> None:
+    """Migrate once per process; start a local worker when none is alive (checked every 15 s)."""
+    settings = get_settings()
+    _migrate(settings.url)
+    last = st.session_state.get("_worker_checked", 0.0)
+    if settings.worker_autostart and time.time() - last > 15:
+        from backend.services.workers import ensure_local_worker
+
+        with session_scope() as s:
+            ensure_local_worker(s)
+        st.session_state["_worker_checked"] = time.time()
+
+
+def model_names() -> list[str]:
+    from backend.models.store import list_models
+
+    with session_scope(write=True) as s:
+        return [m["name"] for m in list_models(s)]
+
+
+@contextmanager
+def user_errors():
+    """Show a ``StudioError`` as a message in the page instead of a traceback."""
+    try:
+        yield
+    except StudioError as exc:
+        st.error(str(exc))

@@ -1,0 +1,47 @@
+"""Evaluation: score the base model and trained adapters on the demo test split; compare ROUGE."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app.common import model_names, user_errors
+from backend.db.engine import session_scope
+from backend.services import evaluation
+
+st.title("📊 Evaluation")
+st.caption("Dialogue summarization on the demo test split: ROUGE against the reference summaries (greedy decoding).")
+
+with st.form("eval-new"):
+    models = st.multiselect("Models and adapters", model_names(), key="ev-models")
+    n = st.number_input("Test examples", 5, 150, 40, step=5, key="ev-n",
+                        help="More examples = steadier scores, longer run (~1 s per example on CPU).")
+    if st.form_submit_button("Run evaluation", type="primary"):
+        with user_errors():
+            if not models:
+                st.error("Pick at least one model to evaluate.")
+            else:
+                with session_scope(write=True) as s:
+                    ids = evaluation.submit_evaluations(s, models, int(n))
+                st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; follow them on the Jobs page.")
+
+
+@st.fragment(run_every=5)
+def results() -> None:
+    with session_scope() as s:
+        runs = evaluation.eval_runs(s)
+    if not runs:
+        st.info("No evaluation yet: pick models above and run one.")
+        return
+    latest = pd.DataFrame(evaluation.latest_per_model(runs))
+    long = latest.melt(id_vars=["model"], value_vars=["rouge1", "rouge2", "rougeL"], var_name="metric")
+    fig = px.bar(long, x="metric", y="value", color="model", barmode="group", text_auto=".3f",
+                 title="ROUGE (F1) by model — latest run of each")
+    st.plotly_chart(fig, use_container_width=True, key="ev-chart")
+    st.dataframe(pd.DataFrame(runs), hide_index=True, use_container_width=True)
+    run_ids = [r["run"] for r in runs]
+    run_id = st.selectbox("Examples of run", run_ids[::-1], key="ev-run")
+    with session_scope() as s:
+        st.dataframe(pd.DataFrame(evaluation.examples(s, run_id)), hide_index=True, use_container_width=True)
+
+
+results()

