@@ -23,10 +23,16 @@ class JobContext:
     _cancelled: bool = field(default=False, repr=False)
 
     def log_metrics(self, step: int, values: dict[str, Any]) -> None:
+        """Write numeric values as metrics rows (others are ignored); a locked database skips one write."""
+        from sqlalchemy.exc import OperationalError
+
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         if numeric:
-            with session_scope(write=True) as s:
-                queue.log_metrics(s, self.job_id, step, numeric)
+            try:
+                with session_scope(write=True) as s:
+                    queue.log_metrics(s, self.job_id, step, numeric)
+            except OperationalError as exc:  # losing one chart point beats losing the run
+                print(f"metrics at step {step} not written: {exc}", flush=True)
 
     def should_cancel(self) -> bool:
         """True once the user asked to cancel (checked against the DB at most once a second)."""
@@ -43,7 +49,8 @@ class JobContext:
 
 
 def start_heartbeat(job_id: int, every: float) -> threading.Event:
-    """Heartbeat from inside the job process too, so a job outlives a worker restart without being reaped."""
+    """Heartbeat from inside the job process too, so a job whose worker was killed outright is not reaped
+    while it still runs. Set the returned event to stop."""
     stop = threading.Event()
 
     def _loop() -> None:

@@ -5,6 +5,7 @@ single ``UPDATE … RETURNING`` statement, so two workers (on SQLite or PostgreS
 same job.
 """
 
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,21 @@ def log_path(job_id: int) -> Path:
 
 
 def check_spec(session: Session, spec: SFTSpec | EvalSpec) -> None:
-    """Database-aware checks made before a job is queued (the spec itself is already valid)."""
+    """Database-aware checks made before a job is queued (the spec itself is already valid).
+
+    Cheap checks only (no dataset is read): the model resolves, the dataset exists and has the split
+    the job reads. Column problems surface when the job runs, as a failed job with a readable error.
+    """
     from backend.data.datasets_io import check_dataset_ref
     from backend.models.store import resolve
 
-    resolve(session, spec.base_model if isinstance(spec, SFTSpec) else spec.model)
-    check_dataset_ref(spec.dataset)
+    model = resolve(session, spec.base_model if isinstance(spec, SFTSpec) else spec.model)
+    splits = check_dataset_ref(spec.dataset)
+    split = "train" if isinstance(spec, SFTSpec) else spec.split
+    if split not in splits:
+        raise StudioError(f"Dataset '{spec.dataset}' has no '{split}' split (it has: {', '.join(splits) or 'none'}).")
+    if isinstance(spec, SFTSpec) and model.kind == "adapter":
+        raise StudioError(f"'{model.name}' is an adapter: start SFT from a base or full model.")
 
 
 def submit(session: Session, spec: SFTSpec | EvalSpec) -> Job:
@@ -47,9 +57,14 @@ def submit(session: Session, spec: SFTSpec | EvalSpec) -> Job:
 
 
 def claim(session: Session, worker_id: str) -> int | None:
-    """Atomically move the oldest queued job to running for this worker; returns its id or None."""
+    """Atomically move the oldest queued job to running for this worker; returns its id or None.
+
+    One statement: on SQLite the write lock makes it atomic; on PostgreSQL ``FOR UPDATE SKIP LOCKED``
+    lets concurrent claimers pass over a row another worker is taking instead of coming back empty.
+    """
     now = utcnow()
-    oldest = select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1).scalar_subquery()
+    oldest = (select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
+              .with_for_update(skip_locked=True).scalar_subquery())
     stmt = (update(Job).where(and_(Job.id == oldest, Job.status == "queued"))
             .values(status="running", worker_id=worker_id, started_at=now, heartbeat_at=now)
             .returning(Job.id))
@@ -64,15 +79,27 @@ def heartbeat_job(session: Session, job_id: int, pid: int | None = None) -> None
 
 
 def request_cancel(session: Session, job_id: int) -> str:
-    """Cancel a queued job at once, or ask a running one to stop at its next step. Returns the new status."""
-    job = session.get(Job, job_id)
-    if job is None:
+    """Cancel a queued job at once, or ask a running one to stop at its next step.
+
+    Returns the job's status afterwards: ``cancelled`` (it was queued, or already cancelled) or
+    ``running`` (the cancel was requested). Each change is one conditional UPDATE, so a cancel racing a
+    worker's claim either cancels the queued job or flags the running one, never both or neither.
+    Raises ``StudioError`` for an unknown job or one that already succeeded or failed.
+    """
+    now = utcnow()
+    if session.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
+                       .values(status="cancelled", cancel_requested=True, finished_at=now)
+                       .returning(Job.id)).scalar_one_or_none() is not None:
+        return "cancelled"
+    if session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                       .values(cancel_requested=True).returning(Job.id)).scalar_one_or_none() is not None:
+        return "running"
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    if status is None:
         raise StudioError(f"There is no job {job_id}.")
-    if job.status == "queued":
-        job.status, job.finished_at = "cancelled", utcnow()
-    elif job.status == "running":
-        job.cancel_requested = True
-    return job.status
+    if status != "cancelled":
+        raise StudioError(f"Job {job_id} already {status}: there is nothing to cancel.")
+    return status
 
 
 def is_cancel_requested(session: Session, job_id: int) -> bool:
@@ -82,6 +109,8 @@ def is_cancel_requested(session: Session, job_id: int) -> bool:
 def finish(session: Session, job_id: int, status: str, error: str | None = None,
            output_model_id: int | None = None) -> None:
     """Record a job's end once; a job that already ended keeps its first final status."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"finish() takes a final status ({', '.join(FINAL_STATUSES)}), not {status!r}")
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
     if output_model_id is not None:
         values["output_model_id"] = output_model_id
@@ -90,7 +119,8 @@ def finish(session: Session, job_id: int, status: str, error: str | None = None,
 
 def reap_stale(session: Session, stale_after: float | None = None) -> list[int]:
     """Fail running jobs whose heartbeat stopped (their worker and process died)."""
-    limit = utcnow() - timedelta(seconds=stale_after or get_settings().stale_after_seconds)
+    seconds = get_settings().stale_after_seconds if stale_after is None else stale_after
+    limit = utcnow() - timedelta(seconds=seconds)
     stmt = (update(Job).where(Job.status == "running", Job.heartbeat_at < limit)
             .values(status="failed", finished_at=utcnow(),
                     error="The job's worker stopped responding (no heartbeat); resubmit it.")
@@ -99,7 +129,9 @@ def reap_stale(session: Session, stale_after: float | None = None) -> list[int]:
 
 
 def log_metrics(session: Session, job_id: int, step: int, values: dict[str, float]) -> None:
-    session.add_all(JobMetric(job_id=job_id, step=step, key=k, value=float(v)) for k, v in values.items())
+    """One row per value. NaN/inf are skipped: SQLite stores NaN as NULL, which the NOT NULL column rejects."""
+    rows = [JobMetric(job_id=job_id, step=int(step), key=str(k)[:80], value=float(v)) for k, v in values.items()]
+    session.add_all(r for r in rows if math.isfinite(r.value))
 
 
 def list_jobs(session: Session, limit: int = 200) -> list[Job]:

@@ -2,15 +2,25 @@
 
 Loads the spec from the database, writes the resolved spec next to the outputs, runs the runner for
 its kind, and records the final status. Any exception becomes a failed job with the reason shown to
-the user; the traceback goes to the job log.
+the user; the traceback goes to the job log. An interrupt (Ctrl-C, or SIGTERM from the worker) is
+recorded too before the process exits, so a job never stays ``running`` because its process died in
+an orderly way.
+
+Run by hand on a queued job (``python -m jobs.run 7``), it takes the job itself; a job that already
+ended is left alone.
 """
 
 import importlib
+import os
+import signal
+import socket
 import sys
 import traceback
 
+from sqlalchemy import update
+
 from backend.db.engine import session_scope
-from backend.db.tables import Job
+from backend.db.tables import Job, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
 from jobs import queue
@@ -18,16 +28,54 @@ from jobs.context import JobCancelled, JobContext, start_heartbeat
 from jobs.specs import parse_spec, spec_to_yaml
 
 RUNNERS = {"sft": "jobs.runners.sft", "eval": "jobs.runners.evaluate"}
+MAX_ERROR_CHARS = 2000
+
+
+def _take(job_id: int) -> tuple[dict | None, str]:
+    """Load the job and make sure it is ours to run: returns (spec, status) with spec None when not."""
+    now = utcnow()
+    with session_scope(write=True) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return None, "missing"
+        if job.status == "queued":  # run by hand, outside a worker
+            s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                status="running", worker_id=f"manual:{socket.gethostname()}:{os.getpid()}", started_at=now,
+                heartbeat_at=now, pid=os.getpid()))
+        elif job.status == "running":
+            s.execute(update(Job).where(Job.id == job_id).values(pid=os.getpid(), heartbeat_at=now))
+        else:
+            return None, job.status
+        if job.cancel_requested:
+            queue.finish(s, job_id, "cancelled")
+            return None, "cancelled"
+        return dict(job.spec), "running"
+
+
+def _record(job_id: int, status: str, error: str | None, output_model_id: int | None) -> None:
+    if error and len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS] + " …"
+    with session_scope(write=True) as s:
+        queue.finish(s, job_id, status, error, output_model_id)
+    print(f"job {job_id} {status}" + (f": {error}" if error else ""), flush=True)
+
+
+def _cancel_requested(job_id: int) -> bool:
+    try:
+        with session_scope() as s:
+            return queue.is_cancel_requested(s, job_id)
+    except Exception:
+        return False
 
 
 def main(job_id: int) -> int:
-    with session_scope() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            print(f"no job {job_id}", file=sys.stderr)
-            return 2
-        spec_data = job.spec
+    """Run one job to its end; returns the process exit code (0 unless the job failed)."""
+    spec_data, status = _take(job_id)
+    if spec_data is None:
+        print(f"job {job_id}: not run ({status})", file=sys.stderr, flush=True)
+        return 2 if status == "missing" else 0
     beat = start_heartbeat(job_id, get_settings().heartbeat_seconds)
+    output_model_id = None
     try:
         spec = parse_spec(spec_data)
         out_dir = queue.job_dir(job_id)
@@ -38,19 +86,28 @@ def main(job_id: int) -> int:
         output_model_id = runner.run(JobContext(job_id, spec, out_dir))
         status, error = "succeeded", None
     except JobCancelled:
-        status, error, output_model_id = "cancelled", None, None
+        status, error = "cancelled", None
     except StudioError as exc:
-        status, error, output_model_id = "failed", str(exc), None
+        status, error = "failed", str(exc)
     except Exception as exc:
         traceback.print_exc()
-        status, error, output_model_id = "failed", f"{type(exc).__name__}: {exc}", None
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    except BaseException as exc:  # KeyboardInterrupt / SystemExit (SIGTERM): record the end, then exit
+        beat.set()
+        cancelled = _cancel_requested(job_id)
+        _record(job_id, "cancelled" if cancelled else "failed",
+                None if cancelled else f"The job process was interrupted ({type(exc).__name__}).", None)
+        raise
     finally:
         beat.set()
-    with session_scope(write=True) as s:
-        queue.finish(s, job_id, status, error, output_model_id)
-    print(f"job {job_id} {status}" + (f": {error}" if error else ""), flush=True)
+    _record(job_id, status, error, output_model_id)
     return 0 if status != "failed" else 1
 
 
+def _terminate(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main(int(sys.argv[1])))

@@ -6,10 +6,10 @@ Every field has a default and a description; the Jobs page builds its help text 
 """
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
@@ -39,6 +39,13 @@ class TrainArgs(_Strict):
     seed: int = Field(42, ge=0, description="Seed for data order and initialisation.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
     eval_steps: int = Field(0, ge=0, description="Evaluate on the validation split every N steps (0 = at the end only).")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("use -1 to train for `epochs`, or at least 1 step")
+        return value
 
 
 class LoraArgs(_Strict):
@@ -87,11 +94,15 @@ class EvalSpec(_Strict):
     decoding: DecodingConfig = Field(default_factory=lambda: DecodingConfig(max_new_tokens=64),
                                      description="Decoding settings (greedy by default, for comparable scores).")
 
-    @model_validator(mode="after")
-    def _one_completion(self) -> "EvalSpec":
-        if self.decoding.num_return_sequences != 1:
-            raise ValueError("Evaluation scores one completion per example: set num_return_sequences to 1.")
-        return self
+    @field_validator("decoding", mode="before")
+    @classmethod
+    def _one_completion(cls, value: Any) -> Any:
+        # Checked before DecodingConfig's own rules so the message names the field to change.
+        n = value.get("num_return_sequences", 1) if isinstance(value, dict) else getattr(value, "num_return_sequences", 1)
+        if n != 1:
+            raise ValueError(f"num_return_sequences is {n}, but evaluation scores one completion per example: "
+                             "set num_return_sequences to 1")
+        return value
 
 
 JobSpec = Annotated[SFTSpec | EvalSpec, Field(discriminator="kind")]
@@ -99,15 +110,37 @@ _adapter = TypeAdapter(JobSpec)
 KINDS = {"sft": SFTSpec, "eval": EvalSpec}
 
 
-def parse_spec(data: dict) -> SFTSpec | EvalSpec:
-    """Validate a spec dict; errors become one readable ``StudioError``."""
-    if not isinstance(data, dict) or data.get("kind") not in KINDS:
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _problem(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"][1:]) or "spec"  # loc[0] is the kind (the union's tag)
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field (check its spelling and nesting)"
+    if error["type"] in ("literal_error", "enum") or error["type"].startswith(("greater", "less")):
+        msg += f" (got {error.get('input')!r})"
+    return f"{where}: {msg}"
+
+
+def parse_spec(data: Any) -> SFTSpec | EvalSpec:
+    """Validate a spec dict; errors become one readable, one-line ``StudioError``."""
+    if data is None:
+        raise StudioError(f"The job spec is empty: it needs at least `kind` ({' | '.join(KINDS)}).")
+    if not isinstance(data, dict):
+        raise StudioError(f"A job spec is a mapping of fields (kind: {' | '.join(KINDS)}, …), "
+                          f"not {type(data).__name__}.")
+    kind = data.get("kind")
+    if kind is None:
         raise StudioError(f"A job spec needs `kind`, one of: {', '.join(KINDS)}.")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise StudioError(f"kind: unknown job kind {_one_line(repr(kind))[:60]}; use one of: {', '.join(KINDS)}.")
     try:
         return _adapter.validate_python(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'spec'}: {e['msg']}" for e in exc.errors())
-        raise StudioError(f"Invalid {data['kind']} job spec — {problems}") from None
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        raise StudioError(_one_line(f"Invalid {kind} job spec — {problems}")) from None
 
 
 def load_spec_file(path: str | Path) -> SFTSpec | EvalSpec:
@@ -117,12 +150,15 @@ def load_spec_file(path: str | Path) -> SFTSpec | EvalSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise StudioError(f"{path} is not valid YAML: {exc}") from None
+        raise StudioError(_one_line(f"{path} is not valid YAML: {exc}")) from None
+    except UnicodeDecodeError:
+        raise StudioError(f"{path} is not UTF-8 text.") from None
     return parse_spec(data)
 
 
 def spec_to_yaml(spec: BaseModel) -> str:
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    """YAML that ``load_spec_file`` / ``parse_spec`` read back into an equal spec."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"

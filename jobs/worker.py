@@ -3,15 +3,25 @@
 ``studio worker`` (or ``python -m jobs.worker``) runs this loop. Several workers may share one
 database: the claim is atomic. Each job runs as ``python -m jobs.run <id>`` (no shell), its output
 going to the job's log file; the worker heartbeats for itself and the job, and stops the child if a
-cancel was requested and the child did not stop by itself within a grace period.
+cancel was requested and the child did not stop by itself within a grace period (SIGTERM, then
+SIGKILL).
+
+Every claimed job gets a final status: the child records its own; when it dies without doing so
+(killed, crashed interpreter) the worker records it. When the worker itself is stopped (Ctrl-C,
+SIGTERM) it stops its running child first, so no job process is left behind competing for the
+machine with the next worker. A worker killed outright (SIGKILL) cannot clean up: its child keeps
+heartbeating and finishes on its own, and a job whose heartbeat stops is failed by ``reap_stale``.
 """
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import traceback
 
 from sqlalchemy import update
 
@@ -20,7 +30,8 @@ from backend.db.tables import Job, Worker, utcnow
 from backend.settings import get_settings
 from jobs import queue
 
-CANCEL_GRACE_SECONDS = 30.0
+CANCEL_GRACE_SECONDS = 30.0  # a cancelled job gets this long to stop at a step boundary
+KILL_GRACE_SECONDS = 10.0  # after SIGTERM, this long before SIGKILL
 
 
 def _beat(worker_id: str, job_id: int | None = None, pid: int | None = None) -> None:
@@ -30,58 +41,127 @@ def _beat(worker_id: str, job_id: int | None = None, pid: int | None = None) -> 
             queue.heartbeat_job(s, job_id, pid)
 
 
-def run_job_process(job_id: int, worker_id: str) -> int:
+def _stop_child(child: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM the child (it records its end), then SIGKILL it if it is still there after ``grace``."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _record_end(job_id: int, code: int | None, reason: str | None = None) -> None:
+    """Give a job whose process ended without reporting (or that we had to stop) its final status."""
+    with session_scope(write=True) as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status != "running":
+            return
+        if job.cancel_requested:
+            queue.finish(s, job_id, "cancelled")
+            return
+        if reason is None:
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+                reason = f"The job process was killed by {name}{hint}; see its log."
+            else:
+                reason = f"The job process exited with code {code} without reporting a result; see its log."
+        queue.finish(s, job_id, "failed", reason)
+
+
+def run_job_process(job_id: int, worker_id: str, cancel_grace: float = CANCEL_GRACE_SECONDS) -> int:
     """Run one claimed job in a child process until it exits; returns the exit code."""
     settings = get_settings()
+    tick = min(settings.heartbeat_seconds, 1.0)
     log = queue.log_path(job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as fh:
-        child = subprocess.Popen([sys.executable, "-m", "jobs.run", str(job_id)], stdout=fh, stderr=subprocess.STDOUT,
+    with log.open("ab") as fh:  # the child holds its own copy of the descriptor
+        child = subprocess.Popen([sys.executable, "-m", "jobs.run", str(job_id)], stdout=fh,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        cancel_seen_at = None
+    try:
+        cancel_seen_at = terminated_at = None
         while child.poll() is None:
-            _beat(worker_id, job_id, child.pid)
-            with session_scope() as s:
-                cancel = queue.is_cancel_requested(s, job_id)
-            if cancel and cancel_seen_at is None:
-                cancel_seen_at = time.monotonic()
-            if cancel_seen_at and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS:
-                child.terminate()  # the job ignored the cooperative cancel
-            time.sleep(min(settings.heartbeat_seconds, 1.0))
-    code = child.returncode
-    with session_scope(write=True) as s:  # a child that died without reporting still gets a final status
-        job = s.get(Job, job_id)
-        if job.status == "running":
-            status = "cancelled" if job.cancel_requested else "failed"
-            reason = None if status == "cancelled" else f"The job process exited with code {code}; see its log."
-            queue.finish(s, job_id, status, reason)
-    return code
+            try:
+                _beat(worker_id, job_id, child.pid)
+                with session_scope() as s:
+                    if queue.is_cancel_requested(s, job_id) and cancel_seen_at is None:
+                        cancel_seen_at = time.monotonic()
+            except Exception as exc:  # a busy or briefly unreachable database must not orphan the child
+                print(f"[worker {worker_id}] heartbeat failed: {type(exc).__name__}: {exc}", flush=True)
+            now = time.monotonic()
+            if terminated_at is None and cancel_seen_at is not None and now - cancel_seen_at > cancel_grace:
+                print(f"[worker {worker_id}] job {job_id} ignored the cancel; terminating it", flush=True)
+                child.terminate()
+                terminated_at = now
+            elif terminated_at is not None and now - terminated_at > KILL_GRACE_SECONDS:
+                child.kill()
+            try:
+                child.wait(timeout=tick)
+            except subprocess.TimeoutExpired:
+                pass
+    except BaseException as exc:  # the worker is stopping (Ctrl-C, SIGTERM) or broke: take the child down too
+        _stop_child(child)
+        _record_end(job_id, child.returncode,
+                    f"The worker running this job stopped ({type(exc).__name__}); resubmit the job.")
+        raise
+    _record_end(job_id, child.returncode)
+    return child.returncode
+
+
+def _register(worker_id: str) -> None:
+    now = utcnow()
+    with session_scope(write=True) as s:  # a reused id (same host:pid) must look alive again
+        s.merge(Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), started_at=now, heartbeat_at=now,
+                       stopped_at=None))
 
 
 def run_worker(poll_seconds: float = 1.0, max_jobs: int | None = None, idle_exit: float | None = None) -> None:
     """Claim and run jobs until stopped (or until ``max_jobs`` ran / ``idle_exit`` seconds passed idle)."""
     upgrade_database()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    with session_scope(write=True) as s:
-        s.merge(Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid()))
+    _register(worker_id)
     done, idle_since = 0, time.monotonic()
     try:
         while max_jobs is None or done < max_jobs:
-            _beat(worker_id)
-            with session_scope(write=True) as s:
-                queue.reap_stale(s)
-                job_id = queue.claim(s, worker_id)
+            try:
+                _beat(worker_id)
+                with session_scope(write=True) as s:
+                    queue.reap_stale(s)
+                    job_id = queue.claim(s, worker_id)
+            except Exception as exc:  # e.g. the database is locked past its timeout: try again later
+                print(f"[worker {worker_id}] could not poll the queue: {type(exc).__name__}: {exc}", flush=True)
+                job_id = None
             if job_id is None:
                 if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
                     break
                 time.sleep(poll_seconds)
                 continue
             print(f"[worker {worker_id}] running job {job_id}", flush=True)
-            run_job_process(job_id, worker_id)
+            try:
+                code = run_job_process(job_id, worker_id)
+                print(f"[worker {worker_id}] job {job_id} exited with code {code}", flush=True)
+            except Exception as exc:  # could not start or watch the child: the job fails, the worker goes on
+                traceback.print_exc()
+                try:
+                    with session_scope(write=True) as s:
+                        queue.finish(s, job_id, "failed", f"The worker could not run the job: {type(exc).__name__}: {exc}")
+                except Exception:
+                    traceback.print_exc()
             done, idle_since = done + 1, time.monotonic()
     finally:
         with session_scope(write=True) as s:
             s.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=utcnow()))
+
+
+def _terminate(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
     parser.add_argument("--idle-exit", type=float, default=None, help="Exit after this many idle seconds.")
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the running job is stopped and recorded
     run_worker(args.poll, args.max_jobs, args.idle_exit)
 
 

@@ -81,7 +81,9 @@ def _logits_processors(cfg: DecodingConfig, prompt_len: int) -> list:
 
 
 def _generate_kwargs(loaded: "LoadedModel", cfg: DecodingConfig, prompt_len: int) -> dict[str, Any]:
-    from transformers import LogitsProcessorList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    from backend.generation.penalties import StopOnSequences
 
     kwargs = cfg.generate_kwargs()
     kwargs.update(
@@ -89,7 +91,7 @@ def _generate_kwargs(loaded: "LoadedModel", cfg: DecodingConfig, prompt_len: int
         logits_processor=LogitsProcessorList(_logits_processors(cfg, prompt_len)),
     )
     if cfg.stop:  # stop early; the text is cut again afterwards because a stop can end mid-token
-        kwargs.update(stop_strings=cfg.stop, tokenizer=loaded.tokenizer)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnSequences(loaded.tokenizer, cfg.stop, prompt_len)])
     return kwargs
 
 

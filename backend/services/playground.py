@@ -7,10 +7,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Completion, Prompt
+from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
 from backend.generation.engine import GenerationResult, StreamChunk, format_prompt, generate, stream
 from backend.models.loader import LoadedModel, load_model
 from backend.models.store import ResolvedModel, resolve
+
+
+def check_prompt(text: str) -> None:
+    if not text or not text.strip():
+        raise StudioError("The prompt is empty: type something for the model to continue.")
 
 
 def open_model(session: Session, model_ref: str | None, precision: str = "auto") -> tuple[ResolvedModel, LoadedModel]:
@@ -38,6 +44,7 @@ def record_completion(session: Session, resolved: ResolvedModel, user_text: str,
 def run_generation(session: Session, model_ref: str | None, text: str, cfg: DecodingConfig, *, chat: bool = True,
                    system: str | None = None, precision: str = "auto") -> dict[str, Any]:
     """Generate ``cfg.num_return_sequences`` completions for one prompt and save them."""
+    check_prompt(text)
     resolved, loaded = open_model(session, model_ref, precision)
     prompt_text = format_prompt(loaded.tokenizer, text, chat, system)
     results = generate(loaded, [prompt_text], cfg)[0]
@@ -50,6 +57,7 @@ def run_generation(session: Session, model_ref: str | None, text: str, cfg: Deco
 def stream_generation(loaded: LoadedModel, text: str, cfg: DecodingConfig, *, chat: bool = True,
                       system: str | None = None) -> tuple[str, Iterator[StreamChunk]]:
     """The formatted prompt and a stream of its completion (save the final result with ``record_completion``)."""
+    check_prompt(text)
     prompt_text = format_prompt(loaded.tokenizer, text, chat, system)
     return prompt_text, stream(loaded, prompt_text, cfg)
 

@@ -42,6 +42,43 @@ def _dataset(spec: SFTSpec, split: str, limit: int):
     return Dataset.from_list(to_prompt_completion(load_rows(spec.dataset, split, required, limit), spec))
 
 
+def _lora_targets(model, wanted: list[str], model_name: str) -> list[str] | str:
+    """Check LoRA target names against the model's adaptable layers (peft matches name suffixes)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    if wanted == ["all-linear"]:
+        return "all-linear"
+    kinds = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
+    layers = [name for name, module in model.named_modules() if isinstance(module, kinds)]
+    unknown = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in layers)]
+    if unknown:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in layers} - {"lm_head"})
+        raise StudioError(f"LoRA target module(s) {', '.join(unknown)} do not exist in {model_name}; its layers "
+                          f"that LoRA can adapt are: {', '.join(leaves)} (or use all-linear).")
+    return wanted
+
+
+def _registered_base_id(session, base) -> int:
+    """The registry id of the model SFT started from, registering a plain folder or hub id first."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from backend.db.tables import ModelRecord
+
+    if base.id is not None:
+        return base.id
+    existing = session.scalar(select(ModelRecord).where(ModelRecord.path == base.path).order_by(ModelRecord.id))
+    if existing is not None:
+        return existing.id
+    name, n = base.name, 2
+    while session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None:
+        name, n = f"{base.name}-{n}", n + 1
+    source = "local" if Path(base.path).is_dir() else "hub"
+    return register_model(session, name, base.path, source=source).id
+
+
 def _use_bf16(spec: SFTSpec, device: str) -> bool:
     return spec.train.precision == "bf16" or (spec.train.precision == "auto" and device == "cuda")
 
@@ -70,16 +107,14 @@ def run(ctx: JobContext) -> int | None:
         spec.max_eval_examples and "validation" in splits) else None
     tokenizer = load_tokenizer(base.path)
     tokenizer.padding_side = "right"  # training pads on the right
+    if spec.chat_format and not getattr(tokenizer, "chat_template", None):
+        raise StudioError(f"{base.name} has no chat template: set chat_format to false to train on plain text.")
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.bfloat16 if bf16 else torch.float32)
     peft_config = None
     if spec.peft == "lora":
-        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        unknown = [m for m in spec.lora.target_modules if m not in names]
-        if unknown:
-            raise StudioError(f"LoRA target module(s) {', '.join(unknown)} do not exist in {base.name}; "
-                              f"linear layers it has include: {', '.join(sorted(n for n in names if 'proj' in n))}.")
+        targets = _lora_targets(model, spec.lora.target_modules, base.name)
         peft_config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                                 target_modules=spec.lora.target_modules, task_type="CAUSAL_LM")
+                                 target_modules=targets, task_type="CAUSAL_LM")
     t = spec.train
     config = SFTConfig(
         output_dir=str(ctx.out_dir / "checkpoints"), max_steps=t.max_steps, num_train_epochs=t.epochs,
@@ -109,11 +144,13 @@ def run(ctx: JobContext) -> int | None:
     kind = "adapter" if spec.peft == "lora" else "full"
     name = f"{spec.name or 'sft'}-job{ctx.job_id}"
     with session_scope(write=True) as s:
-        record = register_model(s, name, str(out), kind=kind, source="job", base_model_id=base.id if kind == "adapter" else None,
-                                job_id=ctx.job_id, meta={"base": base.name, "dataset": spec.dataset,
+        # An adapter needs its base's row to load. A full model is self-contained: its lineage is kept in
+        # meta because the loader reads a base_model_id as "load the base's weights" (adapters only).
+        base_id = _registered_base_id(s, base) if kind == "adapter" else None
+        record = register_model(s, name, str(out), kind=kind, source="job", base_model_id=base_id,
+                                job_id=ctx.job_id, meta={"base": base.name, "base_path": base.path,
+                                                         "base_model_id": base.id, "dataset": spec.dataset,
                                                          "trainable_params": trainable, "total_params": total,
                                                          "train_runtime": result.metrics.get("train_runtime"),
                                                          "spec": spec.model_dump(mode="json")})
-        if kind == "full":
-            record.meta = {**record.meta, "lineage_base": base.name}
         return record.id

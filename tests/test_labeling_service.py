@@ -1,0 +1,105 @@
+"""Labeling services on a temp database: campaigns, items, completions and validated rankings."""
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.db.engine import session_scope
+from backend.db.tables import Ranking
+from backend.errors import StudioError
+from labeling import service
+
+
+@pytest.fixture
+def campaign(tiny_model):
+    with session_scope(write=True) as s:
+        c = service.create_campaign(s, "c1", ["Say hi.", "Name a fruit.", "  ", "Say hi."], k=3, overlap=2)
+        return c.id
+
+
+def _item_with_completions(campaign_id, user_name="ann"):
+    with session_scope(write=True) as s:
+        user = service.get_or_create_user(s, user_name)
+        item = service.next_item(s, campaign_id, user.id)
+        ids = [c.id for c in service.ensure_completions(s, item.id, "tiny")]
+        return user.id, item.id, ids
+
+
+def test_campaign_dedupes_and_drops_empty_prompts(campaign):
+    with session_scope() as s:
+        [row] = service.list_campaigns(s)
+    assert row["items"] == 2 and row["needed"] == 4 and row["rankings"] == 0
+
+
+def test_completions_are_generated_once_with_provenance(campaign):
+    _, item_id, ids = _item_with_completions(campaign)
+    assert len(ids) == 3
+    with session_scope(write=True) as s:
+        again = service.ensure_completions(s, item_id, "tiny")
+        assert [c.id for c in again] == ids
+        assert all(c.model_name == "tiny" and c.decoding["do_sample"] for c in again)
+
+
+def test_ranking_saved_once_and_next_item_moves_on(campaign):
+    user_id, item_id, ids = _item_with_completions(campaign)
+    with session_scope(write=True) as s:
+        service.submit_ranking(s, item_id, user_id, {ids[0]: 2, ids[1]: 1, ids[2]: 3}, seconds_spent=4.2)
+    with pytest.raises(StudioError, match="already"):
+        with session_scope(write=True) as s:
+            service.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Ranking.id))) == 1
+        assert service.next_item(s, campaign, user_id).id != item_id
+
+
+@pytest.mark.parametrize("ranks_of, flagged_of, message", [
+    (lambda ids: {ids[0]: 1, ids[1]: 2}, lambda ids: set(), "Rank every completion"),
+    (lambda ids: {ids[0]: 1, ids[1]: 2, ids[2]: 7}, lambda ids: set(), "whole numbers"),
+    (lambda ids: {ids[0]: 1, ids[1]: 2, ids[2]: 3}, lambda ids: {ids[2]}, "flagged"),
+    (lambda ids: {ids[0]: 1, ids[1]: 2, 999999: 3}, lambda ids: set(), "not part"),
+])
+def test_invalid_rankings_are_refused_and_change_nothing(campaign, ranks_of, flagged_of, message):
+    user_id, item_id, ids = _item_with_completions(campaign)
+    with pytest.raises(StudioError, match=message):
+        with session_scope(write=True) as s:
+            service.submit_ranking(s, item_id, user_id, ranks_of(ids), flagged=flagged_of(ids))
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Ranking.id))) == 0
+
+
+def test_flags_and_ties_are_accepted(campaign):
+    user_id, item_id, ids = _item_with_completions(campaign)
+    with session_scope(write=True) as s:
+        row = service.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 1}, flagged={ids[2]})
+        assert row.flags == [ids[2]]
+
+
+def test_overlap_serves_item_to_second_annotator_until_met(campaign):
+    u1, item_id, ids = _item_with_completions(campaign, "a")
+    with session_scope(write=True) as s:
+        service.submit_ranking(s, item_id, u1, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
+        u2 = service.get_or_create_user(s, "b").id
+        assert service.next_item(s, campaign, u2).id == item_id
+        service.submit_ranking(s, item_id, u2, {ids[0]: 1, ids[1]: 3, ids[2]: 2})
+        u3 = service.get_or_create_user(s, "c").id
+        assert service.next_item(s, campaign, u3).id != item_id
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "x", "prompts": []}, "empty"),
+    ({"name": "x", "prompts": ["a"], "k": 1}, "between 2 and 9"),
+    ({"name": "x", "prompts": ["a"], "k": 10}, "between 2 and 9"),
+    ({"name": " ", "prompts": ["a"]}, "name"),
+])
+def test_bad_campaigns_are_refused(studio_env, kwargs, message):
+    with pytest.raises(StudioError, match=message):
+        with session_scope(write=True) as s:
+            service.create_campaign(s, **kwargs)
+    with session_scope() as s:
+        assert service.list_campaigns(s) == []
+
+
+def test_demo_campaign_uses_project_prompts(studio_env):
+    with session_scope(write=True) as s:
+        c = service.create_demo_campaign(s)
+    with session_scope() as s:
+        assert service.list_campaigns(s)[0]["items"] == 20 and c.k == 3

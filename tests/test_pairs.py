@@ -1,0 +1,42 @@
+"""Ranking → preference pairs (pure), with the course's worked example."""
+
+from math import comb
+
+import pytest
+
+from labeling.pairs import Pair, ranking_to_pairs
+
+
+def as_tuples(pairs):
+    return [(p.chosen, p.rejected) for p in pairs]
+
+
+def test_course_example_ranks_2_1_3():
+    # completions c1, c2, c3 ranked 2, 1, 3 → (c2, c1), (c2, c3), (c1, c3)
+    assert sorted(as_tuples(ranking_to_pairs([2, 1, 3]))) == sorted([(1, 0), (1, 2), (0, 2)])
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 9])
+def test_all_pairs_count_is_k_choose_2(k):
+    assert len(ranking_to_pairs(list(range(1, k + 1)))) == comb(k, 2)
+
+
+def test_ties_give_no_pair_and_margin_is_rank_gap():
+    pairs = ranking_to_pairs([1, 1, 3])
+    assert sorted(as_tuples(pairs)) == [(0, 2), (1, 2)]
+    assert all(p.margin == 2 for p in pairs)
+
+
+def test_flagged_completions_are_removed_before_pairing():
+    assert as_tuples(ranking_to_pairs([1, 2, 3], flags=[False, True, False])) == [(0, 2)]
+    assert ranking_to_pairs([1, 2], flags=[True, False]) == []
+
+
+def test_best_vs_rest_and_best_vs_worst():
+    assert sorted(as_tuples(ranking_to_pairs([3, 1, 2, 4], strategy="best-vs-rest"))) == [(1, 0), (1, 2), (1, 3)]
+    assert ranking_to_pairs([3, 1, 2, 4], strategy="best-vs-worst") == [Pair(1, 3, 3)]
+
+
+def test_preferred_is_always_first():
+    for p in ranking_to_pairs([4, 2, 3, 1]):
+        assert [4, 2, 3, 1][p.chosen] < [4, 2, 3, 1][p.rejected]
