@@ -30,10 +30,13 @@ def startup() -> None:
 
 
 def model_names() -> list[str]:
+    """Registered models and adapters, the configured default (``STUDIO_DEFAULT_MODEL``) first."""
     from backend.models.store import list_models
 
-    with session_scope(write=True) as s:
-        return [m["name"] for m in list_models(s)]
+    with session_scope(write=True) as s:  # write: listing registers the bootstrapped default model
+        names = [m["name"] for m in list_models(s)]
+    default = get_settings().default_model
+    return sorted(names, key=lambda name: name != default)
 
 
 @contextmanager

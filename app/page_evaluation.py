@@ -12,7 +12,8 @@ st.title("📊 Evaluation")
 st.caption("Dialogue summarization on the demo test split: ROUGE against the reference summaries (greedy decoding).")
 
 with st.form("eval-new"):
-    models = st.multiselect("Models and adapters", model_names(), key="ev-models")
+    models = st.multiselect("Models and adapters", model_names(), key="ev-models",
+                            placeholder="Choose the base model and the adapters to compare")
     n = st.number_input("Test examples", 5, 150, 40, step=5, key="ev-n",
                         help="More examples = steadier scores, longer run (~1 s per example on CPU).")
     if st.form_submit_button("Run evaluation", type="primary"):
@@ -22,7 +23,8 @@ with st.form("eval-new"):
             else:
                 with session_scope(write=True) as s:
                     ids = evaluation.submit_evaluations(s, models, int(n))
-                st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; follow them on the Jobs page.")
+                st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; results appear below when "
+                           "they finish (progress on the Jobs page).")
 
 
 @st.fragment(run_every=5)
@@ -36,12 +38,14 @@ def results() -> None:
     long = latest.melt(id_vars=["model"], value_vars=["rouge1", "rouge2", "rougeL"], var_name="metric")
     fig = px.bar(long, x="metric", y="value", color="model", barmode="group", text_auto=".3f",
                  title="ROUGE (F1) by model — latest run of each")
-    st.plotly_chart(fig, use_container_width=True, key="ev-chart")
-    st.dataframe(pd.DataFrame(runs), hide_index=True, use_container_width=True)
+    st.plotly_chart(fig, width="stretch", key="ev-chart")
+    st.subheader("Runs")
+    st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")
     run_ids = [r["run"] for r in runs]
-    run_id = st.selectbox("Examples of run", run_ids[::-1], key="ev-run")
+    labels = {r["run"]: f"#{r['run']} {r['model']} ({r['n']} examples)" for r in runs}
+    run_id = st.selectbox("Examples of run", run_ids[::-1], key="ev-run", format_func=labels.get)
     with session_scope() as s:
-        st.dataframe(pd.DataFrame(evaluation.examples(s, run_id)), hide_index=True, use_container_width=True)
+        st.dataframe(pd.DataFrame(evaluation.examples(s, run_id)), hide_index=True, width="stretch")
 
 
 results()

@@ -10,7 +10,10 @@ from backend.db.engine import session_scope
 from jobs import queue
 from jobs.specs import SFTSpec, list_presets, load_spec_file, parse_spec, spec_to_yaml
 
+ACTIVE = ("queued", "running")
+
 st.title("⚙️ Jobs")
+st.caption("Jobs run in a background worker: close the browser or restart the studio, they carry on.")
 
 with st.expander("New fine-tuning job (SFT with LoRA)", expanded=False):
     presets = list_presets()
@@ -24,44 +27,52 @@ with st.expander("New fine-tuning job (SFT with LoRA)", expanded=False):
         if st.button("Queue job", type="primary", key="jobs-submit"):
             with session_scope(write=True) as s:
                 job_id = queue.submit(s, spec).id
-            st.session_state["jobs-selected"] = job_id
+            st.session_state["jobs-pick"] = job_id  # the list below is not drawn yet in this run
             st.success(f"Queued job {job_id}.")
 
-with session_scope() as s:
-    jobs = [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
-             "created": j.created_at.strftime("%m-%d %H:%M:%S"), "error": j.error or ""} for j in queue.list_jobs(s)]
-if not jobs:
-    st.info("No jobs yet: open the form above and queue one.")
-    st.stop()
-st.dataframe(pd.DataFrame(jobs), hide_index=True, use_container_width=True)
 
-ids = [j["id"] for j in jobs]
-selected = st.session_state.get("jobs-selected")
-job_id = st.selectbox("Job", ids, index=ids.index(selected) if selected in ids else 0, key="jobs-pick",
-                      format_func=lambda i: next(f"#{j['id']} {j['name']} ({j['status']})" for j in jobs if j["id"] == i))
+def cancel(job_id: int) -> None:
+    """Button callback: runs before the rerun, so the panel then shows the new status."""
+    with user_errors(), session_scope(write=True) as s:
+        queue.request_cancel(s, job_id)
 
 
-@st.fragment(run_every=3)
 def job_panel(job_id: int) -> None:
     with session_scope() as s:
         job = queue.get_job(s, job_id)
         metrics = pd.DataFrame(queue.job_metrics(s, job_id))
-    cols = st.columns([1, 1, 4])
+    cols = st.columns([1, 1, 4], vertical_alignment="center")
     cols[0].metric("Status", job.status)
-    if job.status in ("queued", "running") and cols[1].button("Cancel", key=f"cancel-{job_id}"):
-        with session_scope(write=True) as s:
-            queue.request_cancel(s, job_id)
-        st.rerun(scope="fragment")
+    if job.status in ACTIVE:
+        cols[1].button("Cancel", key=f"cancel-{job_id}", on_click=cancel, args=(job_id,),
+                       help="A queued job is cancelled at once; a running one stops at its next step.")
     if job.error:
         st.error(job.error)
     if not metrics.empty:
         curves = metrics[metrics["key"].isin(["loss", "eval_loss"])]
         if not curves.empty:
             fig = px.line(curves, x="step", y="value", color="key", markers=True, title="Loss")
-            st.plotly_chart(fig, use_container_width=True, key=f"loss-{job_id}")
+            st.plotly_chart(fig, width="stretch", key=f"loss-{job_id}")
         last = metrics.groupby("key")["value"].last()
         st.caption(" · ".join(f"{k}: {v:.4g}" for k, v in last.items()))
-    st.code(queue.read_log_tail(job_id, 4000) or "(no log yet)", language="text")
+    with st.expander("Log", expanded=job.status == "failed"):
+        st.code(queue.read_log_tail(job_id, 4000) or "(no log yet)", language="text")
 
 
-job_panel(job_id)
+@st.fragment(run_every=3)
+def jobs_view() -> None:
+    """The job list and the selected job, refreshed every few seconds from the database."""
+    with session_scope() as s:
+        jobs = [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
+                 "created": j.created_at.strftime("%m-%d %H:%M:%S"), "error": j.error or ""}
+                for j in queue.list_jobs(s)]
+    if not jobs:
+        st.info("No jobs yet: open the form above and queue one.")
+        return
+    st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch", height=min(36 * (len(jobs) + 1) + 2, 250))
+    labels = {j["id"]: f"#{j['id']} {j['name']} ({j['status']})" for j in jobs}
+    job_id = st.selectbox("Job", list(labels), key="jobs-pick", format_func=labels.get)
+    job_panel(job_id)
+
+
+jobs_view()

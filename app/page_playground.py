@@ -11,6 +11,35 @@ from backend.services import playground
 st.title("💬 Playground")
 st.caption("Try prompts and decoding settings on a real model. Every run is saved.")
 
+
+def generate(model: str, prompt: str, cfg, *, chat: bool, system: str | None, precision: str) -> None:
+    """Stream one completion into the page, save it, and show how fast it came."""
+    playground.check_prompt(prompt)  # before loading a model for nothing
+    with st.spinner("Loading model…"), session_scope(write=True) as s:
+        resolved, loaded = playground.open_model(s, model, precision)
+    prompt_text, chunks = playground.stream_generation(loaded, prompt, cfg, chat=chat, system=system)
+    final = {}
+
+    def deltas():
+        for chunk in chunks:
+            if chunk.result is not None:
+                final["result"] = chunk.result
+            yield chunk.delta
+
+    with st.container(border=True):
+        st.write_stream(deltas())
+    result = final["result"]
+    if not result.text.strip():
+        st.caption("The model produced only whitespace.")
+    with session_scope(write=True) as s:
+        playground.record_completion(s, resolved, prompt, prompt_text, result)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Tokens/s", f"{result.tokens_per_second:.1f}")
+    m2.metric("Time to first token", f"{(result.first_token_seconds or 0):.2f} s")
+    m3.metric("Tokens", f"{result.prompt_tokens} → {result.completion_tokens}")
+    m4.metric("Finish", result.finish_reason)
+
+
 left, right = st.columns([1, 2], gap="large")
 with left:
     names = model_names()
@@ -26,38 +55,14 @@ with left:
 
 with right:
     prompt = st.text_area("Prompt", height=160, key="pg-prompt", placeholder="Ask the model something…")
-    go = st.button("Generate", type="primary", disabled=cfg is None, key="pg-go")
-    if go:
+    if st.button("Generate", type="primary", disabled=cfg is None, key="pg-go"):
         with user_errors():
-            if not prompt.strip():
-                st.error("The prompt is empty: type something for the model to continue.")
-                st.stop()
-            with st.spinner("Loading model…"), session_scope(write=True) as s:
-                resolved, loaded = playground.open_model(s, model, precision)
-            prompt_text, chunks = playground.stream_generation(loaded, prompt, cfg, chat=chat, system=system)
-            final = {}
-
-            def deltas():
-                for chunk in chunks:
-                    if chunk.result is not None:
-                        final["result"] = chunk.result
-                    yield chunk.delta
-
-            with st.container(border=True):
-                st.write_stream(deltas())
-            result = final["result"]
-            with session_scope(write=True) as s:
-                playground.record_completion(s, resolved, prompt, prompt_text, result)
-            m1, m2, m3, m4 = st.columns(4)
-            m1.metric("Tokens/s", f"{result.tokens_per_second:.1f}")
-            m2.metric("Time to first token", f"{(result.first_token_seconds or 0):.2f} s")
-            m3.metric("Tokens", f"{result.prompt_tokens} → {result.completion_tokens}")
-            m4.metric("Finish", result.finish_reason)
+            generate(model, prompt, cfg, chat=chat, system=system, precision=precision)
 
     st.subheader("Recent runs")
     with session_scope() as s:
         runs = playground.recent_runs(s)
     if runs:
-        st.dataframe(pd.DataFrame(runs), hide_index=True, use_container_width=True)
+        st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")
     else:
         st.caption("No runs yet.")

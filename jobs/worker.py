@@ -41,6 +41,20 @@ def _beat(worker_id: str, job_id: int | None = None, pid: int | None = None) -> 
             queue.heartbeat_job(s, job_id, pid)
 
 
+def _child_command(job_id: int) -> list[str]:
+    return [sys.executable, "-m", "jobs.run", str(job_id)]
+
+
+def _note(job_id: int, text: str) -> None:
+    """A line from the worker in the job's log (where the user looks), and on the worker's output."""
+    print(f"[worker] job {job_id}: {text}", flush=True)
+    try:
+        with queue.log_path(job_id).open("a", encoding="utf-8") as fh:
+            fh.write(f"[worker] {text}\n")
+    except OSError:
+        pass
+
+
 def _stop_child(child: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
     """SIGTERM the child (it records its end), then SIGKILL it if it is still there after ``grace``."""
     if child.poll() is not None:
@@ -75,14 +89,15 @@ def _record_end(job_id: int, code: int | None, reason: str | None = None) -> Non
         queue.finish(s, job_id, "failed", reason)
 
 
-def run_job_process(job_id: int, worker_id: str, cancel_grace: float = CANCEL_GRACE_SECONDS) -> int:
+def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = None) -> int:
     """Run one claimed job in a child process until it exits; returns the exit code."""
+    cancel_grace = CANCEL_GRACE_SECONDS if cancel_grace is None else cancel_grace
     settings = get_settings()
     tick = min(settings.heartbeat_seconds, 1.0)
     log = queue.log_path(job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:  # the child holds its own copy of the descriptor
-        child = subprocess.Popen([sys.executable, "-m", "jobs.run", str(job_id)], stdout=fh,
+        child = subprocess.Popen(_child_command(job_id), stdout=fh,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -96,17 +111,19 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float = CANCEL_GR
             except Exception as exc:  # a busy or briefly unreachable database must not orphan the child
                 print(f"[worker {worker_id}] heartbeat failed: {type(exc).__name__}: {exc}", flush=True)
             now = time.monotonic()
-            if terminated_at is None and cancel_seen_at is not None and now - cancel_seen_at > cancel_grace:
-                print(f"[worker {worker_id}] job {job_id} ignored the cancel; terminating it", flush=True)
+            if terminated_at is None and cancel_seen_at is not None and now - cancel_seen_at >= cancel_grace:
+                _note(job_id, f"cancel not honoured within {cancel_grace:g} s: terminating the job process")
                 child.terminate()
                 terminated_at = now
-            elif terminated_at is not None and now - terminated_at > KILL_GRACE_SECONDS:
+            elif terminated_at is not None and now - terminated_at > KILL_GRACE_SECONDS and child.poll() is None:
+                _note(job_id, "the job process ignored SIGTERM: killing it")
                 child.kill()
             try:
                 child.wait(timeout=tick)
             except subprocess.TimeoutExpired:
                 pass
     except BaseException as exc:  # the worker is stopping (Ctrl-C, SIGTERM) or broke: take the child down too
+        _note(job_id, f"the worker is stopping ({type(exc).__name__}): stopping the job process")
         _stop_child(child)
         _record_end(job_id, child.returncode,
                     f"The worker running this job stopped ({type(exc).__name__}); resubmit the job.")

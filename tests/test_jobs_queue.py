@@ -97,11 +97,11 @@ def test_claim_skips_non_queued(studio_env):
         assert queue.claim(s, "w") == b
 
 
-def _claim_all(worker_id: str, url: str | None, start, results) -> None:
+def _claim_all(worker_id: str, url: str | None, start, results, write: bool = True) -> None:
     start.wait(30)
     mine = []
     while True:
-        with session_scope(write=True, url=url) as s:
+        with session_scope(write=write, url=url) as s:
             job_id = queue.claim(s, worker_id)
         if job_id is None:
             break
@@ -119,12 +119,14 @@ def _assert_partition(results: dict[str, list[int]], ids: list[int]) -> None:
     assert {job_id: wid for job_id, _, wid in rows} == {j: w for w, mine in results.items() for j in mine}
 
 
-def test_claim_is_atomic_across_threads(studio_env):
+@pytest.mark.parametrize("write", [True, False], ids=["begin-immediate", "deferred"])
+def test_claim_is_atomic_across_threads(studio_env, write):
+    """Also with plain (deferred) transactions: the single UPDATE … RETURNING is atomic by itself."""
     import queue as stdqueue
 
     ids = add_jobs(60)
     start, results = threading.Event(), stdqueue.Queue()
-    threads = [threading.Thread(target=_claim_all, args=(f"t{i}", None, start, results)) for i in range(4)]
+    threads = [threading.Thread(target=_claim_all, args=(f"t{i}", None, start, results, write)) for i in range(4)]
     for t in threads:
         t.start()
     start.set()
@@ -268,3 +270,84 @@ def test_list_and_get(studio_env):
         assert queue.get_job(s, ids[0]).name == "j0"
         with pytest.raises(StudioError):
             queue.get_job(s, 12345)
+
+
+# --- CLI: studio job submit | list | cancel | logs ---------------------------------------------------
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    from backend.cli import main
+
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_job_flow(tiny_model, tmp_path, capsys):
+    data = write_dataset(tmp_path / "data")
+    spec = tmp_path / "eval.yaml"
+    spec.write_text(f"kind: eval\nname: cli eval\nmodel: tiny\ndataset: {data}\nmax_examples: 2\n", encoding="utf-8")
+    code, out, err = cli(capsys, "job", "submit", str(spec))
+    assert code == 0 and out.strip() == "queued job 1 (eval)", err
+    assert get(1).status == "queued"
+
+    code, out, _ = cli(capsys, "job", "list")
+    assert code == 0
+    (line,) = out.strip().splitlines()
+    assert line.split()[:3] == ["1", "eval", "queued"] and "cli eval" in line
+
+    queue.log_path(1).parent.mkdir(parents=True)
+    queue.log_path(1).write_text("loading model\ngenerated 2/2\n", encoding="utf-8")
+    code, out, _ = cli(capsys, "job", "logs", "1")
+    assert code == 0 and out == "loading model\ngenerated 2/2\n"
+
+    code, out, _ = cli(capsys, "job", "cancel", "1")
+    assert code == 0 and out.strip() == "job 1: cancelled"
+    assert get(1).status == "cancelled"
+    code, out, _ = cli(capsys, "job", "list")
+    assert "cancelled" in out
+
+
+def test_cli_cancel_running_job(studio_env, capsys):
+    (job_id,) = add_jobs(1)
+    with session_scope(write=True) as s:
+        queue.claim(s, "w")
+    code, out, _ = cli(capsys, "job", "cancel", str(job_id))
+    assert code == 0 and "cancel requested" in out
+    assert get(job_id).cancel_requested
+
+
+@pytest.mark.parametrize(("content", "expect"), [
+    ("kind: sft\nlora: {r: 0}\n", "lora.r"),
+    ("kind: eval\ndecoding: {num_return_sequences: 4}\n", "num_return_sequences"),
+    ("kind: dpo\n", "unknown job kind"),
+    ("kind: sft\nlora: {r: [\n", "not valid YAML"),
+    ("kind: eval\nmodel: no-such-model\n", "Unknown model"),
+    (None, "No spec file"),
+])
+def test_cli_bad_spec_exits_2_with_one_line(studio_env, tmp_path, capsys, content, expect):
+    spec = tmp_path / "spec.yaml"
+    if content is not None:
+        spec.write_text(content, encoding="utf-8")
+    code, out, err = cli(capsys, "job", "submit", str(spec))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and expect in err
+    assert "Traceback" not in err
+    assert count_jobs() == 0
+
+
+def test_cli_unknown_job(studio_env, capsys):
+    for cmd in ("cancel", "logs"):
+        code, _, err = cli(capsys, "job", cmd, "42")
+        assert code == 2 and "no job 42" in err
+
+
+def test_cli_cancel_finished_job(studio_env, capsys):
+    (job_id,) = add_jobs(1)
+    set_status(job_id, status="failed")
+    code, _, err = cli(capsys, "job", "cancel", str(job_id))
+    assert code == 2 and "already failed" in err

@@ -122,7 +122,7 @@ def run(ctx: JobContext) -> int | None:
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, max_length=t.max_length, seed=t.seed,
         logging_steps=t.logging_steps, bf16=bf16, use_cpu=device == "cpu", report_to="none",
-        gradient_checkpointing=False, completion_only_loss=True, save_strategy="no",
+        activation_checkpointing=False, completion_only_loss=True, save_strategy="no",
         eval_strategy="steps" if (eval_ds is not None and t.eval_steps) else "no", eval_steps=t.eval_steps or None,
         dataloader_num_workers=0, disable_tqdm=True,
     )
