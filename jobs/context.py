@@ -36,11 +36,16 @@ class JobContext:
 
     def should_cancel(self) -> bool:
         """True once the user asked to cancel (checked against the DB at most once a second)."""
+        from sqlalchemy.exc import OperationalError
+
         now = time.monotonic()
         if not self._cancelled and now - self._last_cancel_check >= 1.0:
             self._last_cancel_check = now
-            with session_scope() as s:
-                self._cancelled = queue.is_cancel_requested(s, self.job_id)
+            try:
+                with session_scope() as s:
+                    self._cancelled = queue.is_cancel_requested(s, self.job_id)
+            except OperationalError:  # database briefly unavailable: ask again at the next check
+                pass
         return self._cancelled
 
     def raise_if_cancelled(self) -> None:

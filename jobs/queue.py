@@ -118,14 +118,19 @@ def finish(session: Session, job_id: int, status: str, error: str | None = None,
 
 
 def reap_stale(session: Session, stale_after: float | None = None) -> list[int]:
-    """Fail running jobs whose heartbeat stopped (their worker and process died)."""
+    """End running jobs whose heartbeat stopped (their worker and process died); returns their ids.
+
+    A job the user had asked to cancel ends ``cancelled``; any other ends ``failed`` with the reason.
+    """
     seconds = get_settings().stale_after_seconds if stale_after is None else stale_after
-    limit = utcnow() - timedelta(seconds=seconds)
-    stmt = (update(Job).where(Job.status == "running", Job.heartbeat_at < limit)
-            .values(status="failed", finished_at=utcnow(),
-                    error="The job's worker stopped responding (no heartbeat); resubmit it.")
-            .returning(Job.id))
-    return list(session.execute(stmt).scalars())
+    now = utcnow()
+    stale = and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=seconds))
+    cancelled = session.execute(update(Job).where(stale, Job.cancel_requested.is_(True))
+                                .values(status="cancelled", finished_at=now).returning(Job.id)).scalars().all()
+    failed = session.execute(update(Job).where(stale).values(
+        status="failed", finished_at=now,
+        error="The job's worker stopped responding (no heartbeat); resubmit it.").returning(Job.id)).scalars().all()
+    return sorted([*cancelled, *failed])
 
 
 def log_metrics(session: Session, job_id: int, step: int, values: dict[str, float]) -> None:

@@ -351,3 +351,17 @@ def test_cli_cancel_finished_job(studio_env, capsys):
     set_status(job_id, status="failed")
     code, _, err = cli(capsys, "job", "cancel", str(job_id))
     assert code == 2 and "already failed" in err
+
+
+def test_reap_stale_honours_a_pending_cancel(studio_env):
+    a, b = add_jobs(2)
+    with session_scope(write=True) as s:
+        queue.claim(s, "w")
+        queue.claim(s, "w")
+        queue.request_cancel(s, a)
+    set_status(a, heartbeat_at=utcnow() - timedelta(minutes=5))
+    set_status(b, heartbeat_at=utcnow() - timedelta(minutes=5))
+    with session_scope(write=True) as s:
+        assert queue.reap_stale(s, stale_after=30) == [a, b]
+    assert (get(a).status, get(a).error) == ("cancelled", None)
+    assert get(b).status == "failed"

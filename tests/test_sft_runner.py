@@ -5,7 +5,6 @@ import json
 import threading
 import time
 
-import pytest
 from sqlalchemy import select
 
 from backend.db.engine import session_scope
@@ -173,8 +172,7 @@ def test_already_cancelled_job_does_not_run(tiny_model, tmp_path):
     assert run_job(987654) == 2
 
 
-@pytest.mark.parametrize("peft", ["lora"])
-def test_sft_from_unregistered_folder_registers_base(studio_env, tiny_model_dir, tmp_path, peft):
+def test_sft_from_unregistered_folder_registers_base(studio_env, tiny_model_dir, tmp_path):
     """A base given as a plain folder gets a registry row, so the adapter's lineage (and loading) works."""
     job_id = submit(sft_spec(write_dataset(tmp_path / "data"), base_model=str(tiny_model_dir),
                              train={"max_steps": 1, "batch_size": 2, "max_length": 64}))

@@ -28,6 +28,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
     role: Mapped[str] = mapped_column(String(20), default="annotator")
+    password_hash: Mapped[str | None] = mapped_column(String(300), default=None, doc="pbkdf2; None = no sign-in yet")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (CheckConstraint("role in ('admin','annotator')", name="ck_users_role"),)
 
@@ -79,6 +80,41 @@ class Completion(Base):
     completion_tokens: Mapped[int] = mapped_column(default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     finish_reason: Mapped[str] = mapped_column(String(20), default="length")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("playground_runs.id"), default=None, index=True)
+    source_label: Mapped[str | None] = mapped_column(String(300), default=None,
+                                                     doc="Which campaign source (model × decoding) made it.")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlaygroundRun(Base):
+    """One playground action: an input run through one or more variants (model × decoding × template)."""
+
+    __tablename__ = "playground_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    input: Mapped[str] = mapped_column(Text)
+    variants: Mapped[list[Any]] = mapped_column(default=list, doc="[{model, template, decoding, …}]")
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromptTemplate(Base):
+    __tablename__ = "prompt_templates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task: Mapped[str] = mapped_column(String(80), default="custom")
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RagCollection(Base):
+    """A persisted faiss index of document chunks (files under the data dir)."""
+
+    __tablename__ = "rag_collections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="embedder, chunking, documents")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -91,6 +127,7 @@ class Campaign(Base):
     k: Mapped[int] = mapped_column(default=3)
     overlap: Mapped[int] = mapped_column(default=1)
     status: Mapped[str] = mapped_column(String(20), default="open")
+    sources: Mapped[list[Any]] = mapped_column(default=list, doc="[{model, decoding}] that produce completions")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
         CheckConstraint("k between 2 and 9", name="ck_campaigns_k"),
@@ -120,7 +157,8 @@ class Ranking(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     seconds_spent: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (UniqueConstraint("item_id", "user_id", name="uq_rankings_item_user"),)
+    __table_args__ = (Index("ix_rankings_user_created", "user_id", "created_at"),
+                      UniqueConstraint("item_id", "user_id", name="uq_rankings_item_user"),)
 
 
 class Job(Base):
