@@ -8,7 +8,7 @@ from app.common import model_names, user_errors
 from backend.db.engine import session_scope
 from backend.services import evaluation
 
-st.title("📊 Evaluation")
+st.title(":material/leaderboard: Evaluation")
 st.caption("Dialogue summarization on the demo test split: ROUGE against the reference summaries (greedy decoding).")
 
 with st.form("eval-new"):

@@ -7,12 +7,13 @@ import streamlit as st
 from app.common import model_names, user_errors
 from app.components.spec_form import spec_form
 from backend.db.engine import session_scope
+from backend.models.store import list_models
 from jobs import queue
 from jobs.specs import SFTSpec, list_presets, load_spec_file, parse_spec, spec_to_yaml
 
 ACTIVE = ("queued", "running")
 
-st.title("⚙️ Jobs")
+st.title(":material/model_training: Jobs")
 st.caption("Jobs run in a background worker: close the browser or restart the studio, they carry on.")
 
 with st.expander("New fine-tuning job (SFT with LoRA)", expanded=False):
@@ -23,12 +24,17 @@ with st.expander("New fine-tuning job (SFT with LoRA)", expanded=False):
     with user_errors():
         spec = parse_spec(values)
         st.caption("Resolved spec (the same YAML works with `studio job submit`):")
-        st.code(spec_to_yaml(spec), language="yaml")
+        st.code(spec_to_yaml(spec), language="yaml", height=260)
         if st.button("Queue job", type="primary", key="jobs-submit"):
             with session_scope(write=True) as s:
                 job_id = queue.submit(s, spec).id
             st.session_state["jobs-pick"] = job_id  # the list below is not drawn yet in this run
             st.success(f"Queued job {job_id}.")
+
+
+def output_name(model_id: int) -> str:
+    with session_scope(write=True) as s:
+        return next((m["name"] for m in list_models(s) if m["id"] == model_id), f"model {model_id}")
 
 
 def cancel(job_id: int) -> None:
@@ -37,24 +43,38 @@ def cancel(job_id: int) -> None:
         queue.request_cancel(s, job_id)
 
 
+def loss_chart(metrics: pd.DataFrame, job_id: int) -> None:
+    curves = metrics[metrics["key"].isin(["loss", "eval_loss"])]
+    if curves.empty:
+        return
+    fig = px.line(curves, x="step", y="value", color="key", markers=True, title="Loss",
+                  labels={"value": "loss", "key": ""})
+    fig.update_xaxes(dtick=max(1, round(curves["step"].max() / 10)))  # whole steps only
+    st.plotly_chart(fig, width="stretch", key=f"loss-{job_id}")
+
+
 def job_panel(job_id: int) -> None:
     with session_scope() as s:
         job = queue.get_job(s, job_id)
         metrics = pd.DataFrame(queue.job_metrics(s, job_id))
-    cols = st.columns([1, 1, 4], vertical_alignment="center")
+    loss = metrics[metrics["key"] == "loss"] if not metrics.empty else metrics
+    cols = st.columns(4, vertical_alignment="center")
     cols[0].metric("Status", job.status)
+    cols[1].metric("Step", int(loss["step"].max()) if not loss.empty else "–")
+    cols[2].metric("Loss", f"{loss['value'].iloc[-1]:.4g}" if not loss.empty else "–")
     if job.status in ACTIVE:
-        cols[1].button("Cancel", key=f"cancel-{job_id}", on_click=cancel, args=(job_id,),
+        cols[3].button("Cancel", key=f"cancel-{job_id}", on_click=cancel, args=(job_id,),
                        help="A queued job is cancelled at once; a running one stops at its next step.")
     if job.error:
         st.error(job.error)
+    if job.status == "succeeded" and job.output_model_id:
+        st.success(f"Trained model registered as **{output_name(job.output_model_id)}**: "
+                   "try it in the Playground, compare it in Evaluation.")
     if not metrics.empty:
-        curves = metrics[metrics["key"].isin(["loss", "eval_loss"])]
-        if not curves.empty:
-            fig = px.line(curves, x="step", y="value", color="key", markers=True, title="Loss")
-            st.plotly_chart(fig, width="stretch", key=f"loss-{job_id}")
-        last = metrics.groupby("key")["value"].last()
-        st.caption(" · ".join(f"{k}: {v:.4g}" for k, v in last.items()))
+        loss_chart(metrics, job_id)
+        with st.expander("All metrics (last value of each)"):
+            last = metrics.groupby("key")["value"].last().reset_index()
+            st.dataframe(last, hide_index=True, width="stretch")
     with st.expander("Log", expanded=job.status == "failed"):
         st.code(queue.read_log_tail(job_id, 4000) or "(no log yet)", language="text")
 

@@ -12,7 +12,7 @@ from labeling import service
 # NOTE: st.rerun()/st.stop() raise; called inside session_scope they would roll the transaction back.
 # Every transaction below closes before the page reruns or stops.
 
-st.title("🏷️ Labeling")
+st.title(":material/low_priority: Labeling")
 if flash := st.session_state.pop("lb-flash", None):
     st.toast(flash)
 
@@ -65,7 +65,7 @@ with st.form(f"rank-{item.id}"):
     choices = ["—"] + [str(r) for r in range(1, len(completions) + 1)] + ["F (flag)"]
     picks = {}
     for letter, (cid, text) in zip("ABCDEFGHI", completions, strict=False):
-        col_text, col_rank = st.columns([5, 1], vertical_alignment="center")
+        col_text, col_rank = st.container(border=True).columns([5, 1], vertical_alignment="center")
         col_text.markdown(f"**{letter}.** {text.strip() or '*(empty)*'}")
         picks[cid] = col_rank.selectbox(f"Rank {letter}", choices, key=f"rank-{item.id}-{cid}")
     comment = st.text_input("Comment (optional)", key=f"comment-{item.id}")

@@ -8,7 +8,7 @@ from app.components.decoding_controls import decoding_controls
 from backend.db.engine import session_scope
 from backend.services import playground
 
-st.title("💬 Playground")
+st.title(":material/chat: Playground")
 st.caption("Try prompts and decoding settings on a real model. Every run is saved.")
 
 
@@ -63,6 +63,9 @@ with right:
     with session_scope() as s:
         runs = playground.recent_runs(s)
     if runs:
-        st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch",
+                     column_order=["id", "model", "completion", "tokens", "tok/s", "created", "prompt"],
+                     column_config={"completion": st.column_config.TextColumn(width="large"),
+                                    "prompt": st.column_config.TextColumn("prompt (as fed to the model)")})
     else:
         st.caption("No runs yet.")

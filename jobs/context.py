@@ -63,7 +63,7 @@ def start_heartbeat(job_id: int, every: float) -> threading.Event:
             try:
                 with session_scope(write=True) as s:
                     queue.heartbeat_job(s, job_id)
-            except Exception:  # a missed beat is harmless; the next one retries
+            except Exception:  # noqa: BLE001, S110 - a missed beat is harmless; the next one retries
                 pass
 
     threading.Thread(target=_loop, daemon=True, name=f"job-{job_id}-heartbeat").start()

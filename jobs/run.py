@@ -64,7 +64,7 @@ def _cancel_requested(job_id: int) -> bool:
     try:
         with session_scope() as s:
             return queue.is_cancel_requested(s, job_id)
-    except Exception:
+    except Exception:  # noqa: BLE001
         return False
 
 
@@ -89,7 +89,7 @@ def main(job_id: int) -> int:
         status, error = "cancelled", None
     except StudioError as exc:
         status, error = "failed", str(exc)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     except BaseException as exc:  # KeyboardInterrupt / SystemExit (SIGTERM): record the end, then exit

@@ -38,7 +38,8 @@ class TrainArgs(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
     seed: int = Field(42, ge=0, description="Seed for data order and initialisation.")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
-    eval_steps: int = Field(0, ge=0, description="Evaluate on the validation split every N steps (0 = at the end only).")
+    eval_steps: int = Field(0, ge=0, description="Evaluate on the validation split every N steps "
+                            "(0 = at the end only).")
 
     @field_validator("max_steps")
     @classmethod
@@ -98,7 +99,8 @@ class EvalSpec(_Strict):
     @classmethod
     def _one_completion(cls, value: Any) -> Any:
         # Checked before DecodingConfig's own rules so the message names the field to change.
-        n = value.get("num_return_sequences", 1) if isinstance(value, dict) else getattr(value, "num_return_sequences", 1)
+        get = value.get if isinstance(value, dict) else lambda name, default: getattr(value, name, default)
+        n = get("num_return_sequences", 1)
         if n != 1:
             raise ValueError(f"num_return_sequences is {n}, but evaluation scores one completion per example: "
                              "set num_return_sequences to 1")

@@ -108,7 +108,8 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
                 with session_scope() as s:
                     if queue.is_cancel_requested(s, job_id) and cancel_seen_at is None:
                         cancel_seen_at = time.monotonic()
-            except Exception as exc:  # a busy or briefly unreachable database must not orphan the child
+            # a busy or briefly unreachable database must not orphan the child
+            except Exception as exc:  # noqa: BLE001
                 print(f"[worker {worker_id}] heartbeat failed: {type(exc).__name__}: {exc}", flush=True)
             now = time.monotonic()
             if terminated_at is None and cancel_seen_at is not None and now - cancel_seen_at >= cancel_grace:
@@ -152,7 +153,8 @@ def run_worker(poll_seconds: float = 1.0, max_jobs: int | None = None, idle_exit
                 with session_scope(write=True) as s:
                     queue.reap_stale(s)
                     job_id = queue.claim(s, worker_id)
-            except Exception as exc:  # e.g. the database is locked past its timeout: try again later
+            # e.g. the database is locked past its timeout: try again later
+            except Exception as exc:  # noqa: BLE001
                 print(f"[worker {worker_id}] could not poll the queue: {type(exc).__name__}: {exc}", flush=True)
                 job_id = None
             if job_id is None:
@@ -164,12 +166,14 @@ def run_worker(poll_seconds: float = 1.0, max_jobs: int | None = None, idle_exit
             try:
                 code = run_job_process(job_id, worker_id)
                 print(f"[worker {worker_id}] job {job_id} exited with code {code}", flush=True)
-            except Exception as exc:  # could not start or watch the child: the job fails, the worker goes on
+            # could not start or watch the child: the job fails, the worker goes on
+            except Exception as exc:  # noqa: BLE001
                 traceback.print_exc()
                 try:
                     with session_scope(write=True) as s:
-                        queue.finish(s, job_id, "failed", f"The worker could not run the job: {type(exc).__name__}: {exc}")
-                except Exception:
+                        queue.finish(s, job_id, "failed",
+                                     f"The worker could not run the job: {type(exc).__name__}: {exc}")
+                except Exception:  # noqa: BLE001
                     traceback.print_exc()
             done, idle_since = done + 1, time.monotonic()
     finally:

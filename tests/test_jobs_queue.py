@@ -71,9 +71,8 @@ def test_submit_queues(tiny_model, tmp_path):
 ])
 def test_submit_rejects_and_writes_nothing(tiny_model, tmp_path, spec, match):
     data = str(write_dataset(tmp_path / "data"))
-    with pytest.raises(StudioError, match=match):
-        with session_scope(write=True) as s:
-            queue.submit(s, spec(data))
+    with pytest.raises(StudioError, match=match), session_scope(write=True) as s:
+        queue.submit(s, spec(data))
     assert count_jobs() == 0
 
 
@@ -90,7 +89,7 @@ def test_claim_oldest_first_then_none(studio_env):
 
 
 def test_claim_skips_non_queued(studio_env):
-    a, b, c = add_jobs(3)
+    a, b, _ = add_jobs(3)
     with session_scope(write=True) as s:
         queue.request_cancel(s, a)
     with session_scope(write=True) as s:
@@ -184,13 +183,11 @@ def test_cancel_running_requests(studio_env):
 def test_cancel_finished_or_unknown_raises(studio_env):
     (job_id,) = add_jobs(1)
     set_status(job_id, status="succeeded")
-    with pytest.raises(StudioError, match="already succeeded"):
-        with session_scope(write=True) as s:
-            queue.request_cancel(s, job_id)
+    with pytest.raises(StudioError, match="already succeeded"), session_scope(write=True) as s:
+        queue.request_cancel(s, job_id)
     assert get(job_id).status == "succeeded"
-    with pytest.raises(StudioError, match="no job 999"):
-        with session_scope(write=True) as s:
-            queue.request_cancel(s, 999)
+    with pytest.raises(StudioError, match="no job 999"), session_scope(write=True) as s:
+        queue.request_cancel(s, 999)
 
 
 def test_finish_keeps_first_final_status(studio_env):
@@ -203,9 +200,8 @@ def test_finish_keeps_first_final_status(studio_env):
         queue.finish(s, job_id, "cancelled")
     job = get(job_id)
     assert (job.status, job.error) == ("failed", "boom")
-    with pytest.raises(ValueError):
-        with session_scope(write=True) as s:
-            queue.finish(s, job_id, "running")
+    with pytest.raises(ValueError), session_scope(write=True) as s:
+        queue.finish(s, job_id, "running")
 
 
 def test_heartbeat_only_touches_running(studio_env):

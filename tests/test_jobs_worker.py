@@ -130,8 +130,8 @@ def test_worker_process_sigterm_stops_its_job(tiny_model, fast_env, tmp_path):
                          decoding={"max_new_tokens": 24, "min_new_tokens": 24})
     proc = subprocess.Popen([sys.executable, "-m", "jobs.worker", "--poll", "0.1", "--max-jobs", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: has_metric(job_id, "eval/progress"))
+    try:  # stop it once the job process runs its spec (its SIGTERM handler is installed by then)
+        wait_for(lambda: f"job {job_id}: eval" in queue.read_log_tail(job_id))
         child_pid = job_row(job_id).pid
         assert child_pid and pid_alive(child_pid)
         proc.send_signal(signal.SIGTERM)
@@ -144,8 +144,11 @@ def test_worker_process_sigterm_stops_its_job(tiny_model, fast_env, tmp_path):
     job = job_row(job_id)
     assert job.status == "failed"
     assert "interrupted" in job.error or "worker" in job.error
+    log = queue.read_log_tail(job_id)
+    assert "the worker is stopping (SystemExit)" in log
     with session_scope() as s:
         assert all(w.stopped_at is not None for w in s.scalars(select(Worker)))
+        assert s.scalar(select(EvalRun).where(EvalRun.job_id == job_id)) is None
 
 
 # --- fallbacks, with fake job processes ----------------------------------------------------------------
@@ -180,8 +183,8 @@ def test_child_killed_is_failed_with_signal(fast_env, monkeypatch):
 
 
 def test_cancel_ignored_escalates_to_kill(fast_env, monkeypatch):
-    fake_child(monkeypatch, "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True)"
-                            "; time.sleep(60)")
+    fake_child(monkeypatch, "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                            "print('up', flush=True); time.sleep(60)")
     monkeypatch.setattr(worker, "KILL_GRACE_SECONDS", 0.5)
     job_id = claim_one()
     with session_scope(write=True) as s:

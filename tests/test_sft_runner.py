@@ -29,10 +29,10 @@ def submit(spec: SFTSpec) -> int:
 
 
 def sft_spec(data, **overrides) -> SFTSpec:
-    values = dict(name="smoke", base_model="tiny", dataset=str(data),
-                  train={"max_steps": 3, "batch_size": 2, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                         "max_length": 128, "logging_steps": 1},
-                  lora={"r": 4, "alpha": 8, "dropout": 0.0}, max_eval_examples=0)
+    values = {"name": "smoke", "base_model": "tiny", "dataset": str(data),
+              "train": {"max_steps": 3, "batch_size": 2, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+                        "max_length": 128, "logging_steps": 1},
+              "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "max_eval_examples": 0}
     values.update(overrides)
     return SFTSpec.model_validate(values)
 

@@ -31,17 +31,25 @@ def _widget(label: str, field, default: Any, key: str, options: dict[str, list])
 
 
 def spec_form(spec_cls: type[BaseModel], defaults: BaseModel, key: str, *, hidden: tuple[str, ...] = ("kind",),
-              options: dict[str, list] | None = None) -> dict[str, Any]:
-    """Render widgets for every field (nested models in expanders) and return the values as a dict."""
-    values: dict[str, Any] = {}
+              options: dict[str, list] | None = None, columns: int = 3) -> dict[str, Any]:
+    """Render widgets for every field and return the values as a dict.
+
+    Plain fields are laid out in rows of ``columns``; nested models (argument groups) follow, each in an
+    expander. Widget labels are the field names, so the form reads like the YAML it resolves to.
+    """
     options = options or {}
-    for name, field in spec_cls.model_fields.items():
+    values: dict[str, Any] = {name: getattr(defaults, name) for name in hidden if name in spec_cls.model_fields}
+    fields = [(name, field) for name, field in spec_cls.model_fields.items() if name not in hidden]
+    plain = [(name, field) for name, field in fields if not isinstance(getattr(defaults, name), BaseModel)]
+    groups = [(name, field) for name, field in fields if isinstance(getattr(defaults, name), BaseModel)]
+    for start in range(0, len(plain), columns):
+        row = st.columns(columns, vertical_alignment="bottom")
+        for col, (name, field) in zip(row, plain[start:start + columns], strict=False):
+            with col:
+                values[name] = _widget(name, field, getattr(defaults, name), f"{key}-{name}", options)
+    for name, _field in groups:
         default = getattr(defaults, name)
-        if name in hidden:
-            values[name] = default
-        elif isinstance(default, BaseModel):
-            with st.expander(name.replace("_", " ").capitalize(), expanded=False):
-                values[name] = spec_form(type(default), default, f"{key}-{name}", hidden=(), options=options)
-        else:
-            values[name] = _widget(name, field, default, f"{key}-{name}", options)
-    return values
+        with st.expander(f"{name}: {type(default).__name__}", expanded=False):
+            values[name] = spec_form(type(default), default, f"{key}-{name}", hidden=(), options=options,
+                                     columns=columns)
+    return {name: values[name] for name in spec_cls.model_fields}  # field order, as in the YAML

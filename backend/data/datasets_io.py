@@ -38,7 +38,12 @@ def _split_files(ref: str) -> dict[str, Path]:
             raise StudioError(f"{path.name}: use a .jsonl, .csv or .parquet file.")
         return {"train": path}
     if path.is_dir():
-        files = {p.stem: p for p in sorted(path.iterdir()) if p.suffix.lower() in FORMATS}
+        found = [p for p in sorted(path.iterdir()) if p.suffix.lower() in FORMATS]
+        stems = [p.stem for p in found]
+        clashes = sorted({s for s in stems if stems.count(s) > 1})
+        if clashes:
+            raise StudioError(f"{path} has several files for split(s) {', '.join(clashes)}: keep one per split.")
+        files = {p.stem: p for p in found}
         if not files:
             raise StudioError(f"{path} holds no .jsonl, .csv or .parquet files.")
         return files

@@ -60,10 +60,11 @@ def _load_uncached(resolved: ResolvedModel, device: str, precision: str) -> Load
     import torch
     from transformers import AutoModelForCausalLM
 
-    base_path = resolved.base_path or resolved.path
+    # Only an adapter loads its base's weights; a full model's folder holds all of its own.
+    weights = resolved.base_path if resolved.kind == "adapter" and resolved.base_path else resolved.path
     try:
-        tokenizer = load_tokenizer(resolved.path if resolved.kind != "adapter" else base_path)
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=_torch_dtype(precision, device))
+        tokenizer = load_tokenizer(weights)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=_torch_dtype(precision, device))
         if resolved.kind == "adapter":
             from peft import PeftModel
 

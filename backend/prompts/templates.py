@@ -11,6 +11,15 @@ SUMMARY_TEMPLATES: dict[str, str] = {
     "short-summary": "Here is a dialogue:\n\n{dialogue}\n\nWrite a short summary.",
     "what-summary": "Dialogue:\n{dialogue}\n\nWhat is a summary of this dialogue?",
     "briefly": "{dialogue}\n\nBriefly summarize that dialogue.",
+    # The seven FLAN "samsum" phrasings (Generative AI on AWS, ch. 1; google-research/FLAN templates.py).
+    # Training on several ways of saying the same instruction helps a model generalise.
+    "flan-briefly": "{dialogue}\n\nBriefly summarize that dialogue.",
+    "flan-short-summary": "Here is a dialogue:\n{dialogue}\n\nWrite a short summary!",
+    "flan-what-summary": "Dialogue:\n{dialogue}\n\nWhat is a summary of this dialogue?",
+    "flan-two-sentences": "Dialogue:\n{dialogue}\n\nWhat was that dialogue about, in two sentences or less?",
+    "flan-talking-about": "Here is a dialogue:\n{dialogue}\n\nWhat were they talking about?",
+    "flan-main-points": "Dialogue:\n{dialogue}\n\nWhat were the main points in that conversation?",
+    "flan-going-on": "Dialogue:\n{dialogue}\n\nWhat was going on in that conversation?",
 }
 DEFAULT_SUMMARY_TEMPLATE = "summarize-conversation"
 

@@ -26,6 +26,7 @@ def run(ctx: JobContext) -> None:
     rows = load_rows(spec.dataset, spec.split, template_fields(template) + [spec.target_field], spec.max_examples)
     with session_scope(write=True) as s:
         resolved = resolve(s, spec.model)
+    ctx.raise_if_cancelled()
     loaded = load_model(resolved, precision=spec.precision)
     inputs = [render(template, row) for row in rows]
     prompts = [format_prompt(loaded.tokenizer, text, spec.chat_format) for text in inputs]
@@ -50,4 +51,3 @@ def run(ctx: JobContext) -> None:
                              prediction=predictions[i], scores={k: ex.get(k) for k in METRIC_KEYS if k in ex})
                   for i, ex in enumerate(scores["per_example"]))
     print("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in corpus.items()), flush=True)
-    return None

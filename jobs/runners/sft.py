@@ -16,7 +16,7 @@ from backend.errors import StudioError
 from backend.models.store import register_model, resolve
 from backend.prompts.templates import render, resolve_template, template_fields
 from jobs.callbacks import StudioCallback
-from jobs.context import JobCancelled, JobContext
+from jobs.context import JobContext
 from jobs.specs import SFTSpec
 
 
@@ -105,6 +105,7 @@ def run(ctx: JobContext) -> int | None:
     splits = check_dataset_ref(spec.dataset)
     eval_ds = _dataset(spec, "validation", spec.max_eval_examples) if (
         spec.max_eval_examples and "validation" in splits) else None
+    ctx.raise_if_cancelled()
     tokenizer = load_tokenizer(base.path)
     tokenizer.padding_side = "right"  # training pads on the right
     if spec.chat_format and not getattr(tokenizer, "chat_template", None):

@@ -1,0 +1,1 @@
+"""Retrieval: documents → chunks → MiniLM embeddings → faiss, persisted per collection under the data dir."""
