@@ -11,15 +11,20 @@ from backend.settings import get_settings
 
 
 @st.cache_resource(show_spinner="Preparing the database…")
-def _migrate(url: str) -> bool:
+def _prepare(url: str) -> bool:
+    """Migrate, and register the bootstrapped default model, so that page runs only ever read the model list."""
+    from backend.models.store import ensure_default_registered
+
     upgrade_database(url)
+    with session_scope(write=True, url=url) as s:
+        ensure_default_registered(s)
     return True
 
 
 def startup() -> None:
-    """Migrate once per process; start a local worker when none is alive (checked every 15 s)."""
+    """Prepare the database once per process; start a local worker when none is alive (checked every 15 s)."""
     settings = get_settings()
-    _migrate(settings.url)
+    _prepare(settings.url)
     last = st.session_state.get("_worker_checked", 0.0)
     if settings.worker_autostart and time.time() - last > 15:
         from backend.services.workers import ensure_local_worker
@@ -33,7 +38,9 @@ def model_names() -> list[str]:
     """Registered models and adapters, the configured default (``STUDIO_DEFAULT_MODEL``) first."""
     from backend.models.store import list_models
 
-    with session_scope(write=True) as s:  # write: listing registers the bootstrapped default model
+    # A read transaction: a write one would queue behind any long writer (and fail after the busy timeout).
+    # The default model was registered by startup(), so listing does not write.
+    with session_scope() as s:
         names = [m["name"] for m in list_models(s)]
     default = get_settings().default_model
     return sorted(names, key=lambda name: name != default)

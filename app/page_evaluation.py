@@ -38,14 +38,19 @@ def results() -> None:
     long = latest.melt(id_vars=["model"], value_vars=["rouge1", "rouge2", "rougeL"], var_name="metric")
     fig = px.bar(long, x="metric", y="value", color="model", barmode="group", text_auto=".3f",
                  title="ROUGE (F1) by model — latest run of each")
+    fig.update_yaxes(range=[0, max(0.1, long["value"].max() * 1.15)], title="F1")  # all-zero scores stay readable
     st.plotly_chart(fig, width="stretch", key="ev-chart")
     st.subheader("Runs")
-    st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch",
+                 column_config={"model": st.column_config.TextColumn(width="medium")})
     run_ids = [r["run"] for r in runs]
     labels = {r["run"]: f"#{r['run']} {r['model']} ({r['n']} examples)" for r in runs}
     run_id = st.selectbox("Examples of run", run_ids[::-1], key="ev-run", format_func=labels.get)
     with session_scope() as s:
-        st.dataframe(pd.DataFrame(evaluation.examples(s, run_id)), hide_index=True, width="stretch")
+        rows = pd.DataFrame(evaluation.examples(s, run_id))
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"reference": st.column_config.TextColumn(width="large"),
+                                "prediction": st.column_config.TextColumn(width="large")})
 
 
 results()

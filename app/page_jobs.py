@@ -1,4 +1,4 @@
-"""Jobs: launch a LoRA fine-tuning job from a form, follow its loss live, read its log, cancel it."""
+"""Jobs: launch a fine-tuning job from a form, follow its loss live, read its log, cancel it."""
 
 import pandas as pd
 import plotly.express as px
@@ -16,7 +16,7 @@ ACTIVE = ("queued", "running")
 st.title(":material/model_training: Jobs")
 st.caption("Jobs run in a background worker: close the browser or restart the studio, they carry on.")
 
-with st.expander("New fine-tuning job (SFT with LoRA)", expanded=False):
+with st.expander("New fine-tuning job (SFT: LoRA, prompt tuning or full)", expanded=False):
     presets = list_presets()
     preset = st.selectbox("Start from preset", [p for p in presets if p.startswith("sft")], key="jobs-preset")
     defaults = load_spec_file(presets[preset])
@@ -76,7 +76,10 @@ def job_panel(job_id: int) -> None:
             last = metrics.groupby("key")["value"].last().reset_index()
             st.dataframe(last, hide_index=True, width="stretch")
     with st.expander("Log", expanded=job.status == "failed"):
-        st.code(queue.read_log_tail(job_id, 4000) or "(no log yet)", language="text")
+        log = queue.read_log_tail(job_id, 4000)
+        # Progress bars redraw their line with \r: show each line as it was last drawn.
+        st.code("\n".join(line.rsplit("\r", 1)[-1] for line in log.splitlines()) or "(no log yet)",
+                language="text", height=300 if log.count("\n") > 15 else "content")
 
 
 @st.fragment(run_every=3)
@@ -90,7 +93,8 @@ def jobs_view() -> None:
         st.info("No jobs yet: open the form above and queue one.")
         return
     st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch", height=min(36 * (len(jobs) + 1) + 2, 250))
-    labels = {j["id"]: f"#{j['id']} {j['name']} ({j['status']})" for j in jobs}
+    # The status stays out of the label: a keyed selectbox keeps showing the label it was first drawn with.
+    labels = {j["id"]: f"#{j['id']} {j['name']} ({j['kind']}, {j['created']})" for j in jobs}
     job_id = st.selectbox("Job", list(labels), key="jobs-pick", format_func=labels.get)
     job_panel(job_id)
 

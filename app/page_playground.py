@@ -15,7 +15,7 @@ st.caption("Try prompts and decoding settings on a real model. Every run is save
 def generate(model: str, prompt: str, cfg, *, chat: bool, system: str | None, precision: str) -> None:
     """Stream one completion into the page, save it, and show how fast it came."""
     playground.check_prompt(prompt)  # before loading a model for nothing
-    with st.spinner("Loading model…"), session_scope(write=True) as s:
+    with st.spinner("Loading model…"), session_scope() as s:
         resolved, loaded = playground.open_model(s, model, precision)
     prompt_text, chunks = playground.stream_generation(loaded, prompt, cfg, chat=chat, system=system)
     final = {}
@@ -26,7 +26,7 @@ def generate(model: str, prompt: str, cfg, *, chat: bool, system: str | None, pr
                 final["result"] = chunk.result
             yield chunk.delta
 
-    with st.container(border=True):
+    with st.container(border=True, key="pg-output"):
         st.write_stream(deltas())
     result = final["result"]
     if not result.text.strip():
@@ -65,7 +65,7 @@ with right:
     if runs:
         st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch",
                      column_order=["id", "model", "completion", "tokens", "tok/s", "created", "prompt"],
-                     column_config={"completion": st.column_config.TextColumn(width="large"),
+                     column_config={"completion": st.column_config.TextColumn(width="medium"),
                                     "prompt": st.column_config.TextColumn("prompt (as fed to the model)")})
     else:
         st.caption("No runs yet.")

@@ -244,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--references", required=True)
     em.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    from labeling.cli import register as register_labels
+
+    register_labels(sub)
     return p
 
 

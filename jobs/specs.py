@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
@@ -40,6 +40,18 @@ class TrainArgs(_Strict):
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
     eval_steps: int = Field(0, ge=0, description="Evaluate on the validation split every N steps "
                             "(0 = at the end only).")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay; 0.0–0.1. Helps full fine-tuning "
+                                "on small data; LoRA rarely needs it.")
+    save_steps: int = Field(0, ge=0, description="Write a checkpoint every N steps (0 = none). Checkpoints let a "
+                            "failed or cancelled job be resumed (`resume_from_job`); a cancelled job also "
+                            "checkpoints where it stopped when this is on.")
+    save_total_limit: int = Field(2, ge=1, le=100, description="Keep only the last k checkpoints (older ones are "
+                                  "deleted; the best one is kept too when early stopping is on).")
+    early_stopping_patience: int = Field(0, ge=0, le=100, description="Stop when the eval loss has not improved for "
+                                         "this many evaluations (0 = off). Needs validation data and eval_steps; "
+                                         "the best checkpoint becomes the output. 3–5 is typical.")
+    early_stopping_threshold: float = Field(0.0, ge=0, description="How much the eval loss must drop to count as "
+                                            "an improvement (0 = any drop).")
 
     @field_validator("max_steps")
     @classmethod
@@ -47,6 +59,18 @@ class TrainArgs(_Strict):
         if value == 0:
             raise ValueError("use -1 to train for `epochs`, or at least 1 step")
         return value
+
+    @model_validator(mode="after")
+    def _early_stopping(self) -> "TrainArgs":
+        # transformers' EarlyStoppingCallback reads the eval loss and needs the best checkpoint saved on the
+        # same schedule (load_best_model_at_end): say so here rather than fail inside the Trainer.
+        if self.early_stopping_patience:
+            if not self.eval_steps:
+                raise ValueError("early_stopping_patience needs eval_steps > 0 (the eval loss is what it watches)")
+            if self.save_steps and self.save_steps % self.eval_steps:
+                raise ValueError(f"with early stopping, save_steps ({self.save_steps}) must be a multiple of "
+                                 f"eval_steps ({self.eval_steps}) so the best evaluation has a checkpoint")
+        return self
 
 
 class LoraArgs(_Strict):
@@ -59,6 +83,29 @@ class LoraArgs(_Strict):
                                       "projections).")
 
 
+class PromptTuningArgs(_Strict):
+    num_virtual_tokens: int = Field(20, ge=1, le=512, description="Soft-prompt length: trainable embeddings put "
+                                    "before every input. 20–100 is usually enough; each costs hidden_size "
+                                    "parameters and one token of context.")
+    init: Literal["text", "random", "sample_vocab"] = Field(
+        "text", description="Start from the embeddings of init_text (text, the usual choice), from random vectors "
+        "(random), or from random vocabulary tokens (sample_vocab).")
+    init_text: str = Field("Summarize the following conversation in one or two sentences.", max_length=2000,
+                           description="Text whose token embeddings start the soft prompt (repeated or cut to "
+                           "num_virtual_tokens); used when init is text.")
+
+    @model_validator(mode="after")
+    def _text(self) -> "PromptTuningArgs":
+        if self.init == "text" and not self.init_text.strip():
+            raise ValueError("init_text is empty: give a phrase describing the task, or set init to random")
+        return self
+
+
+def _none_if_blank(value: Any) -> Any:
+    """Forms send "" or "None" for an empty optional field."""
+    return None if isinstance(value, str) and value.strip() in ("", "None", "none", "null") else value
+
+
 class SFTSpec(_Strict):
     """Supervised fine-tuning on prompt → completion pairs (loss on the completion only)."""
 
@@ -69,13 +116,33 @@ class SFTSpec(_Strict):
                          "template's fields and the target column.")
     template: str = Field(DEFAULT_SUMMARY_TEMPLATE, description="Instruction template name or text with "
                           "{fields} from the data.")
+    template_mix: list[str] = Field(default_factory=list, description="Several phrasings of the instruction (names "
+                                    "or texts): each example gets one of them, picked at random with the seed "
+                                    "(e.g. the seven flan-* summary templates). Empty = every example uses "
+                                    "`template`.")
     target_field: str = Field("summary", description="Column holding the completion the model should learn.")
     chat_format: bool = Field(True, description="Wrap examples in the model's chat template (for chat models).")
-    peft: Literal["lora", "none"] = Field("lora", description="lora = train small adapters; none = full fine-tuning.")
+    peft: Literal["lora", "prompt_tuning", "none"] = Field(
+        "lora", description="lora = train small low-rank adapters; prompt_tuning = train a soft prompt only; "
+        "none = full fine-tuning (every weight).")
     lora: LoraArgs = Field(default_factory=LoraArgs)
+    prompt_tuning: PromptTuningArgs = Field(default_factory=PromptTuningArgs,
+                                            description="Soft-prompt settings (used when peft is prompt_tuning).")
     train: TrainArgs = Field(default_factory=TrainArgs)
     max_train_examples: int = Field(0, ge=0, description="Use at most this many training rows (0 = all).")
     max_eval_examples: int = Field(64, ge=0, description="Validation rows used for eval loss (0 = none).")
+    validation_share: float = Field(0.1, ge=0, le=0.5, description="When the dataset has no `validation` split, "
+                                    "hold out this share of the training rows (shuffled with the seed) for eval "
+                                    "loss; 0 = no validation.")
+    long_examples: Literal["truncate", "skip", "refuse"] = Field(
+        "truncate", description="Examples longer than train.max_length tokens: truncate = cut the end (an example "
+        "whose prompt alone fills max_length has nothing left to learn and is dropped); skip = drop them; refuse "
+        "= fail the job. The log and the data/* metrics count them.")
+    resume_from_job: int | None = Field(None, ge=1, description="Continue from the last checkpoint of this failed "
+                                        "or cancelled SFT job (same base model and PEFT settings; it needs "
+                                        "train.save_steps > 0 when it ran).")
+
+    _blank_resume = field_validator("resume_from_job", mode="before")(_none_if_blank)
 
 
 class EvalSpec(_Strict):
@@ -94,6 +161,18 @@ class EvalSpec(_Strict):
     precision: Literal["auto", "float32", "bfloat16", "int8"] = Field("auto", description="Inference precision.")
     decoding: DecodingConfig = Field(default_factory=lambda: DecodingConfig(max_new_tokens=64),
                                      description="Decoding settings (greedy by default, for comparable scores).")
+    perplexity: bool = Field(True, description="Also score the perplexity of the references given the prompts "
+                             "(lower is better; one forward pass per example).")
+    toxicity_model: str | None = Field(None, description="A sequence-classification model (local folder or hub id) "
+                                       "to score toxicity, e.g. a hate-speech RoBERTa; empty = the packaged "
+                                       "profanity classifier. Score = probability of the toxic class.")
+    toxic_label: str | None = Field(None, description="Name of the toxic class in toxicity_model (e.g. hate); "
+                                    "empty = the class whose name means toxic/hate/offensive.")
+    extra_metrics: list[str] = Field(default_factory=list, description="More metrics to compute with Hugging Face "
+                                     "`evaluate` (names or local metric folders); each must load when the job is "
+                                     "submitted (hub names need network access).")
+
+    _blank_optional = field_validator("toxicity_model", "toxic_label", mode="before")(_none_if_blank)
 
     @field_validator("decoding", mode="before")
     @classmethod

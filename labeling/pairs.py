@@ -4,11 +4,16 @@ A ranking gives each completion a rank, 1 = best; equal ranks are ties. Each pai
 ``(preferred, rejected)`` — the y_j, y_k of the reward-model loss −log σ(r_j − r_k). Ties give no
 pair and flagged completions are removed before pairing. Example from the course: ranks (2, 1, 3)
 for (c1, c2, c3) give (c2, c1), (c2, c3), (c1, c3).
+
+``validate_ranks`` is the one rule for what a valid ranking is (used by the workbench and the importer);
+``dense_ranks`` renumbers ties so (1, 1, 3) and (1, 1, 2) mean the same.
 """
 
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 from typing import Literal
+
+from backend.errors import StudioError
 
 Strategy = Literal["all", "best-vs-rest", "best-vs-worst"]
 
@@ -20,16 +25,16 @@ class Pair:
     margin: int  # rank gap, ≥ 1
 
 
-def ranking_to_pairs(ranks: list[int], flags: list[bool] | None = None, strategy: Strategy = "all") -> list[Pair]:
+def ranking_to_pairs(ranks: list[int | None], flags: list[bool] | None = None, strategy: Strategy = "all") -> list[Pair]:
     """Expand one ranking into preferred-first pairs.
 
     Args:
         ranks: rank of each completion, 1 = best; equal values are ties.
-        flags: True marks a completion as unusable; it takes part in no pair.
+        flags: True marks a completion as unusable; it takes part in no pair (default: the ``None`` ranks).
         strategy: ``all`` = every untied pair (C(K,2) without ties), ``best-vs-rest`` = the best against each
             other, ``best-vs-worst`` = the best against the worst.
     """
-    flags = flags or [False] * len(ranks)
+    flags = flags or [r is None for r in ranks]
     if len(flags) != len(ranks):
         raise ValueError("ranks and flags must have the same length")
     kept = sorted((r, i) for i, (r, f) in enumerate(zip(ranks, flags, strict=True)) if not f)
@@ -46,3 +51,39 @@ def ranking_to_pairs(ranks: list[int], flags: list[bool] | None = None, strategy
     else:
         raise ValueError(f"unknown pairing strategy {strategy!r}")
     return [Pair(a[1], b[1], b[0] - a[0]) for a, b in candidates if a[0] < b[0]]
+
+
+def dense_ranks(ranks: list[float | None]) -> list[int | None]:
+    """Renumber ranks 1, 2, 3 … keeping order and ties; ``None`` (flagged) stays ``None``.
+
+    Annotators may write ties as (1, 1, 2) or (1, 1, 3); both mean the same order and become (1, 1, 2), so
+    margins (rank gaps) and statistics do not depend on the tie style.
+    """
+    levels = {r: i + 1 for i, r in enumerate(sorted({r for r in ranks if r is not None}))}
+    return [None if r is None else levels[r] for r in ranks]
+
+
+def validate_ranks(ranks: list[int | None], flags: list[bool] | None = None) -> None:
+    """Check one ranking by position: every unflagged completion has a whole-number rank, ranks are consistent.
+
+    Consistent means the ranks start at 1 and leave no gaps except those left by ties, in either style:
+    dense (1, 1, 2) or competition (1, 1, 3). Flagged completions may carry any rank (it is ignored).
+
+    Raises:
+        StudioError: with a message for the annotator.
+    """
+    flags = flags or [False] * len(ranks)
+    if len(flags) != len(ranks):
+        raise StudioError(f"Got {len(ranks)} ranks but {len(flags)} flags: give one of each per completion.")
+    kept = [r for r, f in zip(ranks, flags, strict=True) if not f]
+    if any(r is None for r in kept):
+        missing = sum(r is None for r in kept)
+        raise StudioError(f"Rank every completion or flag it: {missing} completion(s) have no rank.")
+    if any(isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= len(ranks) for r in kept):
+        raise StudioError(f"Ranks must be whole numbers from 1 (best) to {len(ranks)}.")
+    ordered = sorted(kept)
+    dense = all(b - a in (0, 1) for a, b in pairwise(ordered)) and (not kept or ordered[0] == 1)
+    competition = all(r == 1 + sum(o < r for o in ordered) for r in ordered)
+    if not (dense or competition):
+        raise StudioError(f"The ranks {ordered} have gaps: start at 1 and give each next completion the next rank; "
+                          "tied completions share a rank, written (1, 1, 2) or (1, 1, 3).")

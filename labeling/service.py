@@ -1,37 +1,70 @@
-"""Labeling services: campaigns of prompts, K completions per item, and annotators' rankings.
+"""Labeling services for annotators: the next item, submit / skip / undo a ranking, one's own history.
 
-Each function takes the session first and does one user action. Rankings are validated before
-they are stored, written once (a unique constraint per item and annotator), and never edited in
-place: what people did is the truth; pairs are derived from it (``labeling.pairs``).
+Each function takes the session first and does one user action. Rankings are validated before they are
+stored, written once (a unique constraint per item and annotator: a double click gets a StudioError, not a
+second row) and never edited in place: what people did is the truth; pairs are derived from it
+(``labeling.pairs``). Annotator-facing functions take the user id and only ever read that user's rankings.
+
+Campaign administration lives in ``labeling.campaigns`` (re-exported here for the pages and older callers).
 """
 
+import math
+import random
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
+from labeling.campaigns import (  # noqa: F401  (re-exported: pages and tests import them from here)
+    DEFAULT_GUIDELINES,
+    DEFAULT_SAMPLING,
+    annotator_progress,
+    archive_campaign,
+    campaign_progress,
+    campaign_summary,
+    close_campaign,
+    create_campaign,
+    create_campaign_from,
+    find_campaign,
+    list_campaigns,
+    reopen_campaign,
+    set_status,
+    unarchive_campaign,
+    update_campaign,
+)
+from labeling.pairs import validate_ranks
 
-DEFAULT_GUIDELINES = """\
-**Rank the completions from most to least preferred** for the criterion of this campaign.
+LETTERS = "ABCDEFGHI"
+MAX_COMMENT = 5000
 
-- Give rank 1 to the best completion, 2 to the next, and so on.
-- Two completions may share a rank when you truly cannot tell them apart — use ties sparingly.
-- If a completion is nonsense, empty or unsafe to rank, **flag it (F)** instead of ranking it.
-- Judge what is written, not what the model may have meant; check facts you can check.
-"""
 
-DEFAULT_SAMPLING = DecodingConfig(do_sample=True, temperature=0.9, top_p=0.95, max_new_tokens=96,
-                                  repetition_penalty=1.1)
+@dataclass
+class Task:
+    """One item as an annotator sees it: completions shuffled for this annotator, no model identity."""
+
+    campaign_id: int
+    item_id: int
+    prompt: str
+    criterion: str
+    completions: list[dict[str, Any]] = field(default_factory=list)  # [{id, letter, text}]
+    done_by_me: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def get_or_create_user(session: Session, name: str, role: str = "annotator") -> User:
-    name = name.strip()
+    """A user by name, created without a password when new (imports and the name-only legacy page)."""
+    name = (name or "").strip()
     if not name:
         raise StudioError("Enter your name to start labeling.")
+    if len(name) > 80:
+        raise StudioError("Names are at most 80 characters.")
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
         user = User(name=name, role=role)
@@ -40,56 +73,50 @@ def get_or_create_user(session: Session, name: str, role: str = "annotator") -> 
     return user
 
 
-def create_campaign(session: Session, name: str, prompts: list[str], *, k: int = 3, criterion: str = "helpfulness",
-                    guidelines: str = DEFAULT_GUIDELINES, overlap: int = 1, source: str = "user") -> Campaign:
-    """A campaign with one item per (non-empty, distinct) prompt."""
-    name = name.strip()
-    prompts = list(dict.fromkeys(p.strip() for p in prompts if p and p.strip()))
-    if not name:
-        raise StudioError("Give the campaign a name.")
-    if not prompts:
-        raise StudioError("The prompt set is empty: add at least one prompt.")
-    if not 2 <= k <= 9:
-        raise StudioError(f"K must be between 2 and 9 completions per prompt, not {k}.")
-    if overlap < 1:
-        raise StudioError("Each item needs at least one annotator (overlap ≥ 1).")
-    if session.scalar(select(Campaign.id).where(Campaign.name == name)):
-        raise StudioError(f"A campaign named '{name}' already exists.")
-    campaign = Campaign(name=name, criterion=criterion, guidelines=guidelines, k=k, overlap=overlap)
-    session.add(campaign)
-    session.flush()
-    for text in prompts:
-        prompt = Prompt(text=text, source=source)
-        session.add(prompt)
-        session.flush()
-        session.add(CampaignItem(campaign_id=campaign.id, prompt_id=prompt.id))
-    session.flush()
-    return campaign
+def _user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise StudioError("This account no longer exists: sign in again.")
+    return user
 
 
-def list_campaigns(session: Session) -> list[dict[str, Any]]:
-    items = func.count(func.distinct(CampaignItem.id))
-    ranked = func.count(func.distinct(Ranking.id))
-    rows = session.execute(
-        select(Campaign, items, ranked).outerjoin(CampaignItem, CampaignItem.campaign_id == Campaign.id)
-        .outerjoin(Ranking, Ranking.item_id == CampaignItem.id).group_by(Campaign.id).order_by(Campaign.id.desc()))
-    return [{"id": c.id, "name": c.name, "criterion": c.criterion, "k": c.k, "overlap": c.overlap,
-             "status": c.status, "items": n_items, "rankings": n_ranked,
-             "needed": n_items * c.overlap} for c, n_items, n_ranked in rows]
-
-
-def next_item(session: Session, campaign_id: int, user_id: int) -> CampaignItem | None:
-    """The first item this annotator has not judged and that still needs judgements."""
+def _open_campaign(session: Session, campaign_id: int) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise StudioError(f"There is no campaign {campaign_id}.")
-    mine = select(Ranking.item_id).where(Ranking.user_id == user_id)
-    counts = (select(Ranking.item_id, func.count().label("n")).group_by(Ranking.item_id).subquery())
-    stmt = (select(CampaignItem).outerjoin(counts, counts.c.item_id == CampaignItem.id)
-            .where(CampaignItem.campaign_id == campaign_id, CampaignItem.id.not_in(mine),
-                   func.coalesce(counts.c.n, 0) < campaign.overlap)
-            .order_by(CampaignItem.id).limit(1))
-    return session.scalar(stmt)
+    if campaign.status != "open":
+        raise StudioError(f"Campaign '{campaign.name}' is {campaign.status}: it takes no more rankings.")
+    return campaign
+
+
+def next_item_statement(campaign_id: int, user_id: int, overlap: int, k: int, *, ready_only: bool = False):
+    """The SELECT behind ``next_item`` (exposed so tests and the benchmark can EXPLAIN it)."""
+    mine = exists().where(Ranking.item_id == CampaignItem.id, Ranking.user_id == user_id)
+    judged = (select(func.count(Ranking.id)).where(Ranking.item_id == CampaignItem.id, Ranking.skipped.is_(False))
+              .correlate(CampaignItem).scalar_subquery())
+    stmt = select(CampaignItem).where(CampaignItem.campaign_id == campaign_id, ~mine, judged < overlap)
+    if ready_only:
+        made = (select(func.count(Completion.id)).where(Completion.item_id == CampaignItem.id)
+                .correlate(CampaignItem).scalar_subquery())
+        stmt = stmt.where(made >= k)
+    return stmt.order_by(CampaignItem.id).limit(1)
+
+
+def next_item(session: Session, campaign_id: int, user_id: int, *, ready_only: bool = False) -> CampaignItem | None:
+    """The first item this annotator has not judged (or skipped) that still needs judgements.
+
+    Items go out in id order, so each item reaches its overlap before later ones start; skips do not count
+    towards the overlap. The query walks ``campaign_items`` by its campaign index and probes ``rankings``
+    through its (item_id, user_id) unique index and item_id index: no scan of all rankings.
+
+    Args:
+        ready_only: serve only items whose K completions exist (the workbench; completions come from a job).
+    """
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise StudioError(f"There is no campaign {campaign_id}.")
+    return session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
+                                              ready_only=ready_only))
 
 
 def item_prompt(session: Session, item: CampaignItem) -> str:
@@ -100,9 +127,47 @@ def item_completions(session: Session, item_id: int) -> list[Completion]:
     return list(session.scalars(select(Completion).where(Completion.item_id == item_id).order_by(Completion.id)))
 
 
+def _done_by(session: Session, campaign_id: int, user_id: int) -> int:
+    return session.scalar(select(func.count(Ranking.id)).join(CampaignItem, CampaignItem.id == Ranking.item_id)
+                          .where(Ranking.user_id == user_id, CampaignItem.campaign_id == campaign_id,
+                                 Ranking.skipped.is_(False)))
+
+
+def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | None = None) -> Task | None:
+    """What the annotator ranks next (None: nothing left for them, or completions are still being made).
+
+    Args:
+        item_id: serve this item again (after ``undo_last``) instead of the next one in line.
+    """
+    _user(session, user_id)
+    campaign = _open_campaign(session, campaign_id)
+    if item_id is not None:
+        item = session.get(CampaignItem, item_id)
+        if item is None or item.campaign_id != campaign.id:
+            raise StudioError("That item is not part of this campaign.")
+        if session.scalar(select(Ranking.id).where(Ranking.item_id == item.id, Ranking.user_id == user_id)):
+            raise StudioError("You already judged this item.")
+    else:
+        item = next_item(session, campaign.id, user_id, ready_only=True)
+        if item is None:
+            return None
+    shown = [(c.id, c.text) for c in item_completions(session, item.id)]
+    if len(shown) < campaign.k:
+        raise StudioError("This item's completions are not ready yet: generate the campaign's completions first.")
+    # Shuffled per annotator and item: the position and the model cannot bias the ranking.
+    random.Random(f"{user_id}-{item.id}").shuffle(shown)
+    return Task(campaign_id=campaign.id, item_id=item.id, prompt=item_prompt(session, item),
+                criterion=campaign.criterion, done_by_me=_done_by(session, campaign.id, user_id),
+                completions=[{"id": cid, "letter": LETTERS[i], "text": text} for i, (cid, text) in enumerate(shown)])
+
+
 def ensure_completions(session: Session, item_id: int, model_ref: str | None = None,
                        cfg: DecodingConfig = DEFAULT_SAMPLING) -> list[Completion]:
-    """Generate the item's K completions once (sampled, one batch) and store them with provenance."""
+    """Generate the item's K completions once (sampled, one batch) and store them with provenance.
+
+    On-demand path of the single-model workbench; campaigns with sources use
+    ``labeling.generation.generate_campaign_completions`` in a background job instead.
+    """
     from backend.generation.engine import format_prompt, generate
     from backend.models.loader import load_model
     from backend.models.store import resolve
@@ -123,38 +188,58 @@ def ensure_completions(session: Session, item_id: int, model_ref: str | None = N
                                model_name=resolved.name, prompt_text=prompt_text, text=r.text,
                                decoding=r.settings, seed=cfg.seed, prompt_tokens=r.prompt_tokens,
                                completion_tokens=r.completion_tokens, seconds=r.seconds,
-                               finish_reason=r.finish_reason))
+                               finish_reason=r.finish_reason, source_label=f"{resolved.name} · on demand"))
     session.flush()
     return item_completions(session, item_id)
 
 
 def validate_ranking(completion_ids: list[int], ranks: dict[int, int], flagged: set[int]) -> None:
-    """Every unflagged completion has a rank in 1..K; flagged ones have none; at least one is ranked."""
-    unknown = (set(ranks) | flagged) - set(completion_ids)
+    """Every unflagged completion has a rank in 1..K, ranks are consistent (``pairs.validate_ranks``),
+    flagged completions have none. All completions may be flagged (the item then gives no pair)."""
+    unknown = (set(ranks) | set(flagged)) - set(completion_ids)
     if unknown:
         raise StudioError("The ranking refers to completions that are not part of this item.")
     unranked = [c for c in completion_ids if c not in flagged and c not in ranks]
     if unranked:
         raise StudioError(f"Rank every completion or flag it: {len(unranked)} completion(s) have no rank.")
-    if flagged & set(ranks):
+    if set(flagged) & set(ranks):
         raise StudioError("A flagged completion cannot also be ranked.")
-    bad = [r for r in ranks.values() if not isinstance(r, int) or not 1 <= r <= len(completion_ids)]
+    bad = [r for r in ranks.values() if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= len(completion_ids)]
     if bad:
         raise StudioError(f"Ranks must be whole numbers from 1 (best) to {len(completion_ids)}.")
+    validate_ranks([ranks.get(c) for c in completion_ids], [c in flagged for c in completion_ids])
 
 
 def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int, int], *,
                    flagged: set[int] | None = None, comment: str = "", seconds_spent: float = 0.0,
                    skipped: bool = False) -> Ranking:
-    """Validate and store one annotator's judgement of an item (once: a repeat is refused)."""
-    flagged = flagged or set()
+    """Validate and store one annotator's judgement of an item (once: a repeat is refused with StudioError).
+
+    Args:
+        ranks: completion id → rank (1 = best, equal = tie); ignored when ``skipped``.
+        flagged: completion ids marked unusable (F).
+        seconds_spent: time on the item, measured by the page.
+        skipped: the annotator passes on the item (stored, not served to them again, not counted to overlap).
+    """
+    flagged = set(flagged or ())
+    _user(session, user_id)
+    item = session.get(CampaignItem, item_id)
+    if item is None:
+        raise StudioError("This item no longer exists.")
+    _open_campaign(session, item.campaign_id)
     ids = [c.id for c in item_completions(session, item_id)]
     if not ids:
         raise StudioError("This item has no completions to rank yet.")
     if not skipped:
         validate_ranking(ids, ranks, flagged)
-    row = Ranking(item_id=item_id, user_id=user_id, ranks={str(k): v for k, v in ranks.items()},
-                  flags=sorted(flagged), comment=comment.strip(), seconds_spent=seconds_spent, skipped=skipped)
+    if not isinstance(seconds_spent, int | float) or not math.isfinite(seconds_spent) or seconds_spent < 0:
+        raise StudioError("The time spent must be a non-negative number of seconds.")
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise StudioError(f"Keep the comment under {MAX_COMMENT} characters.")
+    row = Ranking(item_id=item_id, user_id=user_id, ranks={} if skipped else {str(k): v for k, v in ranks.items()},
+                  flags=[] if skipped else sorted(flagged), comment=comment, seconds_spent=float(seconds_spent),
+                  skipped=skipped)
     try:
         with session.begin_nested():
             session.add(row)
@@ -163,8 +248,79 @@ def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int
     return row
 
 
+def submit_and_next(session: Session, item_id: int, user_id: int, ranks: dict[int, int],
+                    **options: Any) -> dict[str, Any]:
+    """Submit (or skip, ``skipped=True``) and return the next task in the same transaction: the page shows it at
+    once. Returns ``{"ranking_id", "next": Task | None}``."""
+    row = submit_ranking(session, item_id, user_id, ranks, **options)
+    item = session.get(CampaignItem, item_id)
+    return {"ranking_id": row.id, "next": next_task(session, item.campaign_id, user_id)}
+
+
+def undo_last(session: Session, user_id: int, campaign_id: int | None = None) -> dict[str, Any]:
+    """Remove this user's most recent ranking (in ``campaign_id`` if given) and return what it said.
+
+    The returned ``item_id`` can be served again with ``next_task(..., item_id=...)`` and the form pre-filled
+    from ``ranks`` / ``flagged`` / ``comment``. Only the user's own rankings are touched; closed campaigns refuse.
+    """
+    _user(session, user_id)
+    stmt = select(Ranking).where(Ranking.user_id == user_id)
+    if campaign_id is not None:
+        stmt = stmt.join(CampaignItem, CampaignItem.id == Ranking.item_id).where(CampaignItem.campaign_id == campaign_id)
+    row = session.scalar(stmt.order_by(Ranking.created_at.desc(), Ranking.id.desc()).limit(1))
+    if row is None:
+        raise StudioError("There is nothing to undo.")
+    item = session.get(CampaignItem, row.item_id)
+    _open_campaign(session, item.campaign_id)
+    undone = {"ranking_id": row.id, "campaign_id": item.campaign_id, "item_id": row.item_id,
+              "ranks": {int(k): v for k, v in row.ranks.items()}, "flagged": list(row.flags),
+              "comment": row.comment, "skipped": row.skipped, "seconds_spent": row.seconds_spent}
+    session.delete(row)
+    session.flush()
+    return undone
+
+
+def my_history(session: Session, user_id: int, campaign_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The user's own latest judgements in a campaign (never anyone else's)."""
+    _user(session, user_id)
+    rows = session.execute(
+        select(Ranking, Prompt.text).join(CampaignItem, CampaignItem.id == Ranking.item_id)
+        .join(Prompt, Prompt.id == CampaignItem.prompt_id)
+        .where(Ranking.user_id == user_id, CampaignItem.campaign_id == campaign_id)
+        .order_by(Ranking.created_at.desc(), Ranking.id.desc()).limit(limit))
+    return [{"ranking_id": r.id, "item_id": r.item_id, "prompt": text[:200], "skipped": r.skipped,
+             "flagged": len(r.flags), "ranks": {int(k): v for k, v in r.ranks.items()}, "comment": r.comment,
+             "seconds": round(r.seconds_spent, 1), "created_at": r.created_at.isoformat(timespec="seconds")}
+            for r, text in rows]
+
+
+def my_progress(session: Session, user_id: int, campaign_id: int) -> dict[str, Any]:
+    """The user's own counts in a campaign, and whether anything is waiting for them."""
+    _user(session, user_id)
+    campaign = find_campaign(session, campaign_id)
+    ranked, skipped = session.execute(
+        select(func.count(Ranking.id).filter(Ranking.skipped.is_(False)),
+               func.count(Ranking.id).filter(Ranking.skipped.is_(True)))
+        .join(CampaignItem, CampaignItem.id == Ranking.item_id)
+        .where(Ranking.user_id == user_id, CampaignItem.campaign_id == campaign.id)).one()
+    waiting = campaign.status == "open" and next_item(session, campaign.id, user_id, ready_only=True) is not None
+    pending = campaign.status == "open" and not waiting and \
+        next_item(session, campaign.id, user_id) is not None  # items that still lack completions
+    return {"campaign_id": campaign.id, "status": campaign.status, "ranked": ranked, "skipped": skipped,
+            "has_next": waiting, "waiting_for_completions": pending}
+
+
+def campaigns_for_annotator(session: Session, user_id: int) -> list[dict[str, Any]]:
+    """Open campaigns with this user's own ranked count."""
+    _user(session, user_id)
+    mine = dict(session.execute(
+        select(CampaignItem.campaign_id, func.count(Ranking.id)).join(Ranking, Ranking.item_id == CampaignItem.id)
+        .where(Ranking.user_id == user_id, Ranking.skipped.is_(False)).group_by(CampaignItem.campaign_id)).all())
+    return [{**c, "mine": mine.get(c["id"], 0)} for c in list_campaigns(session, status="open")]
+
+
 def campaign_guidelines(session: Session, campaign_id: int) -> str:
-    return session.get(Campaign, campaign_id).guidelines
+    return find_campaign(session, campaign_id).guidelines
 
 
 def create_demo_campaign(session: Session, n_prompts: int = 20) -> Campaign:

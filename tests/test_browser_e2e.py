@@ -165,8 +165,9 @@ def settle(page, quiet: float = 0.8, timeout: float = 60) -> None:
 def screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first."""
     ARTIFACTS.mkdir(exist_ok=True)
-    height = page.evaluate("() => document.querySelector('[data-testid=stMain]')?.scrollHeight ?? 0")
-    page.set_viewport_size({"width": WIDTH, "height": min(max(HEIGHT, height + 40), 4000)})
+    settle(page, quiet=0.5)
+    height = page.evaluate("() => document.querySelector('[data-testid=stMainBlockContainer]')?.scrollHeight ?? 0")
+    page.set_viewport_size({"width": WIDTH, "height": min(max(HEIGHT, height + 80), 4000)})
     settle(page, quiet=0.5)
     page.screenshot(path=str(ARTIFACTS / f"e2e-{name}.png"))
     page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
@@ -189,6 +190,10 @@ def playground(page) -> None:
     settle(page)
     choose(page, "Preset", "creative")  # sampling: the random tiny model then writes visible tokens
     settle(page)
+    seed = page.get_by_role("spinbutton", name="Seed (0 = random)", exact=True)
+    seed.fill("7")
+    seed.press("Enter")
+    settle(page)
     prompt = page.get_by_role("textbox", name="Prompt", exact=True)
     prompt.fill("Tell me about cake.")
     prompt.press("Control+Enter")  # commit the text before clicking
@@ -196,7 +201,7 @@ def playground(page) -> None:
     page.get_by_role("button", name="Generate").click()
     page.get_by_text("Tokens/s").wait_for()
     settle(page)
-    output = page.get_by_test_id("stVerticalBlockBorderWrapper").filter(has=page.get_by_test_id("stMarkdown")).first
+    output = page.locator(".st-key-pg-output")
     assert output.inner_text().strip(), "the completion box is empty"
     screenshot(page, "1-playground")
 
@@ -241,8 +246,8 @@ def jobs(page) -> str:
     page.get_by_test_id("stMetricValue").filter(has_text="succeeded").wait_for(timeout=JOB_TIMEOUT_MS)
     page.get_by_test_id("stPlotlyChart").first.wait_for()
     adapter = page.get_by_text("Trained model registered as").locator("strong").inner_text()
-    settle(page)
     page.get_by_text("New fine-tuning job").click()  # fold the form so the job panel is in view
+    time.sleep(1)  # the expander's animation
     screenshot(page, "4-jobs")
     return adapter
 

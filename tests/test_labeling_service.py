@@ -4,15 +4,21 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.db.engine import session_scope
-from backend.db.tables import Ranking
+from backend.db.tables import CampaignItem, Completion, Ranking
 from backend.errors import StudioError
+from backend.generation.decoding import DecodingConfig
 from labeling import service
+
+SHORT = DecodingConfig(do_sample=True, temperature=0.9, max_new_tokens=6)
 
 
 @pytest.fixture
-def campaign(tiny_model):
+def campaign(studio_env):
     with session_scope(write=True) as s:
         c = service.create_campaign(s, "c1", ["Say hi.", "Name a fruit.", "  ", "Say hi."], k=3, overlap=2)
+        for item in s.scalars(select(CampaignItem).where(CampaignItem.campaign_id == c.id)):
+            s.add_all(Completion(prompt_id=item.prompt_id, item_id=item.id, model_name="stub", prompt_text="p",
+                                 text=f"answer {j} to {item.id}", source_label="stub") for j in range(3))
         return c.id
 
 
@@ -20,7 +26,7 @@ def _item_with_completions(campaign_id, user_name="ann"):
     with session_scope(write=True) as s:
         user = service.get_or_create_user(s, user_name)
         item = service.next_item(s, campaign_id, user.id)
-        ids = [c.id for c in service.ensure_completions(s, item.id, "tiny")]
+        ids = [c.id for c in service.item_completions(s, item.id)]
         return user.id, item.id, ids
 
 
@@ -30,22 +36,24 @@ def test_campaign_dedupes_and_drops_empty_prompts(campaign):
     assert row["items"] == 2 and row["needed"] == 4 and row["rankings"] == 0
 
 
-def test_completions_are_generated_once_with_provenance(campaign):
-    _, item_id, ids = _item_with_completions(campaign)
+def test_completions_are_generated_once_with_provenance(tiny_model):
+    with session_scope(write=True) as s:
+        c = service.create_campaign(s, "gen", ["Say hi."], k=3)
+        item_id = service.next_item(s, c.id, service.get_or_create_user(s, "ann").id).id
+        ids = [c.id for c in service.ensure_completions(s, item_id, "tiny", SHORT)]
     assert len(ids) == 3
     with session_scope(write=True) as s:
-        again = service.ensure_completions(s, item_id, "tiny")
+        again = service.ensure_completions(s, item_id, "tiny", SHORT)
         assert [c.id for c in again] == ids
-        assert all(c.model_name == "tiny" and c.decoding["do_sample"] for c in again)
+        assert all(c.model_name == "tiny" and c.decoding["do_sample"] and c.source_label for c in again)
 
 
 def test_ranking_saved_once_and_next_item_moves_on(campaign):
     user_id, item_id, ids = _item_with_completions(campaign)
     with session_scope(write=True) as s:
         service.submit_ranking(s, item_id, user_id, {ids[0]: 2, ids[1]: 1, ids[2]: 3}, seconds_spent=4.2)
-    with pytest.raises(StudioError, match="already"):
-        with session_scope(write=True) as s:
-            service.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
+    with pytest.raises(StudioError, match="already"), session_scope(write=True) as s:
+        service.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
     with session_scope() as s:
         assert s.scalar(select(func.count(Ranking.id))) == 1
         assert service.next_item(s, campaign, user_id).id != item_id
@@ -59,9 +67,8 @@ def test_ranking_saved_once_and_next_item_moves_on(campaign):
 ])
 def test_invalid_rankings_are_refused_and_change_nothing(campaign, ranks_of, flagged_of, message):
     user_id, item_id, ids = _item_with_completions(campaign)
-    with pytest.raises(StudioError, match=message):
-        with session_scope(write=True) as s:
-            service.submit_ranking(s, item_id, user_id, ranks_of(ids), flagged=flagged_of(ids))
+    with pytest.raises(StudioError, match=message), session_scope(write=True) as s:
+        service.submit_ranking(s, item_id, user_id, ranks_of(ids), flagged=flagged_of(ids))
     with session_scope() as s:
         assert s.scalar(select(func.count(Ranking.id))) == 0
 
@@ -91,9 +98,8 @@ def test_overlap_serves_item_to_second_annotator_until_met(campaign):
     ({"name": " ", "prompts": ["a"]}, "name"),
 ])
 def test_bad_campaigns_are_refused(studio_env, kwargs, message):
-    with pytest.raises(StudioError, match=message):
-        with session_scope(write=True) as s:
-            service.create_campaign(s, **kwargs)
+    with pytest.raises(StudioError, match=message), session_scope(write=True) as s:
+        service.create_campaign(s, **kwargs)
     with session_scope() as s:
         assert service.list_campaigns(s) == []
 

@@ -209,6 +209,7 @@ def test_jobs_queue_creates_queued_job(studio):
         assert (job.status, job.kind) == ("queued", "sft")
         assert job.spec["base_model"] == "tiny"
         assert job.spec["train"]["max_steps"] == 3
+        assert job.spec.get("resume_from_job") is None  # an optional field left blank
     assert f"Queued job {job.id}" in texts(at.success)
     assert at.metric[0].value == "queued"
 

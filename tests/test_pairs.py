@@ -4,7 +4,8 @@ from math import comb
 
 import pytest
 
-from labeling.pairs import Pair, ranking_to_pairs
+from backend.errors import StudioError
+from labeling.pairs import Pair, dense_ranks, ranking_to_pairs, validate_ranks
 
 
 def as_tuples(pairs):
@@ -40,3 +41,46 @@ def test_best_vs_rest_and_best_vs_worst():
 def test_preferred_is_always_first():
     for p in ranking_to_pairs([4, 2, 3, 1]):
         assert [4, 2, 3, 1][p.chosen] < [4, 2, 3, 1][p.rejected]
+
+
+def test_flagged_none_ranks_are_left_out_by_default():
+    assert as_tuples(ranking_to_pairs([1, None, 2])) == [(0, 2)]
+
+
+def test_best_vs_rest_with_tied_best_and_best_vs_worst_with_tied_worst():
+    assert sorted(as_tuples(ranking_to_pairs([1, 1, 2], strategy="best-vs-rest"))) == [(0, 2), (1, 2)]
+    assert sorted(as_tuples(ranking_to_pairs([1, 2, 2], strategy="best-vs-worst"))) == [(0, 1), (0, 2)]
+    assert ranking_to_pairs([1, 1, 1], strategy="best-vs-worst") == []  # all tied: no pair
+
+
+@pytest.mark.parametrize("ranks, dense", [
+    ([1, 1, 3], [1, 1, 2]),
+    ([2, 1, 3], [2, 1, 3]),
+    ([1, None, 3, 3], [1, None, 2, 2]),
+])
+def test_dense_ranks(ranks, dense):
+    assert dense_ranks(ranks) == dense
+
+
+@pytest.mark.parametrize("ranks, flags", [
+    ([1, 2, 3], None), ([1, 1, 2], None), ([1, 1, 3], None), ([2, 1, 2], None),
+    ([1, 99, 2], [False, True, False]),  # a flagged completion's rank is ignored
+    ([None, None], [True, True]),  # everything flagged: valid, gives no pair
+])
+def test_valid_rankings(ranks, flags):
+    validate_ranks(ranks, flags)
+
+
+@pytest.mark.parametrize("ranks, flags, message", [
+    ([1, None, 2], None, "no rank"),
+    ([1, 2, 4], None, "whole numbers"),
+    ([1, 2.5, 3], None, "whole numbers"),
+    ([1, True, 2], None, "whole numbers"),
+    ([1, 3, 3], None, "gaps"),  # the two tied completions are both 2nd: (1, 2, 2)
+    ([2, 3, 3], None, "gaps"),
+    ([1, 3], None, "whole numbers"),  # rank 3 out of 2 completions
+    ([1, 2], [False], "flags"),
+])
+def test_invalid_rankings(ranks, flags, message):
+    with pytest.raises(StudioError, match=message):
+        validate_ranks(ranks, flags)

@@ -27,6 +27,10 @@ def _widget(label: str, field, default: Any, key: str, options: dict[str, list])
     if get_origin(annotation) is list:
         text = st.text_input(label, ", ".join(map(str, default)), key=key, help=help_text)
         return [part.strip() for part in text.split(",") if part.strip()]
+    if type(None) in get_args(annotation):  # optional (``int | None``…): blank means None; the spec parses the text
+        text = st.text_input(label, "" if default is None else str(default), key=key, help=help_text,
+                             placeholder="(none)")
+        return text.strip() or None
     return st.text_input(label, str(default), key=key, help=help_text)
 
 

@@ -103,7 +103,7 @@ def apply_min_p(probs, min_p: float) -> np.ndarray:
     p = _as_probs(probs)
     if min_p <= 0:
         return p
-    return _keep(p, p >= min_p * p.max())
+    return _keep(p, p >= min_p * p.max() * (1 - 1e-9))  # tolerance: 0.02 ≥ 0.1 × 0.20 must hold
 
 
 def apply_typical_p(probs, mass: float) -> np.ndarray:
@@ -222,8 +222,9 @@ def next_token_candidates(loaded: "LoadedModel", prompt_text: str, step: int, cf
 
     Returns:
         ``{"step", "prompt_tokens", "context", "sampling", "stages", "table", "before", "after",
-        "greedy_token", "kept", "entropy_bits"}`` — ``table`` has one row per candidate and one
-        probability column per stage; ``before``/``after`` are the model's and the final top lists.
+        "greedy_token", "kept", "entropy_bits"}`` — ``table`` has one row per candidate (the model's
+        top ``top_n``, then final candidates the penalties promoted) and one probability column per
+        stage; ``before``/``after`` are the model's and the final top lists.
     """
     import torch
 
@@ -257,17 +258,18 @@ def next_token_candidates(loaded: "LoadedModel", prompt_text: str, step: int, cf
         stages.append(("penalties", penalised))
     stages += apply_controls(stages[-1][1], temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                              min_p=cfg.min_p, typical_p=cfg.typical_p)
-    pre_warp = penalised  # the warpers keep the order of this distribution: its top rows are the final top rows
-    order = np.argsort(-pre_warp, kind="stable")[:top_n]
+    final = stages[-1][1]
+    # Rows: the model's top candidates, then any of the final top candidates the penalties promoted.
+    order = list(np.argsort(-raw, kind="stable")[:top_n])
+    order += [i for i in np.argsort(-final, kind="stable")[:top_n] if final[i] > 0 and i not in set(order)]
     table = [{"token": tok.decode([int(i)]), "token_id": int(i), **{name: round(float(p[i]), 6) for name, p in stages}}
              for i in order]
-    final = stages[-1][1]
     return {
         "step": step, "prompt_tokens": prompt_len, "sampling": cfg.sampling,
         "context": tok.decode(ids[0, prompt_len:].tolist(), skip_special_tokens=False),
         "stages": [{"name": n, "label": STAGE_LABELS[n]} for n, _ in stages],
         "table": table, "before": _top(tok, raw, top_n), "after": _top(tok, final, top_n),
-        "greedy_token": tok.decode([int(np.argmax(pre_warp))]),
+        "greedy_token": tok.decode([int(np.argmax(penalised))]),
         "kept": {n: int((p > 0).sum()) for n, p in stages},
         "entropy_bits": {n: round(entropy_bits(p), 4) for n, p in stages},
     }

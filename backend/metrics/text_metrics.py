@@ -380,7 +380,8 @@ def neural_toxicity_scores(
     Returns:
         One probability in [0, 1] per text: a softmax over the classes for single-label models,
         a sigmoid of the toxic logit for multi-label models (``problem_type ==
-        "multi_label_classification"``) and for single-logit models.
+        "multi_label_classification"``) and for single-logit models. A blank text (an empty
+        completion) scores 0.0: there is nothing to classify, and a batch of no tokens cannot run.
 
     Raises:
         MetricError: (a ``ValueError``) if the model cannot be loaded or the toxic class cannot
@@ -426,10 +427,11 @@ def neural_toxicity_scores(
     model.to(torch_device)
     model.eval()
     scores: list[float] = []
+    scored = [i for i, text in enumerate(texts) if text.strip()]
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in range(0, len(scored), batch_size):
             batch = tokenizer(
-                texts[start : start + batch_size],
+                [texts[i] for i in scored[start : start + batch_size]],
                 padding=True,
                 truncation=True,
                 max_length=max_length,
@@ -441,7 +443,8 @@ def neural_toxicity_scores(
             else:
                 probs = torch.softmax(logits, dim=-1)[:, index]
             scores.extend(float(p) for p in probs.cpu())
-    return scores
+    by_index = dict(zip(scored, scores, strict=True))
+    return [by_index.get(i, 0.0) for i in range(len(texts))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,6 +627,8 @@ def perplexity(
                     labels.to(device),
                 )
                 logits = model(input_ids=input_ids, attention_mask=attention).logits
+                # A prompt-tuned (peft) model prepends its virtual tokens: keep the positions of the real ones.
+                logits = logits[:, -width:, :]
                 shift_logits = logits[:, :-1, :].float()
                 shift_labels = labels[:, 1:]
                 nll = torch.nn.functional.cross_entropy(

@@ -18,7 +18,8 @@ _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _MARKERS = [
     re.compile(r"\\boxed\{([^{}]+)\}"),
     re.compile(r"^\s*#{4}\s*(.+)$", re.MULTILINE),
-    re.compile(r"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is\b\s*[:=]?|\s*[:=])\s*(.+)", re.IGNORECASE),
+    # the rest of the line after a marker, found by lookahead so a second marker on the same line wins
+    re.compile(r"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is\b\s*[:=]?|\s*[:=])\s*(?=(.+))", re.IGNORECASE),
 ]
 
 

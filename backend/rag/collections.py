@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import RagCollection
 from backend.errors import StudioError
 from backend.rag.documents import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, read_document, split_text
+from backend.rag.index import prune_versions
 from backend.settings import get_settings
 
 NAME = re.compile(r"^[A-Za-z0-9][\w .-]{0,99}$")
@@ -116,8 +117,6 @@ def add_documents(session: Session, collection: str, files: list[tuple[str, byte
     docs.update({a["document"]: {"chunks": a["chunks"], "chars": a["chars"]} for a in added})
     row.meta = {**row.meta, "version": version, "documents": docs}
     session.flush()
-    from backend.rag.index import prune_versions
-
     prune_versions(Path(row.path), keep_from=version - 1)
     return {**_summary(row), "added": added}
 
@@ -133,6 +132,7 @@ def remove_document(session: Session, collection: str, document: str) -> dict[st
     row.meta = {**row.meta, "version": version,
                 "documents": {d: v for d, v in row.meta["documents"].items() if d != document}}
     session.flush()
+    prune_versions(Path(row.path), keep_from=version - 1)
     return _summary(row)
 
 

@@ -35,3 +35,167 @@ def examples(session: Session, run_id: int, limit: int = 200) -> list[dict[str, 
                            .limit(limit))
     return [{"#": r.idx, "reference": r.reference, "prediction": r.prediction,
              **{k: r.scores.get(k) for k in ("rouge1", "rougeL")}} for r in rows]
+
+
+# --- comparisons for the dashboards -------------------------------------------------------------------------
+# Every function returns a list of flat dicts (pandas-ready). Scores compare only on the same dataset split:
+# ROUGE on different tasks or examples is not comparable, so mixing them is refused rather than charted.
+
+HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
+LOWER_IS_BETTER = ("toxicity", "perplexity")
+METHOD_LABELS = {"base": "base (zero-shot)", "full": "full fine-tuning", "lora": "LoRA",
+                 "prompt_tuning": "prompt tuning", "merged": "LoRA (merged)"}
+
+
+def submit_comparison(session: Session, spec: EvalSpec, models: list[str]) -> list[int]:
+    """Queue one evaluation of each model with the same split, template and decoding (``spec`` with its model
+    replaced), so the runs compare; returns the job ids. A model that fails its checks raises ``StudioError``;
+    inside one ``session_scope`` nothing is then queued (the transaction rolls back)."""
+    from backend.errors import StudioError
+
+    if not models:
+        raise StudioError("Pick at least one model to evaluate.")
+    return [queue.submit(session, spec.model_copy(update={"model": m, "name": f"{spec.name or 'eval'} {m}"})).id
+            for m in dict.fromkeys(models)]
+
+
+def _method(record) -> str:
+    if record is None:
+        return "base"
+    method = (record.meta or {}).get("method")
+    if method:
+        return method
+    return {"adapter": "lora", "full": "full"}.get(record.kind, "base")
+
+
+def _training_time(session: Session, record) -> float | None:
+    if record is None:
+        return None
+    runtime = (record.meta or {}).get("train_runtime")
+    if runtime is None and record.job_id is not None:
+        rows = [m["value"] for m in queue.job_metrics(session, record.job_id) if m["key"] == "train_runtime"]
+        runtime = rows[-1] if rows else None
+    return runtime
+
+
+def _runs(session: Session, run_ids: list[int]) -> list[EvalRun]:
+    from backend.errors import StudioError
+
+    if not run_ids:
+        raise StudioError("Pick at least one evaluation run.")
+    runs = []
+    for run_id in dict.fromkeys(run_ids):
+        run = session.get(EvalRun, run_id)
+        if run is None:
+            raise StudioError(f"There is no evaluation run {run_id}.")
+        runs.append(run)
+    first = runs[0]
+    for run in runs[1:]:
+        if (run.dataset, run.split, run.n_examples) != (first.dataset, first.split, first.n_examples):
+            raise StudioError(f"Runs {first.id} and {run.id} scored different examples ({first.dataset}/{first.split}, "
+                              f"{first.n_examples} rows vs {run.dataset}/{run.split}, {run.n_examples} rows): "
+                              "compare runs on the same split and number of examples.")
+    return runs
+
+
+def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
+    """One row per run: method, every metric, its change against the baseline, trainable parameters and
+    training time.
+
+    The baseline is ``baseline_run_id``, else the first run of a base model (zero-shot), else the first run.
+    Columns: ``run, model, method, method_label, baseline, n`` + each metric + ``delta_<metric>`` (run − baseline)
+    + ``change_<metric>`` ((run − baseline) / baseline) + ``trainable_params, total_params, trainable_share,
+    train_runtime`` (None where unknown; a base model trains 0 parameters).
+    """
+    from backend.db.tables import ModelRecord
+    from backend.errors import StudioError
+    from backend.metrics.deltas import relative_change
+
+    runs = _runs(session, run_ids)
+    records = {r.id: session.get(ModelRecord, r.model_id) if r.model_id else None for r in runs}
+    methods = {r.id: _method(records[r.id]) for r in runs}
+    if baseline_run_id is not None and baseline_run_id not in methods:
+        raise StudioError(f"The baseline run {baseline_run_id} is not among the compared runs.")
+    base_id = baseline_run_id or next((r.id for r in runs if methods[r.id] == "base"), runs[0].id)
+    base_metrics = next(r.metrics for r in runs if r.id == base_id)
+    keys = [k for k in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, "length_words") if any(k in r.metrics for r in runs)]
+    keys += sorted({k for r in runs for k in r.metrics} - set(keys))
+    out = []
+    for run in runs:
+        record, method = records[run.id], methods[run.id]
+        meta = (record.meta or {}) if record is not None else {}
+        trainable = 0 if method == "base" else meta.get("trainable_params")
+        total = meta.get("total_params")
+        row: dict[str, Any] = {"run": run.id, "model": run.model_name, "method": method,
+                               "method_label": METHOD_LABELS.get(method, method), "baseline": run.id == base_id,
+                               "n": run.n_examples}
+        for key in keys:
+            value, before = run.metrics.get(key), base_metrics.get(key)
+            row[key] = value
+            both = value is not None and before is not None
+            row[f"delta_{key}"] = value - before if both else None
+            row[f"change_{key}"] = relative_change(before, value) if both else None
+        row.update(trainable_params=trainable, total_params=total,
+                   trainable_share=trainable / total if trainable is not None and total else None,
+                   train_runtime=_training_time(session, record))
+        out.append(row)
+    return out
+
+
+def per_example_diff(session: Session, run_a: int, run_b: int, metric: str = "rouge1",
+                     descending: bool = True) -> list[dict[str, Any]]:
+    """The two runs' predictions side by side per example, with ``diff`` = score_b − score_a.
+
+    Rows ``{idx, input, reference, prediction_a, prediction_b, score_a, score_b, diff}`` sorted by ``diff``
+    (largest first by default). Raises ``StudioError`` when the runs are not on the same examples or the
+    metric was not scored per example.
+    """
+    from backend.errors import StudioError
+
+    runs = _runs(session, [run_a, run_b])
+    if len(runs) < 2:
+        raise StudioError("Pick two different runs to compare.")
+    a, b = ({r.idx: r for r in session.scalars(select(EvalResult).where(EvalResult.eval_run_id == run.id))}
+            for run in runs)
+    rows = []
+    for idx in sorted(set(a) & set(b)):
+        ra, rb = a[idx], b[idx]
+        if ra.reference != rb.reference:
+            raise StudioError(f"Runs {run_a} and {run_b} have different references at example {idx}: they were not "
+                              "scored on the same data.")
+        sa, sb = ra.scores.get(metric), rb.scores.get(metric)
+        if sa is None or sb is None:
+            known = sorted(k for k, v in ra.scores.items() if isinstance(v, int | float))
+            raise StudioError(f"'{metric}' was not scored per example (available: {', '.join(known)}).")
+        rows.append({"idx": idx, "input": ra.input, "reference": ra.reference, "prediction_a": ra.prediction,
+                     "prediction_b": rb.prediction, "score_a": sa, "score_b": sb, "diff": sb - sa})
+    return sorted(rows, key=lambda r: r["diff"], reverse=descending)
+
+
+def toxicity_distribution(session: Session, run_ids: list[int]) -> list[dict[str, Any]]:
+    """Per-example toxicity scores ``{run, model, idx, toxicity}`` for histograms / box plots per model."""
+    runs = _runs(session, run_ids)
+    out = []
+    for run in runs:
+        results = session.scalars(select(EvalResult).where(EvalResult.eval_run_id == run.id).order_by(EvalResult.idx))
+        out += [{"run": run.id, "model": run.model_name, "idx": r.idx, "toxicity": r.scores.get("toxicity")}
+                for r in results if r.scores.get("toxicity") is not None]
+    return out
+
+
+def toxicity_summary(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
+    """Mean and std of toxicity per run, and their improvement over the baseline run ((before − after) / before,
+    the course's formula; the baseline defaults to the first run)."""
+    from backend.metrics.deltas import improvement, mean_std
+
+    by_run: dict[int, list[dict]] = {}
+    for row in toxicity_distribution(session, run_ids):
+        by_run.setdefault(row["run"], []).append(row)
+    stats = {run: (rows[0]["model"], len(rows), *mean_std([r["toxicity"] for r in rows])) for run, rows in by_run.items()}
+    base = baseline_run_id if baseline_run_id in stats else next(iter(stats), None)
+    out = []
+    for run, (model, n, mean, std) in stats.items():
+        _, _, base_mean, base_std = stats[base]
+        out.append({"run": run, "model": model, "n": n, "mean": mean, "std": std, "baseline": run == base,
+                    "mean_improvement": improvement(base_mean, mean), "std_improvement": improvement(base_std, std)})
+    return out

@@ -1,7 +1,8 @@
 """Prompt templates for the playground and the CLI (services; session first).
 
 One call turns an input into the model's prompt: ``build_prompt(session, spec, input_text, …)``
-picks the template (built-in library or saved in ``prompt_templates``), fills its ``{variables}``,
+picks the template (built-in library or saved in ``prompt_templates``), fills its ``{variables}``
+(the input goes into the last slot the form or dataset row left empty),
 adds k worked examples (typed by hand, from a dataset, or the template's own; first k, random, or
 the most similar to the input), retrieves document chunks into ``{context}`` with citations, applies
 the chat template, and measures the result against the model's context window — dropping examples
@@ -33,11 +34,11 @@ class PromptSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     template: str | None = Field(None, description="Library or saved template name; empty = send the input as is.")
-    values: dict[str, str] = Field(default_factory=dict, description="The template's other {variables}, from a "
-                                   "form or a dataset row; the input fills the first slot left empty.")
+    values: dict[str, Any] = Field(default_factory=dict, description="The template's other {variables}, from a "
+                                   "form or a dataset row; the input fills the last slot left empty.")
     shots: int = Field(0, ge=0, le=32, description="Worked examples before the input: 0 = zero-shot, 1 = one-shot, "
                        "more = few-shot. Small models need examples more; past 5–6, fine-tune instead.")
-    examples: list[dict[str, str]] | None = Field(None, description="Examples typed by hand (each fills every slot, "
+    examples: list[dict[str, Any]] | None = Field(None, description="Examples typed by hand (each fills every slot, "
                                                   "answer included); empty = the dataset's or the template's own.")
     example_dataset: str | None = Field(None, description="Take examples from this dataset (demo:dialogsum or a file).")
     example_split: str = Field("train", description="Dataset split the examples come from.")
@@ -183,8 +184,10 @@ def select_examples(template: FewShotTemplate, spec: PromptSpec, values: dict[st
     elif spec.selection == "similar":
         from backend.rag.examples import most_similar
 
-        query = fewshot.render_query(template, values)
-        ranked = most_similar(query, [fewshot.render_query(template, e) for e in pool], k)
+        def inputs(row: dict[str, Any]) -> str:  # compare what varies, not the template's fixed wording
+            return "\n".join(str(row.get(f, "")) for f in template.input_fields if f != "context")
+
+        ranked = most_similar(inputs(values), [inputs(e) for e in pool], k)
         chosen = [pool[i] for i, _ in reversed(ranked)]  # most similar last, next to the input
     else:
         chosen = pool[:k]
@@ -240,11 +243,12 @@ def _resolve_template(session: Session, spec: PromptSpec) -> FewShotTemplate | N
 
 
 def _fill_values(template: FewShotTemplate, spec: PromptSpec, input_text: str) -> tuple[dict[str, Any], str | None]:
-    """The slot values, with the input in the first empty input slot; returns (values, that slot)."""
+    """The slot values, with the input in the last empty input slot (the main input comes after parameters
+    like languages); returns (values, that slot)."""
     values = {k: v for k, v in spec.values.items() if str(v).strip()}
     free = [f for f in template.input_fields if f not in values and f not in template.defaults
             and not (spec.rag_collection and f == "context")]
-    slot = free[0] if free else None
+    slot = free[-1] if free else None
     if input_text.strip():
         if slot is None:
             raise StudioError(f"Template '{template.name}' has no empty slot for the input (its slots "
@@ -263,7 +267,7 @@ def build_prompt(session: Session, spec: PromptSpec, input_text: str = "", *, to
     Args:
         session: a session (reads templates and collections).
         spec: the prompt settings.
-        input_text: what the user typed; fills the template's first empty slot.
+        input_text: what the user typed; fills the template's last empty slot.
         tokenizer, window: the model's, to apply the chat template and measure; without them the
             prompt is returned as text only (the engine still checks the window when generating).
         max_new_tokens: reserved for the answer when measuring.
@@ -273,37 +277,35 @@ def build_prompt(session: Session, spec: PromptSpec, input_text: str = "", *, to
     from backend.generation.engine import format_prompt
 
     template = _resolve_template(session, spec)
-    if template is None:
-        if not input_text.strip():
-            raise StudioError("The prompt is empty: type something for the model to continue.")
+    raw = template is None
+    if raw:  # the input as typed, through a one-slot template so the fitting below treats it alike
         if spec.shots or spec.cot:
             raise StudioError("Examples and chain-of-thought need a template: pick one (e.g. 'qa' or 'cot-few-shot').")
-        values, slot, examples, notes, citations = {}, None, [], [], []
-    else:
-        values, slot = _fill_values(template, spec, input_text)
-        citations = []
-        if spec.rag_collection:
-            from backend.rag.collections import retrieve
+        template = fewshot.plain_template("raw input", "{input}")
+    values, slot = _fill_values(template, spec, input_text)
+    citations: list[dict[str, Any]] = []
+    if spec.rag_collection:
+        from backend.rag.collections import retrieve
 
-            query = values.get(slot) or next((str(v) for k, v in values.items() if k != "context"), "")
-            citations = retrieve(session, spec.rag_collection, query, spec.rag_k)
-            values["context"] = format_context(citations)
-        missing = fewshot.missing_inputs(template, values)
-        if missing:
-            raise StudioError("The prompt is empty: type something for the model to continue." if missing == [slot]
-                              else f"Fill {', '.join('{' + m + '}' for m in missing)} for template '{template.name}'.")
-        examples, notes = select_examples(template, spec, values)
+        query = values.get(slot) or next((str(v) for k, v in values.items() if k != "context"), "")
+        citations = retrieve(session, spec.rag_collection, query, spec.rag_k)
+        values["context"] = format_context(citations)
+    missing = fewshot.missing_inputs(template, values)
+    if missing:
+        raise StudioError("The prompt is empty: type something for the model to continue." if missing == [slot]
+                          else f"Fill {', '.join('{' + m + '}' for m in missing)} for template '{template.name}'.")
+    examples, notes = select_examples(template, spec, values)
 
     def text_for(exs: list[dict]) -> str:
-        return fewshot.build_prompt(template, values, exs, cot=spec.cot) if template else input_text
+        return fewshot.build_prompt(template, values, exs, cot=spec.cot)
 
     def model_prompt(text: str) -> str:
         return format_prompt(tokenizer, text, spec.chat, spec.system) if tokenizer is not None else text
 
-    label = "raw input" if template is None else " · ".join(
+    label = "raw input" if raw else " · ".join(
         [template.name] + ([fewshot.shot_name(len(examples))] if template.supports_shots else [])
         + (["CoT"] if spec.cot else []) + ([f"RAG {spec.rag_collection} (k={spec.rag_k})"] if spec.rag_collection else []))
-    built = BuiltPrompt(text=text_for(examples), prompt="", template=template.name if template else None, label=label,
+    built = BuiltPrompt(text=text_for(examples), prompt="", template=None if raw else template.name, label=label,
                         examples=examples, citations=citations, notes=notes)
     advice = fewshot.shot_advice(spec.shots)
     if advice:
@@ -326,7 +328,7 @@ def _fit(built: BuiltPrompt, spec: PromptSpec, template, values, slot, tokenizer
     budget = window - max_new_tokens
     built.prompt = model_prompt(built.text)
     tokens = count(built.prompt)
-    cut_field = slot or max((f for f in (template.input_fields if template else []) if f != "context"),
+    cut_field = slot or max((f for f in template.input_fields if f != "context"),
                             key=lambda f: len(str(values.get(f, ""))), default=None)
     if tokens > budget and spec.on_overflow == "drop_examples" and built.examples:
         kept, _, tokens = fewshot.fit_examples(lambda exs: model_prompt(text_for(exs)), built.examples, count, budget)
@@ -350,19 +352,21 @@ def _fit(built: BuiltPrompt, spec: PromptSpec, template, values, slot, tokenizer
     built.meter = context_meter(tokens, window, max_new_tokens)
     if tokens <= budget:
         return
-    message = (f"The prompt needs {tokens} tokens but only {budget} fit (a {window}-token window minus "
-               f"{max_new_tokens} new tokens)")
+    message = (f"The prompt needs {tokens} tokens but only {budget} fit in the context window ({window} tokens "
+               f"minus {max_new_tokens} for the answer)")
     if spec.on_overflow == "error":
+        options = []
         if built.examples:
             kept, _, kept_tokens = fewshot.fit_examples(lambda exs: model_prompt(text_for(exs)), built.examples,
                                                         count, budget)
             built.choices.append("drop_examples")
-            message += (f": drop examples (it fits with {len(kept)} of {len(built.examples)})" if kept_tokens <= budget
-                        else ": even without examples it does not fit")
+            options.append(f"drop examples (it fits with {len(kept)} of {len(built.examples)})" if kept_tokens <= budget
+                           else "drop examples (not enough alone)")
         if cut_field is not None:
             built.choices.append("truncate")
-            message += ", truncate the input" if built.examples else ": truncate the input"
-        message += ", shorten the input, or lower max new tokens."
+            options.append("truncate the input")
+        options += ["shorten the input", "lower max new tokens"]
+        message += ": " + ", ".join(options[:-1]) + " or " + options[-1] + "."
     else:
         message += (" even after " + ("dropping every example" if spec.on_overflow == "drop_examples"
                                       else "cutting the input") + ": shorten the input or lower max new tokens.")
@@ -380,3 +384,12 @@ def preview_prompt(session: Session, spec: PromptSpec, input_text: str = "", *, 
     built = build_prompt(session, spec, input_text, tokenizer=tokenizer, window=window, max_new_tokens=max_new_tokens,
                          check_fit=False)
     return built.to_dict()
+
+
+def dataset_rows(session: Session, template: str, dataset: str, split: str = "test", limit: int = 50) -> list[dict]:
+    """Rows of a dataset that can fill a template's input slots (to pick one as the input, or as examples)."""
+    from backend.data.datasets_io import load_rows
+
+    t = get_template(session, template)
+    needed = [f for f in t.input_fields if f not in t.defaults and f != "context"]
+    return load_rows(dataset, split, needed, limit=limit)

@@ -1,33 +1,70 @@
 """Evaluation: generate on a dataset split (batched) and score against the references.
 
 Dataset: rows with the template's fields and ``target_field`` (the reference).
+Model: a base or full model, a LoRA adapter (merged onto its base by the loader) or a prompt-tuning
+adapter (its base wrapped by peft: a soft prompt cannot be merged).
 Logged metric keys: ``eval/rouge1``, ``eval/rouge2``, ``eval/rougeL``, ``eval/rougeLsum``,
-``eval/bleu``, ``eval/toxicity``, ``eval/length_words``, ``eval/progress``.
-Output: an ``eval_runs`` row with corpus metrics and one ``eval_results`` row per example.
+``eval/bleu``, ``eval/toxicity``, ``eval/length_words``, ``eval/perplexity`` (references given the
+prompts; when ``perplexity`` is on), ``eval/<extra metric>`` for each of ``extra_metrics``,
+``eval/progress``.
+Output: an ``eval_runs`` row with corpus metrics and one ``eval_results`` row per example (ROUGE, BLEU,
+toxicity, length).
 """
 
-from backend.data.datasets_io import load_rows
+import functools
+from pathlib import Path
+from typing import Any
+
 from backend.db.engine import session_scope
 from backend.db.tables import EvalResult, EvalRun
+from backend.errors import StudioError
 from backend.generation.engine import format_prompt, generate
-from backend.metrics.text_metrics import score_texts
+from backend.metrics.text_metrics import load_evaluate_metric, neural_toxicity_scores, perplexity, score_texts
 from backend.models.loader import load_model
 from backend.models.store import resolve
 from backend.prompts.templates import render, resolve_template, template_fields
 from jobs.context import JobContext
+from jobs.data import read_rows
 from jobs.specs import EvalSpec
 
 METRIC_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "toxicity", "length_words")
 
 
+def _load(resolved, precision: str):
+    from jobs.modeling import check_adapter_fits, is_prompt_learning, load_prompt_tuned
+
+    if resolved.kind == "adapter" and resolved.base_path:
+        check_adapter_fits(resolved.path, resolved.base_path, resolved.name, Path(resolved.base_path).name)
+        if is_prompt_learning(resolved.path):
+            return load_prompt_tuned(resolved, precision)
+    return load_model(resolved, precision=precision)
+
+
+def _extra_metrics(spec: EvalSpec, predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Scalar results of user-named ``evaluate`` metrics, keyed ``<metric>`` or ``<metric>.<key>``."""
+    out: dict[str, float] = {}
+    for ref in spec.extra_metrics:
+        metric = load_evaluate_metric(ref)
+        short = Path(ref.rstrip("/")).stem or ref
+        try:
+            result = metric.compute(predictions=predictions, references=references) or {}
+        except Exception as exc:  # noqa: BLE001 - a user metric's own error, shown with its name
+            raise StudioError(f"Extra metric '{ref}' failed: {type(exc).__name__}: {exc}") from None
+        numbers = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        for key, value in numbers.items():
+            name = short if key == short or len(numbers) == 1 else f"{short}.{key}"
+            out[f"extra.{name}" if name in METRIC_KEYS or name == "perplexity" else name] = value
+    return out
+
+
 def run(ctx: JobContext) -> None:
     spec: EvalSpec = ctx.spec
     template = resolve_template(spec.template)
-    rows = load_rows(spec.dataset, spec.split, template_fields(template) + [spec.target_field], spec.max_examples)
+    rows = read_rows(spec.dataset, spec.split, template_fields(template) + [spec.target_field], spec.max_examples)
     with session_scope(write=True) as s:
         resolved = resolve(s, spec.model)
     ctx.raise_if_cancelled()
-    loaded = load_model(resolved, precision=spec.precision)
+    loaded = _load(resolved, spec.precision)
     inputs = [render(template, row) for row in rows]
     prompts = [format_prompt(loaded.tokenizer, text, spec.chat_format) for text in inputs]
     predictions: list[str] = []
@@ -38,8 +75,17 @@ def run(ctx: JobContext) -> None:
         ctx.log_metrics(len(predictions), {"eval/progress": len(predictions) / len(prompts)})
         print(f"generated {len(predictions)}/{len(prompts)}", flush=True)
     references = [str(row[spec.target_field]) for row in rows]
-    scores = score_texts(predictions, references)
+    toxicity: Any = True
+    if spec.toxicity_model:
+        toxicity = functools.partial(neural_toxicity_scores, model_ref=spec.toxicity_model,
+                                     toxic_label=spec.toxic_label, batch_size=spec.batch_size)
+    scores = score_texts(predictions, references, toxicity=toxicity)
     corpus = {k: scores[k] for k in METRIC_KEYS if scores.get(k) is not None}
+    if spec.perplexity:
+        ctx.raise_if_cancelled()
+        corpus["perplexity"] = perplexity(loaded.model, loaded.tokenizer, references, batch_size=spec.batch_size,
+                                          max_length=loaded.context_window, prompts=prompts)
+    corpus.update(_extra_metrics(spec, predictions, references))
     ctx.log_metrics(len(predictions), {f"eval/{k}": v for k, v in corpus.items()})
     with session_scope(write=True) as s:
         run_row = EvalRun(job_id=ctx.job_id, model_id=resolved.id, model_name=resolved.name, dataset=spec.dataset,

@@ -1,0 +1,170 @@
+"""Planning calculators: memory, compute-optimal data, LoRA size and compute budget (pure functions).
+
+The rules of thumb are the course material's; where its sources disagree the choice is stated here.
+
+Memory
+    Loading needs the weights: 4 bytes per parameter in fp32, 2 in fp16/bf16, 1 in int8 (1B parameters:
+    4 GB, 2 GB, 1 GB). Training adds about 20 bytes per parameter in fp32 (Adam's two states 8, gradients 4,
+    activations and temporary buffers up to 8): 4 + 20 = 24 bytes per parameter, so 1B parameters need
+    ~24 GB to train in fp32. One source also says "approximately 80 GB" for the same model; that contradicts
+    its own 24 bytes/parameter and is not used. Lower precision is taken to give "the same degree of savings"
+    for training (bf16: 12 GB, int8: 6 GB for 1B). GB here are decimal (10^9 bytes).
+Compute-optimal data (Chinchilla, Hoffmann et al. 2022)
+    About 20 training tokens per parameter: 70B parameters → 1.4T tokens.
+LoRA
+    A d×k weight gets B (d×r) and A (r×k): r·(d+k) trainable parameters instead of d·k. 512×64 with r=8:
+    A 512 + B 4,096 = 4,608 instead of 32,768, 86% fewer (85.94%).
+Compute
+    Training FLOPs ≈ 6·N·D (N parameters, D tokens: forward 2·N·D plus backward 4·N·D). One petaFLOP/s-day
+    is 10^15 FLOP/s for a day = 8.64×10^19 FLOPs, about 8 NVIDIA V100 or 2 A100 running flat out for a day.
+"""
+
+import math
+import struct
+from typing import Any
+
+GB = 1e9
+BYTES_PER_PARAM: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+TRAINING_EXTRA_BYTES_FP32 = 20  # Adam states 8 + gradients 4 + activations/temporaries 8, per parameter
+TOKENS_PER_PARAM = 20
+PFLOP_S_DAY = 1e15 * 86_400  # 8.64e19 FLOPs
+GPUS_PER_PFLOP_S_DAY: dict[str, float] = {"V100": 8, "A100": 2}
+# Reference points from the course material (training compute in petaFLOP/s-days).
+REFERENCE_COMPUTE: dict[str, float] = {"T5 XL (3B)": 100, "GPT-3 (175B)": 3_700}
+
+
+def _precision(precision: str) -> int:
+    key = precision.lower().replace("float32", "fp32").replace("bfloat16", "bf16").replace("float16", "fp16")
+    if key not in BYTES_PER_PARAM:
+        raise ValueError(f"precision must be one of {', '.join(BYTES_PER_PARAM)}, not {precision!r}")
+    return BYTES_PER_PARAM[key]
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, not {value!r}")
+
+
+def memory_to_load(params: float, precision: str = "fp32") -> float:
+    """Bytes to hold the weights: 4/2/1 bytes per parameter for fp32/bf16/int8 (1B fp32 → 4e9)."""
+    _positive("params", params)
+    return params * _precision(precision)
+
+
+def memory_to_train(params: float, precision: str = "fp32") -> float:
+    """Bytes to train with Adam: 24 bytes per parameter in fp32 (weights 4 + 20), scaled by the precision
+    (1B: fp32 24e9, bf16 12e9, int8 6e9)."""
+    _positive("params", params)
+    return params * (BYTES_PER_PARAM["fp32"] + TRAINING_EXTRA_BYTES_FP32) * _precision(precision) / 4
+
+
+def memory_estimate(params: float, precision: str = "fp32") -> dict[str, float]:
+    """Load and train memory in GB, with the bytes per parameter behind them."""
+    load, train = memory_to_load(params, precision), memory_to_train(params, precision)
+    return {"params": params, "precision": precision, "load_gb": load / GB, "train_gb": train / GB,
+            "load_bytes_per_param": load / params, "train_bytes_per_param": train / params}
+
+
+def compute_optimal_tokens(params: float, tokens_per_param: float = TOKENS_PER_PARAM) -> float:
+    """Chinchilla's compute-optimal training tokens: about 20 per parameter (70B → 1.4e12)."""
+    _positive("params", params)
+    return params * tokens_per_param
+
+
+def lora_parameters(d: int, k: int, r: int) -> dict[str, float]:
+    """Trainable parameters of LoRA on one d×k weight: B is d×r, A is r×k.
+
+    Returns ``{"full", "a", "b", "lora", "reduction"}``; 512×64 with r=8 gives a=512, b=4,096,
+    lora=4,608 vs full=32,768, reduction 0.859 (86% fewer).
+    """
+    for name, value in (("d", d), ("k", k), ("r", r)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    full, a, b = d * k, r * k, d * r
+    return {"full": full, "a": a, "b": b, "lora": a + b, "reduction": 1 - (a + b) / full}
+
+
+def lora_model_parameters(shapes: list[tuple[int, int]], r: int) -> dict[str, float]:
+    """LoRA over several weights (e.g. every attention projection of every layer): summed r·(d+k)."""
+    parts = [lora_parameters(d, k, r) for d, k in shapes]
+    full, lora = sum(p["full"] for p in parts), sum(p["lora"] for p in parts)
+    return {"full": full, "lora": lora, "reduction": 1 - lora / full if full else 0.0}
+
+
+def training_flops(params: float, tokens: float) -> float:
+    """Training compute ≈ 6·N·D FLOPs."""
+    _positive("params", params)
+    _positive("tokens", tokens)
+    return 6 * params * tokens
+
+
+def petaflop_s_days(flops: float) -> float:
+    """FLOPs in petaFLOP/s-days (1 PF/s-day = 8.64e19 FLOPs)."""
+    return flops / PFLOP_S_DAY
+
+
+def compute_budget(params: float, tokens: float | None = None) -> dict[str, float]:
+    """Training FLOPs and petaFLOP/s-days for N parameters on D tokens (Chinchilla-optimal D when omitted),
+    with the GPU-days that budget means at full efficiency."""
+    tokens = compute_optimal_tokens(params) if tokens is None else tokens
+    flops = training_flops(params, tokens)
+    days = petaflop_s_days(flops)
+    return {"params": params, "tokens": tokens, "flops": flops, "pf_days": days,
+            **{f"{gpu}_gpu_days": days * n for gpu, n in GPUS_PER_PFLOP_S_DAY.items()}}
+
+
+# --- numeric types ------------------------------------------------------------------------------------------
+
+DTYPES: list[dict[str, Any]] = [
+    {"dtype": "fp32", "bits": 32, "sign": 1, "exponent": 8, "fraction": 23, "bytes": 4, "range": "±3.4e38"},
+    {"dtype": "fp16", "bits": 16, "sign": 1, "exponent": 5, "fraction": 10, "bytes": 2, "range": "±65,504"},
+    {"dtype": "bf16", "bits": 16, "sign": 1, "exponent": 8, "fraction": 7, "bytes": 2, "range": "±3.4e38 (fp32's)"},
+    {"dtype": "int8", "bits": 8, "sign": 1, "exponent": 0, "fraction": 7, "bytes": 1, "range": "-128 to 127"},
+]
+
+
+def stored_value(value: float, dtype: str) -> float:
+    """What a number becomes when stored in a type (π: fp32 3.1415927, fp16 3.140625, bf16 3.140625, int8 3).
+
+    int8 is shown as plain rounding (the scale factors of real quantization are left out).
+    """
+    if dtype == "fp32":
+        return struct.unpack("<f", struct.pack("<f", value))[0]
+    if dtype == "fp16":
+        return struct.unpack("<e", struct.pack("<e", value))[0]
+    if dtype == "bf16":  # the top 16 bits of the fp32 pattern, rounded to nearest even
+        bits = struct.unpack("<I", struct.pack("<f", value))[0]
+        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+        return struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+    if dtype == "int8":
+        return float(max(-128, min(127, round(value))))
+    raise ValueError(f"dtype must be one of fp32, fp16, bf16, int8, not {dtype!r}")
+
+
+# --- series for charts ----------------------------------------------------------------------------------------
+
+def log_space(start: float, stop: float, points: int = 20) -> list[float]:
+    """``points`` values evenly spaced on a log scale from start to stop (both included)."""
+    _positive("start", start)
+    _positive("stop", stop)
+    if points < 2:
+        return [start]
+    step = (math.log10(stop) - math.log10(start)) / (points - 1)
+    return [10 ** (math.log10(start) + i * step) for i in range(points)]
+
+
+def memory_series(params: list[float], precisions: tuple[str, ...] = ("fp32", "bf16", "int8")) -> list[dict]:
+    """One row per (model size, precision): load and train GB."""
+    return [memory_estimate(p, precision) for p in params for precision in precisions]
+
+
+def chinchilla_series(params: list[float]) -> list[dict]:
+    return [{"params": p, "tokens": compute_optimal_tokens(p)} for p in params]
+
+
+def lora_rank_series(d: int, k: int, ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> list[dict]:
+    return [{"rank": r, **lora_parameters(d, k, r)} for r in ranks if r <= min(d, k)]
+
+
+def compute_series(params: list[float], tokens_per_param: float = TOKENS_PER_PARAM) -> list[dict]:
+    return [compute_budget(p, p * tokens_per_param) for p in params]

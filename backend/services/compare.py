@@ -1,0 +1,287 @@
+"""Playground runs: one input through 1–4 variants (model/adapter × decoding × template), side by side.
+
+Every run is saved: a ``playground_runs`` row (the input, each variant's full settings, per-column
+timings) and one ``completions`` row per completion with ``run_id`` (model, template, decoding,
+seed, exact prompt, output, timings). A saved run can be reopened, rerun, exported as JSON or CSV,
+or handed to a labeling campaign (``run_to_campaign_payload``).
+
+NOTE: models are resolved, loaded and prompts built first, ending each short read transaction
+before the slow parts (loading, generating: seconds to minutes on a CPU), so a write session never
+holds SQLite's write lock while a model runs; the rows are written afterwards in one short
+transaction.
+"""
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Completion, PlaygroundRun, Prompt
+from backend.errors import StudioError
+from backend.generation.decoding import DecodingConfig, decoding_warnings
+from backend.generation.engine import GenerationResult, StreamChunk, generate, stream
+from backend.models.loader import PRECISIONS, LoadedModel, load_model
+from backend.models.store import ResolvedModel, resolve
+from backend.prompts.cot import extract_final_answer
+from backend.services.templates import BuiltPrompt, PromptSpec, build_prompt
+
+MAX_VARIANTS = 4
+
+
+class Variant(BaseModel):
+    """One column of a comparison: which model, how the prompt is built, how it is decoded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(None, description="Column title; default: model · template · decoding.")
+    model: str | None = Field(None, description="Model or adapter name, folder or hub id (default: the embedded model).")
+    precision: str = Field("auto", description="auto, float32, bfloat16 or int8 (int8: fastest on a CPU).")
+    prompt: PromptSpec = Field(default_factory=PromptSpec, description="Template, examples, retrieval, chat mode.")
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig, description="Decoding settings.")
+
+
+@dataclass
+class PreparedVariant:
+    variant: Variant
+    resolved: ResolvedModel
+    loaded: LoadedModel
+    built: BuiltPrompt
+    label: str
+
+
+def parse_variants(variants: list[Variant | dict[str, Any]], *, allow_single: bool = True) -> list[Variant]:
+    """Validate variants (dicts from a form or a saved run) into ``Variant`` objects."""
+    low = 1 if allow_single else 2
+    if not low <= len(variants) <= MAX_VARIANTS:
+        raise StudioError(f"Compare {low} to {MAX_VARIANTS} variants (got {len(variants)}).")
+    out = []
+    for i, v in enumerate(variants, 1):
+        try:
+            out.append(v if isinstance(v, Variant) else Variant.model_validate(v))
+        except ValidationError as exc:
+            raise StudioError(f"Variant {i}: " + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+            ) from None
+        if out[-1].precision not in PRECISIONS:
+            raise StudioError(f"Variant {i}: unknown precision '{out[-1].precision}' (choose {', '.join(PRECISIONS)}).")
+    return out
+
+
+def decoding_summary(cfg: DecodingConfig) -> str:
+    """A short name for the decoding settings: "greedy", "beam 4", "sample T0.7 p0.9 k50"."""
+    if cfg.num_beams > 1 and not cfg.sampling:
+        return f"beam {cfg.num_beams}"
+    if not cfg.sampling:
+        return "greedy"
+    parts = [f"T{cfg.temperature:g}"] + ([f"p{cfg.top_p:g}"] if cfg.top_p < 1 else []) + (
+        [f"k{cfg.top_k}"] if cfg.top_k else []) + ([f"minp{cfg.min_p:g}"] if cfg.min_p else [])
+    return "sample " + " ".join(parts)
+
+
+def prepare_variant(session: Session, input_text: str, variant: Variant | dict[str, Any]) -> PreparedVariant:
+    """Resolve and load the model and build the prompt (raises ``StudioError`` on any bad input).
+
+    Use a read session: loading a model can take seconds and needs no write lock.
+    """
+    variant = parse_variants([variant])[0]
+    resolved = resolve(session, variant.model)
+    return _build(session, input_text, variant, resolved, load_model(resolved, precision=variant.precision))
+
+
+def _build(session: Session, input_text: str, variant: Variant, resolved: ResolvedModel,
+           loaded: LoadedModel) -> PreparedVariant:
+    built = build_prompt(session, variant.prompt, input_text, tokenizer=loaded.tokenizer,
+                         window=loaded.context_window, max_new_tokens=variant.decoding.max_new_tokens)
+    label = variant.label or f"{resolved.name} · {built.label} · {decoding_summary(variant.decoding)}"
+    return PreparedVariant(variant, resolved, loaded, built, label)
+
+
+def _unique_labels(prepared: list[PreparedVariant]) -> None:
+    seen: dict[str, int] = {}
+    for p in prepared:
+        seen[p.label] = seen.get(p.label, 0) + 1
+        if seen[p.label] > 1:
+            p.label = f"{p.label} ({seen[p.label]})"
+
+
+def _column(p: PreparedVariant, results: list[GenerationResult], latency: float) -> dict[str, Any]:
+    tokens = sum(r.completion_tokens for r in results)
+    cfg = p.variant.decoding
+    return {
+        "label": p.label, "model": p.resolved.name, "model_id": p.resolved.id, "precision": p.variant.precision,
+        "template": p.built.template, "prompt_label": p.built.label, "prompt": p.built.prompt,
+        "cot": p.variant.prompt.cot or (p.built.template or "").startswith("cot"),
+        "citations": [{**{k: h[k] for k in ("rank", "score", "doc", "chunk", "citation")}, "snippet": h["text"][:500]}
+                      for h in p.built.citations],
+        "examples": len(p.built.examples), "notes": p.built.notes + decoding_warnings(cfg),
+        "decoding": cfg.model_dump(), "latency_s": round(latency, 4),
+        "tokens_per_second": round(tokens / latency, 2) if latency > 0 else 0.0,
+        "completion_tokens": round(tokens / max(len(results), 1), 1),
+        "words": round(sum(len(r.text.split()) for r in results) / max(len(results), 1), 1),
+        "chars": round(sum(len(r.text) for r in results) / max(len(results), 1), 1),
+        "prompt_tokens": results[0].prompt_tokens if results else 0,
+        "first_token_s": results[0].first_token_seconds if results else None,
+    }
+
+
+def _save(session: Session, input_text: str, prepared: list[PreparedVariant],
+          outputs: list[tuple[list[GenerationResult], float]], kind: str, meta: dict | None = None) -> dict[str, Any]:
+    columns = [_column(p, results, latency) for p, (results, latency) in zip(prepared, outputs, strict=True)]
+    run = PlaygroundRun(input=input_text, variants=[p.variant.model_dump() for p in prepared],
+                        meta={"kind": kind, "columns": columns, **(meta or {})})
+    prompt = Prompt(text=input_text, source="playground")
+    session.add_all([run, prompt])
+    session.flush()
+    for p, (results, _) in zip(prepared, outputs, strict=True):
+        for r in results:
+            session.add(Completion(
+                prompt_id=prompt.id, model_id=p.resolved.id, model_name=p.resolved.name, prompt_text=p.built.prompt,
+                text=r.text, decoding=r.settings, seed=r.settings.get("seed"), template=p.built.label[:200],
+                prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
+                finish_reason=r.finish_reason, run_id=run.id, source_label=p.label[:300]))
+    session.flush()
+    return get_run(session, run.id)
+
+
+def run_comparison(session: Session, input_text: str, variants: list[Variant | dict[str, Any]],
+                   *, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one input through each variant, save the run, and return it side by side.
+
+    Args:
+        session: a write session.
+        input_text: the user's input (fills each variant's template).
+        variants: 1–4 variants (``Variant`` or dicts); one variant is a plain saved run.
+
+    Returns:
+        ``get_run``'s dict: ``{"id", "input", "created_at", "kind", "columns": [{label, model, template,
+        prompt, latency_s, tokens_per_second, completion_tokens, words, chars, citations, notes, decoding,
+        completions: [{id, text, completion_tokens, finish_reason, seconds, answer}]}]}``.
+    """
+    parsed = parse_variants(variants)
+    resolved = [resolve(session, v.model) for v in parsed]
+    session.commit()  # NOTE: no transaction (so no SQLite lock) while models load and generate
+    loaded = [load_model(r, precision=v.precision) for v, r in zip(parsed, resolved, strict=True)]
+    prepared = [_build(session, input_text, v, r, m) for v, r, m in zip(parsed, resolved, loaded, strict=True)]
+    _unique_labels(prepared)
+    session.commit()  # NOTE: prompts are built (short reads); end that transaction before generating
+    outputs = []
+    for p in prepared:
+        began = time.perf_counter()
+        results = generate(p.loaded, [p.built.prompt], p.variant.decoding)[0]
+        outputs.append((results, time.perf_counter() - began))
+    return _save(session, input_text, prepared, outputs, "compare" if len(prepared) > 1 else "single", meta)
+
+
+def stream_variant(prepared: PreparedVariant) -> Iterator[StreamChunk]:
+    """Stream one prepared variant's completion (the last chunk carries the result; save it with ``save_streamed_run``)."""
+    return stream(prepared.loaded, prepared.built.prompt, prepared.variant.decoding)
+
+
+def save_streamed_run(session: Session, input_text: str, prepared: PreparedVariant,
+                      result: GenerationResult) -> dict[str, Any]:
+    """Save a streamed completion as a one-column run (reopenable and rerunnable like a comparison)."""
+    return _save(session, input_text, [prepared], [([result], result.seconds)], "single")
+
+
+def _run(session: Session, run_id: int) -> PlaygroundRun:
+    run = session.get(PlaygroundRun, run_id)
+    if run is None:
+        raise StudioError(f"No playground run {run_id}.")
+    return run
+
+
+def get_run(session: Session, run_id: int) -> dict[str, Any]:
+    """A saved run with its columns and completions, as ``run_comparison`` returned it."""
+    run = _run(session, run_id)
+    rows = session.scalars(select(Completion).where(Completion.run_id == run_id).order_by(Completion.id)).all()
+    columns = []
+    for col in run.meta.get("columns", []):
+        cot = bool(col.get("cot"))
+        columns.append({**col, "completions": [
+            {"id": c.id, "text": c.text, "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
+             "seconds": round(c.seconds, 4), "answer": extract_final_answer(c.text) if cot else None}
+            for c in rows if c.source_label == col["label"][:300]]})
+    return {"id": run.id, "input": run.input, "created_at": run.created_at.isoformat(timespec="seconds"),
+            "kind": run.meta.get("kind"), "rerun_of": run.meta.get("rerun_of"), "variants": run.variants,
+            "columns": columns}
+
+
+def list_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """Recent runs, newest first: id, time, input preview, columns."""
+    runs = session.scalars(select(PlaygroundRun).order_by(PlaygroundRun.id.desc()).limit(limit))
+    return [{"id": r.id, "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "kind": r.meta.get("kind"),
+             "input": r.input[:120], "columns": [c["label"] for c in r.meta.get("columns", [])]} for r in runs]
+
+
+def rerun(session: Session, run_id: int, *, seed: int | None = None) -> dict[str, Any]:
+    """Run a saved run again with its saved settings (same seeds reproduce it); ``seed`` overrides every variant's."""
+    run = _run(session, run_id)
+    variants = [dict(v) for v in run.variants]
+    if seed is not None:
+        for v in variants:
+            v["decoding"] = {**v.get("decoding", {}), "seed": seed}
+    return run_comparison(session, run.input, variants, meta={"rerun_of": run_id})
+
+
+def export_run(session: Session, run_id: int, fmt: str = "json") -> str:
+    """A run as JSON (everything) or CSV (one row per completion with its settings and timings)."""
+    data = get_run(session, run_id)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    if fmt != "csv":
+        raise StudioError("Export as 'json' or 'csv'.")
+    buffer = io.StringIO()
+    fields = ["run_id", "column", "model", "template", "completion_id", "text", "completion_tokens", "seconds",
+              "finish_reason", "seed", "latency_s", "tokens_per_second", "decoding", "input", "prompt"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for col in data["columns"]:
+        for c in col["completions"]:
+            writer.writerow({"run_id": data["id"], "column": col["label"], "model": col["model"],
+                             "template": col["prompt_label"], "completion_id": c["id"], "text": c["text"],
+                             "completion_tokens": c["completion_tokens"], "seconds": c["seconds"],
+                             "finish_reason": c["finish_reason"], "seed": col["decoding"].get("seed"),
+                             "latency_s": col["latency_s"], "tokens_per_second": col["tokens_per_second"],
+                             "decoding": json.dumps(col["decoding"]), "input": data["input"], "prompt": col["prompt"]})
+    return buffer.getvalue()
+
+
+def run_to_campaign_payload(session: Session, run_id: int, completion_ids: list[int] | None = None) -> dict[str, Any]:
+    """What a labeling campaign needs from a run: the prompt and the chosen completions with their provenance.
+
+    Args:
+        completion_ids: the completions to rank (at least 2, all from this run); None = all of the run's.
+
+    Returns:
+        ``{"run_id", "prompt", "completions": [{"id", "text", "model", "model_id", "source_label",
+        "decoding", "seed", "template", "prompt_text"}]}``.
+    """
+    run = _run(session, run_id)
+    rows = {c.id: c for c in session.scalars(select(Completion).where(Completion.run_id == run_id))}
+    ids = list(dict.fromkeys(completion_ids)) if completion_ids is not None else sorted(rows)
+    foreign = [i for i in ids if i not in rows]
+    if foreign:
+        raise StudioError(f"Completion(s) {', '.join(map(str, foreign))} are not part of run {run_id}.")
+    if len(ids) < 2:
+        raise StudioError("Pick at least 2 completions: annotators rank completions against each other.")
+    return {"run_id": run.id, "prompt": run.input, "completions": [
+        {"id": c.id, "text": c.text, "model": c.model_name, "model_id": c.model_id, "source_label": c.source_label,
+         "decoding": c.decoding, "seed": c.seed, "template": c.template, "prompt_text": c.prompt_text}
+        for c in (rows[i] for i in ids)]}
+
+
+def inspect_next_token(session: Session, input_text: str, variant: Variant | dict[str, Any], step: int = 0,
+                       top_n: int = 10) -> dict[str, Any]:
+    """The next-token view for a variant: top candidates at ``step`` before/after each decoding control."""
+    from backend.generation.nexttoken import next_token_candidates
+
+    prepared = prepare_variant(session, input_text, variant)
+    return {"label": prepared.label, "prompt": prepared.built.prompt,
+            **next_token_candidates(prepared.loaded, prepared.built.prompt, step, prepared.variant.decoding, top_n)}

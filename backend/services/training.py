@@ -1,0 +1,198 @@
+"""Training services: what the SFT form shows before launch, adapter merging, and training-curve data.
+
+One call per user action; each takes the DB session first and raises ``StudioError`` with a message for
+the user. Queue a job with ``jobs.queue.submit(session, spec)`` (the same call ``studio job submit`` makes).
+torch/transformers/peft are imported inside the functions that need them.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Job, ModelRecord
+from backend.errors import StudioError
+from backend.settings import get_settings
+from jobs import queue
+from jobs.specs import EvalSpec, SFTSpec
+
+CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "train/tokens_per_second")
+
+
+def estimate_trainable(session: Session, spec: SFTSpec) -> dict[str, Any]:
+    """Trainable and total parameters the spec would train, and the trainable share, without loading weights.
+
+    Computed from the base model's config on the meta device with the same peft config the job builds, so the
+    numbers equal the ``trainable_params`` / ``total_params`` the job logs. A LoRA target the model lacks
+    raises ``StudioError`` naming the layers it has.
+
+    Returns:
+        ``{"trainable": int, "total": int, "share": float}`` (share in 0-1).
+    """
+    from backend.models.store import resolve
+    from jobs.modeling import estimate_trainable as estimate
+
+    base = resolve(session, spec.base_model)
+    if base.kind == "adapter":
+        raise StudioError(f"'{base.name}' is an adapter: start SFT from a base or full model.")
+    return estimate(spec, base.path, base.name)
+
+
+def preview_examples(session: Session, spec: SFTSpec | EvalSpec, n: int = 3) -> list[dict[str, Any]]:
+    """The first ``n`` examples exactly as the job will format them, with token counts.
+
+    SFT rows: ``prompt`` and ``completion`` (the text the loss is on) as chat-formatted text when the spec uses
+    the chat format, ``text`` (both together), ``template`` (the instruction used: one of a mix),
+    ``tokens``, and ``over_max_length`` with ``long_examples``'s consequence. Eval rows: ``prompt`` (what the
+    model sees) and ``reference``. Raises ``StudioError`` for the problems the job would fail on (missing
+    columns, empty fields, unreadable or non-UTF-8 files, templates without fields, an unreachable hub).
+    """
+    from backend.generation.engine import format_prompt
+    from backend.models.loader import load_tokenizer
+    from backend.models.store import resolve
+    from backend.prompts.templates import render, resolve_template, template_fields
+    from jobs.data import check_templates, example_lengths, read_rows, to_examples
+
+    if n < 1:
+        raise StudioError("Preview at least one example.")
+    check_templates(spec)
+    model = resolve(session, spec.base_model if isinstance(spec, SFTSpec) else spec.model)
+    try:
+        tokenizer = load_tokenizer(model.base_path if model.kind == "adapter" and model.base_path else model.path)
+    except (OSError, ValueError) as exc:
+        raise StudioError(f"Could not load the tokenizer of '{model.name}' ({str(exc).splitlines()[0][:200]}): "
+                          "check the model folder, or that the hub is reachable.") from None
+    if isinstance(spec, EvalSpec):
+        template = resolve_template(spec.template)
+        rows = read_rows(spec.dataset, spec.split, template_fields(template) + [spec.target_field], n)
+        return [{"index": i, "prompt": format_prompt(tokenizer, render(template, row), spec.chat_format),
+                 "reference": str(row[spec.target_field])} for i, row in enumerate(rows)]
+    from jobs.data import required_columns
+
+    rows = read_rows(spec.dataset, "train", required_columns(spec), n)
+    out = []
+    for i, example in enumerate(to_examples(rows, spec)):
+        if isinstance(example["prompt"], list):
+            prompt = tokenizer.apply_chat_template(example["prompt"], tokenize=False, add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+            instruction = example["prompt"][0]["content"]
+            completion = text[len(prompt):] if text.startswith(prompt) else example["completion"][0]["content"]
+        else:
+            prompt, completion, instruction = example["prompt"], example["completion"], example["prompt"]
+            text = prompt + completion
+        prompt_tokens, tokens = example_lengths(example, tokenizer)
+        over = tokens > spec.train.max_length
+        fate = {"truncate": "dropped (no room for the completion)" if prompt_tokens >= spec.train.max_length
+                else "truncated", "skip": "skipped", "refuse": "refused (the job fails)"}[spec.long_examples]
+        out.append({"index": i, "instruction": instruction, "prompt": prompt, "completion": completion, "text": text,
+                    "template": _template_used(spec, instruction, rows[i]), "tokens": tokens,
+                    "prompt_tokens": prompt_tokens, "over_max_length": over, "if_too_long": fate if over else ""})
+    return out
+
+
+def _template_used(spec: SFTSpec, instruction: str, row: dict) -> str:
+    from backend.prompts.templates import render, resolve_template
+
+    for name in spec.template_mix or [spec.template]:
+        if render(resolve_template(name), row) == instruction:
+            return name if len(name) <= 60 else name[:57] + "…"
+    return spec.template
+
+
+def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str | None = None) -> ModelRecord:
+    """Merge a LoRA adapter into its base and save a standalone model folder, registered as kind ``full``.
+
+    The folder (config, safetensors weights, tokenizer) is ``<data dir>/models/<out_name>`` unless ``out_dir``
+    is given, and loads without peft. Lineage: ``meta`` names the adapter, its base and its training job, and
+    ``job_id`` is the adapter's job.
+
+    Raises:
+        StudioError: unknown model, not an adapter, a prompt-tuning adapter (a soft prompt has no weights to
+            merge), an adapter that does not fit its base, or a name or folder already in use.
+    """
+    import re
+
+    from backend.models.store import register_model, resolve
+    from jobs.modeling import adapter_config, check_adapter_fits, is_prompt_learning
+
+    if not re.fullmatch(r"[\w][\w.-]{0,199}", out_name or ""):
+        raise StudioError("Give the merged model a name of letters, digits, '.', '-' or '_' (no spaces).")
+    adapter = resolve(session, model_name)
+    if adapter.kind != "adapter":
+        raise StudioError(f"'{adapter.name}' is a {adapter.kind} model, not an adapter: there is nothing to merge.")
+    if not adapter.base_path:
+        raise StudioError(f"Adapter '{adapter.name}' has no registered base model to merge into.")
+    if is_prompt_learning(adapter.path):
+        raise StudioError(f"'{adapter.name}' is a prompt-tuning adapter: a soft prompt is extra input, not a weight "
+                          "update, so it cannot be merged. Use the adapter as it is.")
+    if session.scalar(select(ModelRecord.id).where(ModelRecord.name == out_name)) is not None:
+        raise StudioError(f"A model named '{out_name}' already exists: choose another name.")
+    target = Path(out_dir).expanduser() if out_dir else get_settings().models_dir / out_name
+    if target.exists() and any(target.iterdir()):
+        raise StudioError(f"{target} already exists and is not empty: choose another name or folder.")
+    record = session.get(ModelRecord, adapter.id)
+    base = record.base_model
+    check_adapter_fits(adapter.path, adapter.base_path, adapter.name, base.name)
+    _merge_to_folder(adapter.path, adapter.base_path, target)
+    return register_model(session, out_name, str(target.resolve()), kind="full",
+                          source="job" if record.job_id else "local", job_id=record.job_id, meta={
+                              "method": "merged", "merged_from": adapter.name, "adapter_id": adapter.id,
+                              "base": base.name, "base_model_id": base.id, "base_path": base.path,
+                              "adapter_meta": record.meta or {}, "lora": {
+                                  k: adapter_config(adapter.path).get(k) for k in ("r", "lora_alpha", "target_modules")},
+                          })
+
+
+def _merge_to_folder(adapter_path: str, base_path: str, target: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
+    target.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(target))
+    tokenizer_from = adapter_path if (Path(adapter_path) / "tokenizer_config.json").is_file() else base_path
+    AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(str(target))
+
+
+def training_curves(session: Session, job_ids: list[int], keys: tuple[str, ...] = CURVE_KEYS) -> list[dict[str, Any]]:
+    """Metric rows ``{job, job_name, method, step, key, value}`` of jobs, for line charts (one line per job × key).
+
+    Default keys: loss, eval_loss, learning_rate, grad_norm and measured train/tokens_per_second.
+    """
+    out: list[dict[str, Any]] = []
+    for job_id in job_ids:
+        job = queue.get_job(session, job_id)
+        method = {"none": "full"}.get((job.spec or {}).get("peft"), (job.spec or {}).get("peft") or job.kind)
+        out += [{"job": job.id, "job_name": job.name, "method": method, **m}
+                for m in queue.job_metrics(session, job_id) if m["key"] in keys]
+    return out
+
+
+def training_summaries(session: Session, kind: str = "sft", limit: int = 50) -> list[dict[str, Any]]:
+    """One row per training job: method, status, steps, final loss, eval loss, tokens/s, trainable share, runtime."""
+    jobs = session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(limit))
+    rows = []
+    for job in jobs:
+        last: dict[str, float] = {}
+        step = 0
+        for m in queue.job_metrics(session, job.id):
+            last[m["key"]] = m["value"]
+            step = max(step, m["step"])
+        trainable, total = last.get("trainable_params"), last.get("total_params")
+        rows.append({"job": job.id, "name": job.name, "status": job.status,
+                     "method": {"none": "full"}.get((job.spec or {}).get("peft"), (job.spec or {}).get("peft")),
+                     "base_model": (job.spec or {}).get("base_model"), "step": step,
+                     "loss": last.get("loss"), "eval_loss": last.get("eval_loss"),
+                     "tokens_per_second": last.get("train/tokens_per_second"),
+                     "trainable_params": trainable, "total_params": total,
+                     "trainable_share": trainable / total if trainable and total else None,
+                     "train_runtime": last.get("train_runtime"), "output_model_id": job.output_model_id})
+    return rows
+
+
+def resumable_jobs(session: Session) -> list[dict[str, Any]]:
+    """Failed or cancelled SFT jobs with a checkpoint, for the form's ``resume_from_job`` picker."""
+    return queue.resumable_jobs(session)

@@ -1,0 +1,180 @@
+"""Annotator accounts: sign-up, sign-in and roles (admin / annotator).
+
+Passwords are stored as ``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`` (``hashlib.pbkdf2_hmac``, a
+16-byte random salt per user) and compared in constant time. The iteration count travels with each hash,
+so raising ``ITERATIONS`` later keeps old passwords working.
+
+Roles: whoever signs up while no admin exists becomes admin (normally the first user); everyone else is an
+annotator until an admin promotes them. Annotators see only the labeling pages and their own work; pages
+gate admin views with ``require_admin``.
+"""
+
+import hashlib
+import hmac
+import secrets
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import User
+from backend.errors import StudioError
+
+ITERATIONS = 310_000  # OWASP's 2021 figure for PBKDF2-HMAC-SHA256: ~0.1-0.3 s per sign-in on a laptop
+MIN_PASSWORD = 8
+ROLES = ("admin", "annotator")
+_BAD_LOGIN = "Wrong name or password."
+
+
+def hash_password(password: str, *, iterations: int | None = None, salt: bytes | None = None) -> str:
+    iterations = iterations or ITERATIONS
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """True when ``password`` matches the stored hash (constant-time compare; False for no/odd hash)."""
+    try:
+        scheme, iterations, salt, digest = (stored or "").split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        candidate = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), bytes.fromhex(salt), int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(iterations: int) -> str:
+    return hash_password("not a password", iterations=iterations, salt=b"\0" * 16)
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise StudioError("Enter a user name.")
+    if len(name) > 80:
+        raise StudioError("User names are at most 80 characters.")
+    return name
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise StudioError(f"Choose a password of at least {MIN_PASSWORD} characters.")
+
+
+def public(user: User) -> dict[str, Any]:
+    """What pages may show about a user (never the hash)."""
+    return {"id": user.id, "name": user.name, "role": user.role, "can_sign_in": user.password_hash is not None,
+            "created_at": user.created_at.isoformat(timespec="seconds") if user.created_at else None}
+
+
+def sign_up(session: Session, name: str, password: str) -> User:
+    """Create an account; it is admin when no admin exists yet, else annotator.
+
+    Raises:
+        StudioError: empty/long name, short password, or the name is taken.
+    """
+    name = _clean_name(name)
+    _check_password(password)
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise StudioError(f"The name '{name}' is taken: choose another, or sign in.")
+    has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin")) > 0
+    user = User(name=name, role="annotator" if has_admin else "admin", password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, name: str, password: str) -> User:
+    """The user with this name and password.
+
+    Raises:
+        StudioError: the same message for an unknown name and a wrong password.
+    """
+    user = session.scalar(select(User).where(User.name == (name or "").strip()))
+    if user is None or user.password_hash is None:
+        verify_password(password or "", _dummy_hash(ITERATIONS))  # same work as a real check: no timing leak
+        raise StudioError(_BAD_LOGIN)
+    if not verify_password(password or "", user.password_hash):
+        raise StudioError(_BAD_LOGIN)
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise StudioError("This account no longer exists: sign in again.")
+    return user
+
+
+def is_admin(session: Session, user_id: int) -> bool:
+    user = session.get(User, user_id)
+    return user is not None and user.role == "admin"
+
+
+def require_admin(session: Session, user_id: int) -> User:
+    """The user, if an admin; raises StudioError otherwise (gate every admin view with it)."""
+    user = get_user(session, user_id)
+    if user.role != "admin":
+        raise StudioError("Only an admin can do this.")
+    return user
+
+
+def create_user(session: Session, admin_id: int, name: str, password: str, role: str = "annotator") -> User:
+    """An admin creates an account for someone else."""
+    require_admin(session, admin_id)
+    if role not in ROLES:
+        raise StudioError(f"Role must be one of {', '.join(ROLES)}.")
+    name = _clean_name(name)
+    _check_password(password)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is not None and user.password_hash is not None:
+        raise StudioError(f"The name '{name}' is taken.")
+    if user is None:  # a name-only user (e.g. an imported annotator) gets a password instead
+        user = User(name=name)
+        session.add(user)
+    user.role, user.password_hash = role, hash_password(password)
+    session.flush()
+    return user
+
+
+def set_role(session: Session, admin_id: int, user_id: int, role: str) -> User:
+    require_admin(session, admin_id)
+    if role not in ROLES:
+        raise StudioError(f"Role must be one of {', '.join(ROLES)}.")
+    user = get_user(session, user_id)
+    if user.role == "admin" and role != "admin":
+        admins = session.scalar(select(func.count(User.id)).where(User.role == "admin"))
+        if admins <= 1:
+            raise StudioError("This is the last admin: promote someone else first.")
+    user.role = role
+    session.flush()
+    return user
+
+
+def set_password(session: Session, admin_id: int, user_id: int, password: str) -> User:
+    """An admin sets (or resets) someone's password."""
+    require_admin(session, admin_id)
+    _check_password(password)
+    user = get_user(session, user_id)
+    user.password_hash = hash_password(password)
+    session.flush()
+    return user
+
+
+def change_password(session: Session, user_id: int, old: str, new: str) -> User:
+    user = get_user(session, user_id)
+    if not verify_password(old or "", user.password_hash):
+        raise StudioError("The current password is wrong.")
+    _check_password(new)
+    user.password_hash = hash_password(new)
+    session.flush()
+    return user
+
+
+def list_users(session: Session, admin_id: int) -> list[dict[str, Any]]:
+    require_admin(session, admin_id)
+    return [public(u) for u in session.scalars(select(User).order_by(User.id))]

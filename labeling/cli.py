@@ -1,0 +1,97 @@
+"""``studio labels …``: export preference pairs and import rankings (the same services as the pages).
+
+Wire into ``backend/cli.py``'s ``build_parser`` with ``register(sub)``. Services raise StudioError for user
+mistakes; the main CLI prints them and exits with status 2.
+"""
+
+import argparse
+import json
+
+from backend.errors import StudioError
+
+STRATEGIES = ("all", "best-vs-rest", "best-vs-worst")
+
+
+def _session_scope():
+    from backend.db.engine import session_scope, upgrade_database
+
+    upgrade_database()
+    return session_scope
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from labeling.export import export_campaign
+
+    with _session_scope()() as s:
+        report = export_campaign(s, args.campaign, args.out, fmt=args.format, strategy=args.pairs,
+                                 margin=args.margin, consensus=args.consensus,
+                                 max_disagreement=args.max_disagreement, test_size=args.test_size, seed=args.seed)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['pairs']} pairs from {report['items']} items ({report['rankings']} rankings"
+          + (f", {report['dropped_for_disagreement']} items dropped for disagreement" if args.max_disagreement
+             is not None else "") + ")")
+    for split, path in report["files"].items():
+        print(f"  {split}: {report['rows'][split]} rows -> {path}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from labeling.importer import import_rankings
+
+    with _session_scope()(write=True) as s:
+        report = import_rankings(s, args.file, args.campaign, criterion=args.criterion)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['accepted']} ranking(s) imported into '{report['campaign']}'"
+              + (" (new campaign)" if report["created"] else "") + f", {len(report['rejected'])} rejected")
+        for r in report["rejected"][:50]:
+            print(f"  line {r['line']}: {r['reason']}")
+        if len(report["rejected"]) > 50:
+            print(f"  … and {len(report['rejected']) - 50} more (use --json for all)")
+    if report["rejected"] and not report["accepted"]:
+        raise StudioError("No row was imported: fix the rows listed above.")
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("give a share between 0 and 1")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add ``labels export`` and ``labels import`` to the studio CLI's subparsers."""
+    p = subparsers.add_parser("labels", help="Export preference pairs from rankings; import rankings.")
+    sub = p.add_subparsers(dest="labels_cmd", required=True)
+
+    ex = sub.add_parser("export", help="Write a campaign's rankings as preference pairs (TRL: prompt, chosen, "
+                        "rejected, optional margin).")
+    ex.add_argument("--campaign", required=True, help="Campaign name.")
+    ex.add_argument("--format", choices=["jsonl", "parquet"], default=None,
+                    help="File format (default: from the --out suffix, else jsonl).")
+    ex.add_argument("--pairs", choices=STRATEGIES, default="all",
+                    help="all = every untied pair, C(K,2) per ranking; best-vs-rest; best-vs-worst.")
+    ex.add_argument("--margin", action="store_true", help="Add the rank gap of each pair as 'margin'.")
+    ex.add_argument("--consensus", action="store_true",
+                    help="One consensus ranking per item (mean rank) instead of every annotator's pairs.")
+    ex.add_argument("--max-disagreement", type=_share, default=None, metavar="SHARE",
+                    help="Drop items whose annotators disagree on more than this share of pairs (e.g. 0.5).")
+    ex.add_argument("--test-size", type=_share, default=0.0, metavar="SHARE",
+                    help="Hold out this share of prompts; --out is then a folder with train/test files.")
+    ex.add_argument("--seed", type=int, default=0, help="Seed of the train/test split by prompt.")
+    ex.add_argument("--out", required=True, help="Output file (or folder with --test-size).")
+    ex.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    ex.set_defaults(func=cmd_export)
+
+    im = sub.add_parser("import", help='Import rankings: one JSON object a line, {"prompt", "completions", '
+                        '"ranks", "annotator"} (+ optional "flags"); rank 1 = best, equal ranks tie.')
+    im.add_argument("file", help="JSONL file.")
+    im.add_argument("--campaign", required=True, help="Campaign name (created when it does not exist).")
+    im.add_argument("--criterion", default="helpfulness", help="Criterion of a new campaign.")
+    im.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    im.set_defaults(func=cmd_import)

@@ -1,0 +1,199 @@
+"""Import rankings collected elsewhere: one JSON object per line.
+
+``{"prompt": str, "completions": [str, …], "ranks": [int, …], "annotator": str}`` with rank 1 = best and equal
+ranks = tie; optional ``"flags": [bool, …]`` (a flagged completion's rank is ignored and may be null),
+``"comment": str`` and ``"seconds": number``. Unknown keys are ignored.
+
+Every row is validated on its own and written in its own savepoint: a bad row changes nothing and is
+reported with its line number and reason; good rows are kept. The campaign is created at the first good
+row when it does not exist (K from that row; later rows with another K are rejected). Rows for a prompt
+already in the campaign must carry the same completion texts (in any order: they are matched by text).
+Annotators become users without a password (an admin can give them one); completions get the source label
+``imported``.
+"""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
+from backend.errors import StudioError
+from labeling.campaigns import default_guidelines
+from labeling.pairs import validate_ranks
+
+IMPORTED = "imported"
+
+
+class RowError(ValueError):
+    """Why one row was rejected (reported, never raised to the caller)."""
+
+
+def _read_lines(source: str | Path | Iterable[str]) -> Iterable[str]:
+    if isinstance(source, str | Path):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise StudioError(f"No file at {path}.")
+        try:
+            return path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError:
+            raise StudioError(f"{path} is not UTF-8 text: save it as UTF-8 JSONL.") from None
+    return source
+
+
+def parse_row(line: str) -> dict[str, Any]:
+    """One row checked on its own (shape, types, ranks); raises RowError with the reason."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise RowError("not a JSON object")
+    missing = [k for k in ("prompt", "completions", "ranks", "annotator") if k not in row]
+    if missing:
+        raise RowError(f"missing {', '.join(missing)}")
+    prompt, completions, ranks, annotator = row["prompt"], row["completions"], row["ranks"], row["annotator"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise RowError("prompt must be a non-empty string")
+    if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions):
+        raise RowError("completions must be a list of strings")
+    if not 2 <= len(completions) <= 9:
+        raise RowError(f"{len(completions)} completions: K must be between 2 and 9")
+    if len(set(completions)) != len(completions):
+        raise RowError("two completions have the same text: completions must be distinct")
+    if not isinstance(ranks, list) or len(ranks) != len(completions):
+        raise RowError(f"ranks must be a list with one rank per completion ({len(completions)})")
+    flags = row.get("flags")
+    if flags is None:
+        flags = [False] * len(completions)
+    if not isinstance(flags, list) or len(flags) != len(completions) or not all(isinstance(f, bool) for f in flags):
+        raise RowError(f"flags must be a list of true/false, one per completion ({len(completions)})")
+    if not isinstance(annotator, str) or not annotator.strip() or len(annotator.strip()) > 80:
+        raise RowError("annotator must be a non-empty name of at most 80 characters")
+    try:
+        validate_ranks(ranks, flags)
+    except StudioError as exc:
+        raise RowError(str(exc)) from None
+    seconds = row.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise RowError("seconds must be a non-negative number")
+    comment = row.get("comment", "")
+    if not isinstance(comment, str):
+        raise RowError("comment must be a string")
+    return {"prompt": prompt.strip(), "completions": completions, "ranks": ranks, "flags": flags,
+            "annotator": annotator.strip(), "seconds": float(seconds), "comment": comment.strip()}
+
+
+class _Importer:
+    """Caches the campaign's prompts, completions, users and (item, user) pairs so each row costs no lookups."""
+
+    def __init__(self, session: Session, campaign_name: str, criterion: str):
+        self.s, self.name, self.criterion = session, campaign_name, criterion
+        self.campaign = session.scalar(select(Campaign).where(Campaign.name == campaign_name))
+        self.items: dict[str, int] = {}  # prompt text → item id
+        self.texts: dict[int, dict[str, int]] = {}  # item id → completion text → id
+        self.judged: set[tuple[int, int]] = set()
+        self.users = dict(session.execute(select(User.name, User.id)).all())
+        if self.campaign is None:
+            return
+        if self.campaign.status == "archived":
+            raise StudioError(f"Campaign '{campaign_name}' is archived: unarchive it before importing into it.")
+        cid = self.campaign.id
+        self.items = dict(session.execute(select(Prompt.text, CampaignItem.id).join(
+            CampaignItem, CampaignItem.prompt_id == Prompt.id).where(CampaignItem.campaign_id == cid)).all())
+        for comp_id, item_id, text in session.execute(select(Completion.id, Completion.item_id, Completion.text).join(
+                CampaignItem, CampaignItem.id == Completion.item_id).where(CampaignItem.campaign_id == cid)):
+            self.texts.setdefault(item_id, {})[text] = comp_id
+        self.judged = set(session.execute(select(Ranking.item_id, Ranking.user_id).join(
+            CampaignItem, CampaignItem.id == Ranking.item_id).where(CampaignItem.campaign_id == cid)).all())
+
+    def check(self, row: dict) -> None:
+        """Checks against what is stored (K, completion texts, repeats) before anything is written."""
+        k = len(row["completions"])
+        if self.campaign is not None and k != self.campaign.k:
+            raise RowError(f"{k} completions but campaign '{self.name}' has K={self.campaign.k}")
+        item_id = self.items.get(row["prompt"])
+        known = self.texts.get(item_id) if item_id is not None else None
+        if known and set(known) != set(row["completions"]):
+            raise RowError("the completions differ from those already stored for this prompt")
+        user_id = self.users.get(row["annotator"])
+        if item_id is not None and user_id is not None and (item_id, user_id) in self.judged:
+            raise RowError(f"annotator '{row['annotator']}' already ranked this prompt")
+
+    def write(self, row: dict) -> None:
+        s = self.s
+        if self.campaign is None:
+            self.campaign = Campaign(name=self.name, criterion=self.criterion, k=len(row["completions"]),
+                                     guidelines=default_guidelines(self.criterion), overlap=1)
+            s.add(self.campaign)
+            s.flush()
+        if (user_id := self.users.get(row["annotator"])) is None:
+            user = User(name=row["annotator"], role="annotator")
+            s.add(user)
+            s.flush()
+            user_id = user.id
+        if (item_id := self.items.get(row["prompt"])) is None:
+            prompt = Prompt(text=row["prompt"], source=IMPORTED)
+            s.add(prompt)
+            s.flush()
+            item = CampaignItem(campaign_id=self.campaign.id, prompt_id=prompt.id)
+            s.add(item)
+            s.flush()
+            item_id = item.id
+        texts = self.texts.get(item_id)
+        if not texts:
+            prompt_id = s.get(CampaignItem, item_id).prompt_id
+            made = [Completion(prompt_id=prompt_id, item_id=item_id, model_name=IMPORTED, prompt_text=row["prompt"],
+                               text=t, source_label=IMPORTED, finish_reason="stop") for t in row["completions"]]
+            s.add_all(made)
+            s.flush()
+            texts = {c.text: c.id for c in made}
+        ids = [texts[t] for t in row["completions"]]
+        s.add(Ranking(item_id=item_id, user_id=user_id,
+                      ranks={str(i): r for i, r, f in zip(ids, row["ranks"], row["flags"], strict=True) if not f},
+                      flags=sorted(i for i, f in zip(ids, row["flags"], strict=True) if f),
+                      comment=row["comment"], seconds_spent=row["seconds"]))
+        s.flush()
+        # only now, after the savepoint succeeded, remember what exists
+        self.users[row["annotator"]], self.items[row["prompt"]], self.texts[item_id] = user_id, item_id, texts
+        self.judged.add((item_id, user_id))
+
+
+def import_rankings(session: Session, source: str | Path | Iterable[str], campaign: str, *,
+                    criterion: str = "helpfulness") -> dict[str, Any]:
+    """Import a JSONL file (or lines) of rankings into ``campaign``, creating it when it does not exist.
+
+    Returns:
+        ``{"campaign", "created", "accepted", "rejected": [{"line", "reason"}]}``; blank lines are ignored.
+    """
+    campaign = (campaign or "").strip()
+    if not campaign or len(campaign) > 200:
+        raise StudioError("Give the campaign a name (at most 200 characters).")
+    lines = _read_lines(source)
+    importer = _Importer(session, campaign, criterion)
+    existed = importer.campaign is not None
+    accepted, rejected = 0, []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = parse_row(line)
+            importer.check(row)
+            before = importer.campaign
+            try:
+                with session.begin_nested():
+                    importer.write(row)
+            except IntegrityError as exc:
+                raise RowError(f"conflicts with stored data ({str(exc.orig)[:120]})") from None
+            finally:
+                if before is None and importer.campaign is not None and importer.campaign not in session:
+                    importer.campaign = None  # the savepoint rolled the new campaign back too
+            accepted += 1
+        except RowError as exc:
+            rejected.append({"line": number, "reason": str(exc)})
+    return {"campaign": campaign, "created": not existed and accepted > 0, "accepted": accepted,
+            "rejected": rejected}

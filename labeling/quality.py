@@ -1,0 +1,77 @@
+"""Agreement and quality of a campaign, as plain rows ready for tables and plotly charts (admin view).
+
+``quality_report`` reads the campaign once (``records.load_items``) and returns:
+
+- ``alpha``: Krippendorff's α (ordinal) over items judged by at least two annotators (None when undefined);
+- ``annotators``: per annotator — items, agreement with the others, agreement and τ-b against the others'
+  consensus, tie and flag rates, median seconds per item (bar chart of agreement per annotator);
+- ``annotator_pairs``: per pair — shared items, pairwise agreement, mean τ-b (heatmap);
+- ``sources``: per completion source (model × decoding) — completions, mean consensus rank, share ranked
+  first, flag rate, and ``win_rate`` over consensus pairs against *other* sources (which source wins);
+- ``source_ranks``: ``{source, rank, count}`` with rank "1".."K" or "F" (stacked bar of rank positions);
+- ``times``: ``{annotator, item_id, seconds}`` per ranking (histogram / box plot of time per item).
+"""
+
+from collections import Counter, defaultdict
+from statistics import median
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from labeling.agreement import annotator_report, campaign_alpha, consensus_ranking
+from labeling.campaigns import find_campaign
+from labeling.pairs import dense_ranks, ranking_to_pairs
+from labeling.records import ItemRecord, load_items
+
+
+def source_stats(records: list[ItemRecord]) -> tuple[list[dict], list[dict]]:
+    """Per-source summary and rank-position counts, from each item's consensus ranking (pure)."""
+    ranks_of: dict[str, Counter] = defaultdict(Counter)
+    wins: Counter = Counter()
+    duels: Counter = Counter()
+    for record in records:
+        if not record.judgements:
+            continue
+        consensus = dense_ranks(consensus_ranking(list(record.judgements.values())))
+        for source, rank in zip(record.sources, consensus, strict=True):
+            ranks_of[source]["F" if rank is None else str(rank)] += 1
+        for pair in ranking_to_pairs(consensus):
+            a, b = record.sources[pair.chosen], record.sources[pair.rejected]
+            if a != b:
+                wins[a] += 1
+                duels[a] += 1
+                duels[b] += 1
+    summary, positions = [], []
+    for source in sorted(ranks_of):
+        counts = ranks_of[source]
+        total = sum(counts.values())
+        ranked = [(int(r), n) for r, n in counts.items() if r != "F"]
+        n_ranked = sum(n for _, n in ranked)
+        summary.append({"source": source, "completions": total,
+                        "mean_rank": sum(r * n for r, n in ranked) / n_ranked if n_ranked else None,
+                        "first_place": counts.get("1", 0) / total, "flag_rate": counts.get("F", 0) / total,
+                        "win_rate": wins[source] / duels[source] if duels[source] else None})
+        positions.extend({"source": source, "rank": r, "count": n}
+                         for r, n in sorted(counts.items(), key=lambda kv: (kv[0] == "F", kv[0])))
+    return summary, positions
+
+
+def quality_report(session: Session, campaign_id: int | str) -> dict[str, Any]:
+    """Agreement statistics and chart data for one campaign (see the module docstring)."""
+    campaign = find_campaign(session, campaign_id)
+    records = load_items(session, campaign.id)
+    items = [r.judgements for r in records]
+    shared = [j for j in items if len(j) >= 2]
+    seconds: dict[str, list[float]] = defaultdict(list)
+    times = []
+    for record in records:
+        for name, secs in record.seconds.items():
+            seconds[name].append(secs)
+            times.append({"annotator": name, "item_id": record.item_id, "seconds": secs})
+    per_annotator, per_pair = annotator_report(items)
+    annotators = [{**row, "median_seconds": median(seconds[row["annotator"]])} for row in per_annotator]
+    sources, source_ranks = source_stats(records)
+    return {"campaign_id": campaign.id, "name": campaign.name, "items_judged": len(items),
+            "items_shared": len(shared), "rankings": sum(len(j) for j in items), "alpha": campaign_alpha(shared),
+            "annotators": annotators, "annotator_pairs": per_pair, "sources": sources,
+            "source_ranks": source_ranks, "times": times}

@@ -1,0 +1,96 @@
+"""Planning calculators and score deltas with the course material's worked numbers."""
+
+import math
+
+import pytest
+
+from backend import calculators as calc
+from backend.metrics.deltas import improvement, mean_std, relative_change
+
+B = 1e9
+
+
+def test_memory_to_load_one_billion_params():
+    assert calc.memory_to_load(B, "fp32") == 4e9
+    assert calc.memory_to_load(B, "bf16") == 2e9
+    assert calc.memory_to_load(B, "fp16") == 2e9
+    assert calc.memory_to_load(B, "int8") == 1e9
+
+
+def test_memory_to_train_one_billion_params():
+    assert calc.memory_to_train(B, "fp32") == 24e9  # 4 bytes of weights + 20 of gradients, Adam, activations
+    assert calc.memory_to_train(B, "bf16") == 12e9  # "the same degree of savings"
+    assert calc.memory_to_train(B, "int8") == 6e9
+    est = calc.memory_estimate(B, "fp32")
+    assert (est["load_gb"], est["train_gb"]) == (4, 24)
+    assert (est["load_bytes_per_param"], est["train_bytes_per_param"]) == (4, 24)
+
+
+def test_chinchilla_tokens():
+    assert calc.compute_optimal_tokens(70e9) == pytest.approx(1.4e12)
+    assert calc.chinchilla_series([1e9, 70e9])[1] == {"params": 70e9, "tokens": pytest.approx(1.4e12)}
+
+
+def test_lora_parameters_course_example():
+    p = calc.lora_parameters(512, 64, 8)
+    assert (p["full"], p["a"], p["b"], p["lora"]) == (32_768, 512, 4_096, 4_608)
+    assert p["reduction"] == pytest.approx(0.859375)
+    assert round(p["reduction"] * 100) == 86
+    assert calc.lora_parameters(512, 64, 4)["lora"] == 2_304  # the other source's r=4: A 256 + B 2,048
+    model = calc.lora_model_parameters([(512, 64)] * 3, 8)
+    assert (model["full"], model["lora"]) == (3 * 32_768, 3 * 4_608)
+    ranks = calc.lora_rank_series(512, 64, (4, 8, 128))
+    assert [r["rank"] for r in ranks] == [4, 8]  # a rank above min(d, k) makes no sense
+
+
+def test_compute_budget():
+    assert calc.PFLOP_S_DAY == 8.64e19
+    assert calc.training_flops(1e9, 2e10) == 1.2e20
+    assert calc.petaflop_s_days(8.64e19) == 1
+    gpt3 = calc.compute_budget(175e9, 300e9)  # GPT-3: 175B parameters, 300B tokens → ≈ 3,700 PF/s-days
+    assert gpt3["flops"] == pytest.approx(3.15e23)
+    assert 3_600 < gpt3["pf_days"] < 3_700
+    one = calc.compute_budget(1e9, 8.64e19 / 6e9)
+    assert one["pf_days"] == pytest.approx(1) and one["V100_gpu_days"] == pytest.approx(8)
+    assert one["A100_gpu_days"] == pytest.approx(2)
+    assert calc.compute_budget(70e9)["tokens"] == pytest.approx(1.4e12)
+
+
+def test_series_helpers_for_charts():
+    points = calc.log_space(1e8, 1e11, 4)
+    assert [round(math.log10(p)) for p in points] == [8, 9, 10, 11]
+    rows = calc.memory_series([1e9], ("fp32", "int8"))
+    assert [(r["precision"], r["load_gb"], r["train_gb"]) for r in rows] == [("fp32", 4, 24), ("int8", 1, 6)]
+    assert calc.compute_series([1e9])[0]["tokens"] == 2e10
+
+
+def test_stored_values_of_pi():
+    assert calc.stored_value(math.pi, "fp16") == 3.140625
+    assert calc.stored_value(math.pi, "bf16") == 3.140625
+    assert calc.stored_value(math.pi, "int8") == 3
+    assert calc.stored_value(math.pi, "fp32") == pytest.approx(math.pi, abs=1e-7)
+    assert calc.stored_value(1000.0, "int8") == 127
+    assert [d["bytes"] for d in calc.DTYPES] == [4, 2, 2, 1]
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: calc.memory_to_load(0), "params"),
+    (lambda: calc.memory_to_load(1e9, "fp8"), "precision"),
+    (lambda: calc.lora_parameters(512, 64, 0), "r must be"),
+    (lambda: calc.training_flops(1e9, -1), "tokens"),
+    (lambda: calc.stored_value(1.0, "int4"), "dtype"),
+])
+def test_bad_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_score_deltas_course_numbers():
+    # ROUGE-1 on dialogsum: base 0.2334, full fine-tuning 0.4216 (+80.6%), LoRA 0.4081 (−3.2% vs full).
+    assert relative_change(0.2334, 0.4216) == pytest.approx(0.806, abs=5e-4)
+    assert relative_change(0.4216, 0.4081) == pytest.approx(-0.032, abs=5e-4)
+    # Toxicity before/after RLHF: mean 15.93% and std 8.87% better.
+    assert improvement(0.032297799189109355, 0.0271528000858697) == pytest.approx(0.1593, abs=5e-5)
+    assert improvement(0.03010236943945737, 0.02743170674039297) == pytest.approx(0.0887, abs=5e-5)
+    assert relative_change(0, 1) is None and improvement(0, 1) is None
+    assert mean_std([1, 2, 3, 4]) == (2.5, pytest.approx(1.118033988749895))

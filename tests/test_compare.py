@@ -1,0 +1,123 @@
+"""Compare and keep: side-by-side runs are saved with their completions, reopened, rerun, exported, sent to labeling."""
+
+import csv
+import io
+import json
+
+import pytest
+from sqlalchemy import select
+
+from backend.db.engine import session_scope
+from backend.db.tables import Completion, PlaygroundRun
+from backend.errors import StudioError
+from backend.services import compare
+
+GREEDY = {"max_new_tokens": 6}
+SAMPLED = {"do_sample": True, "temperature": 1.3, "top_k": 20, "max_new_tokens": 6, "seed": 11,
+           "num_return_sequences": 2}
+
+
+@pytest.fixture
+def run(tiny_model):
+    variants = [
+        {"model": "tiny", "decoding": GREEDY, "prompt": {"chat": False}},
+        {"model": "tiny", "label": "sentiment few-shot", "decoding": SAMPLED,
+         "prompt": {"template": "sentiment", "shots": 2}},
+    ]
+    with session_scope(write=True) as s:
+        return compare.run_comparison(s, "Who would use this product?", variants)
+
+
+def test_run_is_saved_with_completions_and_column_metrics(run):
+    assert run["kind"] == "compare" and len(run["columns"]) == 2
+    raw, few = run["columns"]
+    assert raw["label"] == "tiny · raw input · greedy" and raw["prompt"] == "Who would use this product?"
+    assert few["label"] == "sentiment few-shot" and few["prompt_label"] == "sentiment · few-shot (2)"
+    assert few["prompt"].startswith("<|im_start|>user\nClassify this review:\nI loved this movie!")
+    assert len(raw["completions"]) == 1 and len(few["completions"]) == 2
+    for col in run["columns"]:
+        assert col["latency_s"] > 0 and col["tokens_per_second"] > 0 and col["completion_tokens"] > 0
+        assert {"words", "chars", "decoding", "citations", "notes"} <= set(col)
+    with session_scope() as s:
+        rows = s.scalars(select(Completion).where(Completion.run_id == run["id"])).all()
+        saved = s.get(PlaygroundRun, run["id"])
+        assert len(rows) == 3 and saved.input == "Who would use this product?"
+        assert saved.variants[1]["decoding"]["seed"] == 11 and saved.variants[1]["prompt"]["template"] == "sentiment"
+        few_rows = [r for r in rows if r.source_label == "sentiment few-shot"]
+        assert {r.template for r in few_rows} == {"sentiment · few-shot (2)"} and few_rows[0].seed == 11
+        assert few_rows[0].model_name == "tiny" and few_rows[0].prompt_text == few["prompt"]
+        assert compare.get_run(s, run["id"]) == run
+        assert compare.list_runs(s)[0]["id"] == run["id"]
+
+
+def test_rerun_reproduces_and_seed_override_changes_sampling(run):
+    with session_scope(write=True) as s:
+        again = compare.rerun(s, run["id"])
+    texts = [[c["text"] for c in col["completions"]] for col in run["columns"]]
+    assert [[c["text"] for c in col["completions"]] for col in again["columns"]] == texts
+    assert again["rerun_of"] == run["id"] and again["id"] != run["id"]
+    with session_scope(write=True) as s:
+        other = compare.rerun(s, run["id"], seed=12345)
+    assert [c["text"] for c in other["columns"][0]["completions"]] == texts[0]  # greedy: seed is irrelevant
+    assert [c["text"] for c in other["columns"][1]["completions"]] != texts[1]
+
+
+def test_export_json_and_csv(run):
+    with session_scope() as s:
+        as_json = json.loads(compare.export_run(s, run["id"], "json"))
+        rows = list(csv.DictReader(io.StringIO(compare.export_run(s, run["id"], "csv"))))
+        with pytest.raises(StudioError, match="json"):
+            compare.export_run(s, run["id"], "xml")
+    assert as_json["id"] == run["id"] and len(as_json["columns"]) == 2
+    assert len(rows) == 3 and rows[1]["seed"] == "11" and json.loads(rows[1]["decoding"])["top_k"] == 20
+    assert rows[0]["text"] == run["columns"][0]["completions"][0]["text"]
+
+
+def test_campaign_payload(run):
+    ids = [c["id"] for col in run["columns"] for c in col["completions"]]
+    with session_scope() as s:
+        payload = compare.run_to_campaign_payload(s, run["id"], ids[1:])
+        everything = compare.run_to_campaign_payload(s, run["id"])
+        with pytest.raises(StudioError, match="at least 2"):
+            compare.run_to_campaign_payload(s, run["id"], ids[:1])
+        with pytest.raises(StudioError, match="not part of run"):
+            compare.run_to_campaign_payload(s, run["id"], [ids[0], 99999])
+    assert payload["prompt"] == "Who would use this product?" and [c["id"] for c in payload["completions"]] == ids[1:]
+    first = payload["completions"][0]
+    assert first["model"] == "tiny" and first["seed"] == 11 and first["source_label"] == "sentiment few-shot"
+    assert first["decoding"]["num_return_sequences"] == 2 and "Classify this review" in first["prompt_text"]
+    assert len(everything["completions"]) == 3
+
+
+def test_streamed_single_run_is_saved_and_next_token_view(tiny_model):
+    with session_scope(write=True) as s:
+        prepared = compare.prepare_variant(s, "hello", {"model": "tiny", "decoding": {"max_new_tokens": 5}})
+    chunks = list(compare.stream_variant(prepared))
+    with session_scope(write=True) as s:
+        saved = compare.save_streamed_run(s, "hello", prepared, chunks[-1].result)
+    assert saved["kind"] == "single" and saved["columns"][0]["completions"][0]["text"] == chunks[-1].result.text
+    assert saved["columns"][0]["first_token_s"] is not None
+    with session_scope() as s:
+        view = compare.inspect_next_token(s, "hello", {"model": "tiny", "decoding": {"do_sample": True, "top_k": 3}},
+                                          step=1, top_n=4)
+    assert view["kept"]["top_k"] == 3 and view["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_bad_input_gives_clear_errors(tiny_model):
+    cases = [
+        ([{"model": "tiny"}] * 5, "x", "Compare 1 to 4"),
+        ([{"model": "nope"}], "x", "Unknown model"),
+        ([{"model": "tiny", "decoding": {"num_beams": 2, "num_return_sequences": 3}}], "x", "Variant 1: decoding"),
+        ([{"model": "tiny", "decoding": {"min_new_tokens": 9, "max_new_tokens": 4}}], "x", "min_new_tokens"),
+        ([{"model": "tiny", "precision": "fp4"}], "x", "unknown precision"),
+        ([{"model": "tiny", "colour": "red"}], "x", "colour"),
+        ([{"model": "tiny"}], "   ", "empty"),
+        ([{"model": "tiny", "decoding": {"max_new_tokens": 10}}], "cake " * 1100, "context window"),
+    ]
+    with session_scope(write=True) as s:
+        for variants, text, message in cases:
+            with pytest.raises(StudioError, match=message):
+                compare.run_comparison(s, text, variants)
+        with pytest.raises(StudioError, match="No playground run"):
+            compare.get_run(s, 424242)
+    assert compare.decoding_summary(compare.Variant(decoding={"num_beams": 4}).decoding) == "beam 4"
