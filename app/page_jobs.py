@@ -78,7 +78,7 @@ def job_panel(job_id: int) -> None:
     with st.expander("Log", expanded=job.status == "failed"):
         log = queue.read_log_tail(job_id, 4000)
         # Progress bars redraw their line with \r: show each line as it was last drawn.
-        st.code("\n".join(line.rsplit("\r", 1)[-1] for line in log.splitlines()) or "(no log yet)",
+        st.code("\n".join(line.rsplit("\r", 1)[-1] for line in log.split("\n")) or "(no log yet)",
                 language="text", height=300 if log.count("\n") > 15 else "content")
 
 

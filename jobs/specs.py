@@ -112,8 +112,9 @@ class SFTSpec(_Strict):
     kind: Literal["sft"] = "sft"
     name: str = Field("", max_length=120, description="A name for the job and the model it produces.")
     base_model: str = Field("smollm2-135m-instruct", description="Model to start from (name, folder or hub id).")
-    dataset: str = Field(DEMO_DIALOGSUM, description="`demo:dialogsum` or a JSONL/CSV/Parquet file with the "
-                         "template's fields and the target column.")
+    dataset: str = Field(DEMO_DIALOGSUM, description="`demo:dialogsum`, a JSONL/CSV/Parquet file (or a folder of "
+                         "train/validation/test files) with the template's fields and the target column, or a hub "
+                         "dataset `hub:org/name` (needs network access).")
     template: str = Field(DEFAULT_SUMMARY_TEMPLATE, description="Instruction template name or text with "
                           "{fields} from the data.")
     template_mix: list[str] = Field(default_factory=list, description="Several phrasings of the instruction (names "
@@ -151,7 +152,8 @@ class EvalSpec(_Strict):
     kind: Literal["eval"] = "eval"
     name: str = Field("", max_length=120, description="A name for this evaluation run.")
     model: str = Field("smollm2-135m-instruct", description="Model or adapter to evaluate.")
-    dataset: str = Field(DEMO_DIALOGSUM, description="`demo:dialogsum` or a JSONL/CSV/Parquet file.")
+    dataset: str = Field(DEMO_DIALOGSUM, description="`demo:dialogsum`, a JSONL/CSV/Parquet file or folder, or a hub "
+                         "dataset `hub:org/name` (needs network access).")
     split: str = Field("test", description="Split to evaluate on.")
     template: str = Field(DEFAULT_SUMMARY_TEMPLATE, description="Instruction template name or text.")
     target_field: str = Field("summary", description="Column with the reference text.")

@@ -183,8 +183,16 @@ def ensure_completions(session: Session, item_id: int, model_ref: str | None = N
     text = item_prompt(session, item)
     prompt_text = format_prompt(loaded.tokenizer, text, chat=True)
     cfg = cfg.model_copy(update={"num_return_sequences": missing, "seed": cfg.seed if cfg.seed is not None else item_id})
-    for r in generate(loaded, [prompt_text], cfg)[0]:
-        session.add(Completion(prompt_id=item.prompt_id, item_id=item_id, model_id=resolved.id,
+    prompt_id = item.prompt_id
+    # NOTE: end the transaction before generating (seconds on a CPU): holding SQLite's write lock
+    # meanwhile would make every other writer (jobs, annotators) wait and fail on the busy timeout.
+    session.commit()
+    results = generate(loaded, [prompt_text], cfg)[0]
+    existing = item_completions(session, item_id)
+    if len(existing) >= campaign.k:  # another annotator's page filled the item while we generated
+        return existing
+    for r in results[: campaign.k - len(existing)]:
+        session.add(Completion(prompt_id=prompt_id, item_id=item_id, model_id=resolved.id,
                                model_name=resolved.name, prompt_text=prompt_text, text=r.text,
                                decoding=r.settings, seed=cfg.seed, prompt_tokens=r.prompt_tokens,
                                completion_tokens=r.completion_tokens, seconds=r.seconds,

@@ -229,11 +229,14 @@ def test_jobs_panel_shows_status_and_loss_chart(studio):
     with session_scope(write=True) as s:
         for step, loss in enumerate([2.5, 2.1, 1.8], start=1):
             queue.log_metrics(s, job_id, step, {"loss": loss, "learning_rate": 3e-4})
+    queue.log_path(job_id).parent.mkdir(parents=True, exist_ok=True)
+    queue.log_path(job_id).write_text("train: 1/3\rtrain: 3/3\ndone\n", encoding="utf-8")
     at = page("page_jobs.py")
     assert not at.exception
     assert [(m.label, m.value) for m in at.metric] == [("Status", "queued"), ("Step", "3"), ("Loss", "1.8")]
     assert at.get("plotly_chart")
     assert button(at, "Cancel")
+    assert at.code[-1].value.strip() == "train: 3/3\ndone"  # the log, progress bars as last drawn
 
 
 def test_jobs_cancel_button_cancels_queued_job(studio):

@@ -20,19 +20,20 @@ def decoding_controls(key: str) -> DecodingConfig | None:
     base = PRESETS[preset]
     do_sample = st.toggle("Sampling", base.do_sample, key=f"{key}-sample-{preset}", help=_help("do_sample"))
     c1, c2 = st.columns(2)
-    values = dict(
-        do_sample=do_sample,
-        temperature=c1.slider("Temperature", 0.0, 2.0, base.temperature, 0.05, key=f"{key}-t-{preset}",
-                              help=_help("temperature"), disabled=not do_sample),
-        top_k=c2.number_input("Top-k", 0, 1000, base.top_k, key=f"{key}-k-{preset}", help=_help("top_k"),
-                              disabled=not do_sample),
-        top_p=c1.slider("Top-p", 0.05, 1.0, base.top_p, 0.05, key=f"{key}-p-{preset}", help=_help("top_p"),
-                        disabled=not do_sample),
-        max_new_tokens=c2.number_input("Max new tokens", 1, 1024, 128, key=f"{key}-max", help=_help("max_new_tokens")),
-        repetition_penalty=c1.slider("Repetition penalty", 1.0, 2.0, base.repetition_penalty, 0.05,
-                                     key=f"{key}-rep-{preset}", help=_help("repetition_penalty")),
-        seed=c2.number_input("Seed (0 = random)", 0, 2**31 - 1, 0, key=f"{key}-seed", help=_help("seed")) or None,
-    )
+    values = {
+        "do_sample": do_sample,
+        "temperature": c1.slider("Temperature", 0.0, 2.0, base.temperature, 0.05, key=f"{key}-t-{preset}",
+                                 help=_help("temperature"), disabled=not do_sample),
+        "top_k": c2.number_input("Top-k", 0, 1000, base.top_k, key=f"{key}-k-{preset}", help=_help("top_k"),
+                                 disabled=not do_sample),
+        "top_p": c1.slider("Top-p", 0.05, 1.0, base.top_p, 0.05, key=f"{key}-p-{preset}", help=_help("top_p"),
+                           disabled=not do_sample),
+        "max_new_tokens": c2.number_input("Max new tokens", 1, 1024, 128, key=f"{key}-max",
+                                          help=_help("max_new_tokens")),
+        "repetition_penalty": c1.slider("Repetition penalty", 1.0, 2.0, base.repetition_penalty, 0.05,
+                                        key=f"{key}-rep-{preset}", help=_help("repetition_penalty")),
+        "seed": c2.number_input("Seed (0 = random)", 0, 2**31 - 1, 0, key=f"{key}-seed", help=_help("seed")) or None,
+    }
     with st.expander("More decoding settings"):
         a1, a2 = st.columns(2)
         values.update(
