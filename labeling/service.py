@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
+from labeling.accounts import get_user as _user
 from labeling.campaigns import (  # noqa: F401  (re-exported: pages and tests import them from here)
     DEFAULT_GUIDELINES,
     DEFAULT_SAMPLING,
@@ -70,13 +71,6 @@ def get_or_create_user(session: Session, name: str, role: str = "annotator") -> 
         user = User(name=name, role=role)
         session.add(user)
         session.flush()
-    return user
-
-
-def _user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise StudioError("This account no longer exists: sign in again.")
     return user
 
 
