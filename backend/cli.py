@@ -92,7 +92,9 @@ def cmd_generate(args) -> None:
 
     cfg = _decoding_from_args(args)
     session_scope = _db()
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    from backend.generation_cli import apply_template
+
+    prompt = apply_template(args, args.prompt if args.prompt is not None else sys.stdin.read())
     with session_scope(write=True) as s:
         out = run_generation(s, args.model, prompt, cfg, chat=not args.raw, system=args.system,
                              precision=args.precision)
@@ -218,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"])
     g.add_argument("--json", action="store_true", help="Print text, token counts, timings and settings as JSON.")
     _add_decoding_flags(g)
+    from backend.generation_cli import add_template_flags
+
+    add_template_flags(g)
     g.set_defaults(func=cmd_generate)
 
     w = sub.add_parser("worker", help="Run queued jobs.", add_help=False)
