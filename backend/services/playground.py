@@ -63,8 +63,9 @@ def stream_generation(loaded: LoadedModel, text: str, cfg: DecodingConfig, *, ch
 
 
 def recent_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    rows = session.scalars(select(Completion).where(Completion.item_id.is_(None))
-                           .order_by(Completion.id.desc()).limit(limit))
-    return [{"id": c.id, "model": c.model_name, "prompt": c.prompt_text[-200:], "completion": c.text,
+    rows = session.execute(select(Completion, Prompt.text).outerjoin(Prompt, Prompt.id == Completion.prompt_id)
+                           .where(Completion.item_id.is_(None)).order_by(Completion.id.desc()).limit(limit))
+    # Show what the user typed, not the chat-templated text fed to the model.
+    return [{"id": c.id, "model": c.model_name, "prompt": (typed or c.prompt_text)[:200], "completion": c.text,
              "tokens": c.completion_tokens, "tok/s": round(c.completion_tokens / c.seconds, 1) if c.seconds else None,
-             "created": c.created_at.strftime("%H:%M:%S")} for c in rows]
+             "created": c.created_at.strftime("%H:%M:%S")} for c, typed in rows]
