@@ -80,3 +80,33 @@ def test_bootstrap_is_a_noop_when_done(studio_env, monkeypatch):
     (target / bootstrap.MARKER).write_text(json.dumps({"source": "test"}))
     monkeypatch.setattr(bootstrap, "fetch_wheel", lambda *a, **k: pytest.fail("must not download"))
     assert bootstrap.bootstrap_default_model() == target
+
+
+def test_prompt_tuned_adapter_loads_and_generates(tiny_model, tmp_path):
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from backend.generation.decoding import DecodingConfig
+    from backend.generation.engine import generate
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model.path)
+    get_peft_model(base, PromptTuningConfig(num_virtual_tokens=4, task_type="CAUSAL_LM")).save_pretrained(
+        tmp_path / "soft")
+    with session_scope(write=True) as s:
+        register_model(s, "tiny-soft", str(tmp_path / "soft"), kind="adapter", source="job",
+                       base_model_id=tiny_model.id)
+        resolved = resolve(s, "tiny-soft")
+    loaded = load_model(resolved, device="cpu")
+    assert hasattr(loaded.model, "peft_config")  # a soft prompt cannot be merged
+    assert generate(loaded, ["hello"], DecodingConfig(max_new_tokens=3))[0][0].completion_tokens > 0
+    with pytest.raises(StudioError, match="int8"):
+        load_model(resolved, device="cpu", precision="int8")
+
+
+def test_non_utf8_dataset_is_a_clear_error(studio_env, tmp_path):
+    from backend.data.datasets_io import load_rows
+
+    bad = tmp_path / "train.jsonl"
+    bad.write_bytes(b'{"dialogue": "caf\xe9", "summary": "x"}\n')
+    with pytest.raises(StudioError, match="UTF-8"):
+        load_rows(str(bad), "train", ["dialogue", "summary"])

@@ -74,7 +74,10 @@ def load_rows(ref: str, split: str, required: list[str] | None = None, limit: in
                           f"{', '.join(ds.column_names)}).")
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
-    rows = ds.to_list()
+    try:
+        rows = ds.to_list()
+    except UnicodeDecodeError:
+        raise StudioError(f"{path.name} is not valid UTF-8: save it as UTF-8 and upload it again.") from None
     empty = [i for i, row in enumerate(rows) if any(row.get(c) in (None, "") for c in (required or []))]
     if empty:
         raise StudioError(f"{path.name}: {len(empty)} row(s) have an empty required field (first: row {empty[0] + 1}); "

@@ -68,7 +68,12 @@ def _load_uncached(resolved: ResolvedModel, device: str, precision: str) -> Load
         if resolved.kind == "adapter":
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, resolved.path).merge_and_unload()
+            model = PeftModel.from_pretrained(model, resolved.path)
+            # LoRA merges into the weights (faster inference); a soft prompt cannot, it stays a PeftModel.
+            if not model.peft_config["default"].is_prompt_learning:
+                model = model.merge_and_unload()
+            elif precision == "int8":
+                raise StudioError("int8 quantization is not available for prompt-tuned adapters: use float32.")
     except (OSError, ValueError) as exc:
         raise StudioError(f"Could not load model '{resolved.name}' from {resolved.path}: {exc}. "
                           "Check that the folder holds a transformers checkpoint (config.json and weights), "
