@@ -5,6 +5,7 @@ import time
 
 import streamlit as st
 
+from app.auth import current_user
 from app.common import user_errors
 from backend.db.engine import session_scope
 from labeling import service
@@ -19,8 +20,7 @@ if flash := st.session_state.pop("lb-flash", None):
 with session_scope() as s:
     campaigns = service.list_campaigns(s)
 
-with st.sidebar:
-    annotator = st.text_input("Your name", key="lb-user", help="Rankings are stored per annotator.")
+annotator = (current_user() or {}).get("name", "")
 
 if not campaigns:
     st.info("No campaign yet. Create the demo campaign: 3 completions per prompt from the embedded model.")
@@ -35,8 +35,8 @@ name = st.selectbox("Campaign", list(by_name), key="lb-campaign")
 campaign = by_name[name]
 st.progress(min(1.0, campaign["rankings"] / max(1, campaign["needed"])),
             text=f"{campaign['rankings']} of {campaign['needed']} judgements · criterion: {campaign['criterion']}")
-if not annotator.strip():
-    st.info("Enter your name in the sidebar to start ranking.")
+if not annotator:
+    st.info("Sign in to start ranking.")
     st.stop()
 
 with session_scope(write=True) as s:

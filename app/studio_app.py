@@ -1,20 +1,45 @@
-"""Loop Studio: the entry script (`streamlit run app/studio_app.py`, or `studio run`)."""
+"""Loop Studio: the entry script (`streamlit run app/studio_app.py`, or `studio run`).
+
+Navigation is role-based: signed out → the sign-in page; annotators → the labeling workbench only;
+admins → everything.
+"""
 
 import streamlit as st
 
+from app.auth import current_user, sign_in_as, sign_out
 from app.common import startup
+from backend.db.engine import session_scope
+from labeling import accounts
 
 # Material icons ship with Streamlit's frontend; emoji need a system font many Linux servers lack.
 st.set_page_config(page_title="Loop Studio", page_icon=":material/autorenew:", layout="wide")
 startup()
 
-pages = {
-    "Experiment": [st.Page("page_playground.py", title="Playground", icon=":material/chat:", url_path="playground",
-                           default=True)],
-    "Label": [st.Page("page_labeling.py", title="Labeling", icon=":material/low_priority:", url_path="labeling")],
-    "Train & evaluate": [
-        st.Page("page_jobs.py", title="Jobs", icon=":material/model_training:", url_path="jobs"),
-        st.Page("page_evaluation.py", title="Evaluation", icon=":material/leaderboard:", url_path="evaluation"),
-    ],
-}
+user = current_user()
+if user is not None:  # re-read the role each run: an admin may have changed it, or removed the account
+    with session_scope() as s:
+        user = accounts.lookup(s, user["id"])
+    sign_in_as(user) if user else sign_out()
+
+if user is None:
+    pages = [st.Page("page_sign_in.py", title="Sign in", icon=":material/login:", url_path="sign-in", default=True)]
+else:
+    with st.sidebar:
+        st.caption(f"Signed in as {user['name']} ({user['role']})")
+        st.button("Sign out", key="sign-out", icon=":material/logout:", on_click=sign_out)
+    label = [st.Page("page_labeling.py", title="Labeling", icon=":material/low_priority:", url_path="labeling",
+                     default=user["role"] != "admin")]
+    if user["role"] == "admin":
+        pages = {
+            "Experiment": [st.Page("page_playground.py", title="Playground", icon=":material/chat:",
+                                   url_path="playground", default=True)],
+            "Label": label,
+            "Train & evaluate": [
+                st.Page("page_jobs.py", title="Jobs", icon=":material/model_training:", url_path="jobs"),
+                st.Page("page_evaluation.py", title="Evaluation", icon=":material/leaderboard:",
+                        url_path="evaluation"),
+            ],
+        }
+    else:
+        pages = {"Label": label}
 st.navigation(pages).run()

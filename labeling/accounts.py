@@ -71,6 +71,10 @@ def public(user: User) -> dict[str, Any]:
             "created_at": user.created_at.isoformat(timespec="seconds") if user.created_at else None}
 
 
+def any_admin(session: Session) -> bool:
+    return session.scalar(select(func.count(User.id)).where(User.role == "admin")) > 0
+
+
 def sign_up(session: Session, name: str, password: str) -> User:
     """Create an account; it is admin when no admin exists yet, else annotator.
 
@@ -81,8 +85,7 @@ def sign_up(session: Session, name: str, password: str) -> User:
     _check_password(password)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise StudioError(f"The name '{name}' is taken: choose another, or sign in.")
-    has_admin = session.scalar(select(func.count(User.id)).where(User.role == "admin")) > 0
-    user = User(name=name, role="annotator" if has_admin else "admin", password_hash=hash_password(password))
+    user = User(name=name, role="annotator" if any_admin(session) else "admin", password_hash=hash_password(password))
     session.add(user)
     session.flush()
     return user
@@ -108,6 +111,12 @@ def get_user(session: Session, user_id: int) -> User:
     if user is None:
         raise StudioError("This account no longer exists: sign in again.")
     return user
+
+
+def lookup(session: Session, user_id: int) -> dict[str, Any] | None:
+    """The public view of a user, or None when the account is gone (pages re-check who is signed in)."""
+    user = session.get(User, user_id)
+    return public(user) if user is not None else None
 
 
 def is_admin(session: Session, user_id: int) -> bool:

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
-from backend.db.tables import Campaign, Completion, EvalResult, EvalRun, Job, Ranking
+from backend.db.tables import Campaign, Completion, EvalResult, EvalRun, Job, Ranking, User
 from jobs import queue
+from labeling import accounts
 
 APP = Path(__file__).resolve().parent.parent / "app"
 TIMEOUT = 60  # first model load and first plotly import can take a few seconds on a slow CPU
@@ -49,10 +50,59 @@ def button(at: AppTest, label: str):
 
 # --- entry script ----------------------------------------------------------------------------------
 
-def test_entry_script_runs_default_page(studio):
+def test_entry_script_asks_to_sign_in_first(studio):
     at = page("studio_app.py")
     assert not at.exception
+    assert [t.value for t in at.title] == [":material/login: Sign in to Loop Studio"]
+    assert "No account exists yet" in texts(at.info)
+
+
+def test_first_account_is_admin_and_sees_every_page(studio):
+    at = page("studio_app.py")
+    at.text_input(key="su-name").input("ada")
+    at.text_input(key="su-password").input("correct horse")
+    at.text_input(key="su-repeat").input("correct horse")
+    button(at, "Create account and sign in").click().run()
+    assert not at.exception
+    assert at.session_state["user"]["role"] == "admin"
     assert [t.value for t in at.title] == [":material/chat: Playground"]
+    assert "Signed in as ada (admin)" in texts(at.caption)
+
+
+def test_sign_up_rejects_mismatched_passwords_and_creates_nobody(studio):
+    at = page("page_sign_in.py")
+    at.text_input(key="su-name").input("ada")
+    at.text_input(key="su-password").input("correct horse")
+    at.text_input(key="su-repeat").input("correct hose")
+    button(at, "Create account and sign in").click().run()
+    assert "The two passwords differ" in texts(at.error)
+    assert count(User) == 0 and "user" not in at.session_state
+
+
+def test_wrong_password_is_a_message(studio):
+    with session_scope(write=True) as s:
+        accounts.sign_up(s, "ada", "correct horse")
+    at = page("page_sign_in.py")
+    at.text_input(key="si-name").input("ada")
+    at.text_input(key="si-password").input("wrong horse")
+    button(at, "Sign in").click().run()
+    assert not at.exception
+    assert "Wrong name or password." in texts(at.error)
+    assert "user" not in at.session_state
+
+
+def test_annotator_sees_only_labeling(studio):
+    with session_scope(write=True) as s:
+        accounts.sign_up(s, "ada", "correct horse")  # the admin
+        bob = accounts.public(accounts.sign_up(s, "bob", "correct horse"))
+    at = AppTest.from_file(str(APP / "studio_app.py"), default_timeout=TIMEOUT)
+    at.session_state["user"] = bob
+    at.run()
+    assert not at.exception
+    assert bob["role"] == "annotator"
+    assert [t.value for t in at.title] == [":material/low_priority: Labeling"]
+    with pytest.raises(ValueError, match="Known pages: .*page_labeling.py'\\]"):
+        at.switch_page("page_playground.py")  # not in an annotator's navigation: no way to open it
 
 
 # --- playground ------------------------------------------------------------------------------------
@@ -108,11 +158,17 @@ def test_playground_contradictory_decoding_shows_error(studio):
 
 # --- labeling --------------------------------------------------------------------------------------
 
+def signed_in(name: str, password: str = "correct horse") -> dict:
+    """An account (the first one is the admin), as the session state holds it after signing in."""
+    with session_scope(write=True) as s:
+        return accounts.public(accounts.sign_up(s, name, password))
+
+
 def start_labeling(name: str = "ada") -> AppTest:
-    at = page("page_labeling.py")
-    button(at, "Create demo campaign").click()
+    at = AppTest.from_file(str(APP / "page_labeling.py"), default_timeout=TIMEOUT)
+    at.session_state["user"] = signed_in(name)
     at.run()
-    at.sidebar.text_input(key="lb-user").input(name)
+    button(at, "Create demo campaign").click()
     return at.run()
 
 
@@ -130,7 +186,7 @@ def test_labeling_without_campaign_offers_demo(studio):
     assert not at.exception
     assert count(Campaign) == 1
     assert at.selectbox(key="lb-campaign").value == "demo-helpfulness"
-    assert "Enter your name" in texts(at.info)
+    assert "Sign in to start ranking" in texts(at.info)
 
 
 def test_labeling_shows_item_with_three_completions(studio):
