@@ -161,7 +161,10 @@ def resumable_jobs(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-SPEC_CHECKS: dict[str, Callable[[Session, Any], None]] = {"sft": _check_sft, "eval": _check_eval}
+SPEC_CHECKS: dict[str, Callable[[Session, Any], None]] = {  # one line per kind
+    "sft": _check_sft,
+    "eval": _check_eval,
+}
 
 
 def submit(session: Session, spec: SFTSpec | EvalSpec) -> Job:

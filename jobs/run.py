@@ -27,7 +27,10 @@ from jobs import queue
 from jobs.context import JobCancelled, JobContext, start_heartbeat
 from jobs.specs import parse_spec, spec_to_yaml
 
-RUNNERS = {"sft": "jobs.runners.sft", "eval": "jobs.runners.evaluate"}
+RUNNERS = {  # job kind -> module with ``run(spec, ctx)``; one line per kind
+    "sft": "jobs.runners.sft",
+    "eval": "jobs.runners.evaluate",
+}
 MAX_ERROR_CHARS = 2000
 
 

@@ -6,7 +6,7 @@ Every field has a default and a description; the Jobs page builds its help text 
 """
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -188,9 +188,19 @@ class EvalSpec(_Strict):
         return value
 
 
-JobSpec = Annotated[SFTSpec | EvalSpec, Field(discriminator="kind")]
+# --- labeling jobs ---------------------------------------------------------------------------------
+
+
+# --- RLHF jobs -------------------------------------------------------------------------------------
+
+
+# One entry per job kind (one line each): the form, the CLI, the queue and the runner all read this.
+KINDS: dict[str, type[_Strict]] = {
+    "sft": SFTSpec,
+    "eval": EvalSpec,
+}
+JobSpec = Annotated[Union[tuple(KINDS.values())], Field(discriminator="kind")]  # noqa: UP007 (built at run time)
 _adapter = TypeAdapter(JobSpec)
-KINDS = {"sft": SFTSpec, "eval": EvalSpec}
 
 
 def _one_line(text: str) -> str:
@@ -207,7 +217,7 @@ def _problem(error: dict) -> str:
     return f"{where}: {msg}"
 
 
-def parse_spec(data: Any) -> SFTSpec | EvalSpec:
+def parse_spec(data: Any) -> _Strict:
     """Validate a spec dict; errors become one readable, one-line ``StudioError``."""
     if data is None:
         raise StudioError(f"The job spec is empty: it needs at least `kind` ({' | '.join(KINDS)}).")
@@ -226,7 +236,7 @@ def parse_spec(data: Any) -> SFTSpec | EvalSpec:
         raise StudioError(_one_line(f"Invalid {kind} job spec — {problems}")) from None
 
 
-def load_spec_file(path: str | Path) -> SFTSpec | EvalSpec:
+def load_spec_file(path: str | Path) -> _Strict:
     path = Path(path)
     if not path.is_file():
         raise StudioError(f"No spec file at {path}.")
