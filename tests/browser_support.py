@@ -1,10 +1,7 @@
 """Shared pieces of the headless-browser tests: a real studio server, chromium tabs, and page helpers.
 
-A browser test module does::
-
-    from browser_support import browser_studio, choose, open_page, screenshot, settle, sign_up  # noqa: F401
-
-``browser_studio`` (module scope) starts ``streamlit run app/studio_app.py`` on a free port with a fresh data
+A browser test module does ``from browser_support import choose, open_page, screenshot, settle, sign_up``
+and takes the ``browser_studio`` fixture (registered in conftest.py). ``browser_studio`` (module scope) starts ``streamlit run app/studio_app.py`` on a free port with a fresh data
 dir (the tiny random model registered as ``tiny`` and default, worker autostart on) and yields a
 ``BrowserStudio``: ``.url``, ``.db_url`` and ``.new_tab()`` — each tab is its own browser context, so two
 tabs are two signed-in users. Screenshots land in ``test-artifacts/``.

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from browser_support import browser_studio  # noqa: F401 (a fixture: a running studio + chromium, for browser tests)
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", REPO / "studio-data")).resolve()

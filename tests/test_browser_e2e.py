@@ -8,10 +8,11 @@ model), so the walk is offline and takes a couple of minutes on a CPU: sign-up (
 Needs Debian's chromium (``make browser``); Playwright drives it, no browser download.
 """
 
+import time
+
 import pytest
-from browser_support import (  # noqa: F401 (browser_studio is a fixture)
+from browser_support import (
     JOB_TIMEOUT_MS,
-    browser_studio,
     choose,
     open_page,
     screenshot,
