@@ -1,86 +1,117 @@
-"""Labeling: rank K completions of a prompt, most to least preferred, and save the ranking."""
+"""Labeling workbench: the signed-in annotator ranks one item at a time, most to least preferred.
 
-import random
+Only campaigns open to the annotator and only their own judgements are shown. The current task lives in
+session state, so picking ranks (inside a form) costs no query; a submit stores the ranking and fetches the
+next task in one transaction (``service.submit_and_next``) and the next item is drawn in the same rerun.
+"""
+
 import time
 
 import streamlit as st
 
-from app.auth import current_user
+from app.auth import current_user, is_admin
 from app.common import user_errors
+from app.components.labeling_workbench import history_panel, prefill, ranking_form, wait_for_completions
 from backend.db.engine import session_scope
-from labeling import service
+from labeling import completion_jobs, service
 
 # NOTE: st.rerun()/st.stop() raise; called inside session_scope they would roll the transaction back.
 # Every transaction below closes before the page reruns or stops.
 
 st.title(":material/low_priority: Labeling")
+user = current_user()
+if user is None:
+    st.info("Sign in to start ranking.")
+    st.stop()
 if flash := st.session_state.pop("lb-flash", None):
     st.toast(flash)
 
 with session_scope() as s:
-    campaigns = service.list_campaigns(s)
-
-annotator = (current_user() or {}).get("name", "")
-
+    campaigns = {c["id"]: c for c in service.campaigns_for_annotator(s, user["id"])}
 if not campaigns:
-    st.info("No campaign yet. Create the demo campaign: 3 completions per prompt from the embedded model.")
-    if st.button("Create demo campaign", type="primary", key="lb-create-demo"):
-        with user_errors(), session_scope(write=True) as s:
-            service.create_demo_campaign(s)
-        st.rerun()
+    st.info("No campaign is open for labeling right now. "
+            + ("Create one on the **Campaigns** page." if is_admin() else "Your admin will open one for you."))
     st.stop()
 
-by_name = {c["name"]: c for c in campaigns}
-name = st.selectbox("Campaign", list(by_name), key="lb-campaign")
-campaign = by_name[name]
-st.progress(min(1.0, campaign["rankings"] / max(1, campaign["needed"])),
-            text=f"{campaign['rankings']} of {campaign['needed']} judgements · criterion: {campaign['criterion']}")
-if not annotator:
-    st.info("Sign in to start ranking.")
-    st.stop()
+campaign_id = st.selectbox("Campaign", list(campaigns), key="lb-campaign", format_func=lambda i: (
+    f"{campaigns[i]['name']} · {campaigns[i]['criterion']} · K={campaigns[i]['k']}"))
+campaign = campaigns[campaign_id]
 
-with session_scope(write=True) as s:
-    user = service.get_or_create_user(s, annotator)
-    item = service.next_item(s, campaign["id"], user.id)
-    prompt = service.item_prompt(s, item) if item else ""
-    guidelines = service.campaign_guidelines(s, campaign["id"])
-if item is None:
-    st.success("You have judged every item of this campaign that needs you. Thank you!")
-    st.stop()
-with st.expander("Guidelines", expanded=False):
+
+def fetch_task(item_id: int | None = None) -> dict | None:
+    with session_scope() as s:
+        task = service.next_task(s, campaign_id, user["id"], item_id)
+    return task.to_dict() if task else None
+
+
+task = st.session_state.get("lb-task")
+if task is None or task["campaign_id"] != campaign_id:
+    task = None
+    with user_errors():
+        task = fetch_task()
+    st.session_state["lb-task"] = task
+
+with session_scope() as s:
+    mine = service.my_progress(s, user["id"], campaign_id)
+    guidelines = service.campaign_guidelines(s, campaign_id)
+c1, c2, c3 = st.columns([1, 1, 3], vertical_alignment="bottom")
+c1.metric("You ranked", mine["ranked"])
+c2.metric("You skipped", mine["skipped"])
+c3.progress(min(1.0, campaign["rankings"] / max(1, campaign["needed"])),
+            text=f"Campaign: {campaign['rankings']} of {campaign['needed']} judgements "
+                 f"({campaign['items']} items × {campaign['overlap']} annotators each)")
+with st.expander("Guidelines", expanded=mine["ranked"] == 0, icon=":material/menu_book:"):
     st.markdown(guidelines)
 
-st.markdown("**Prompt**")
-st.info(prompt)
-completions = []
-with user_errors(), st.spinner("Generating completions…"), session_scope(write=True) as s:
-    completions = [(c.id, c.text) for c in service.ensure_completions(s, item.id)]
-if not completions:
-    st.stop()
-# Shuffle per annotator and item so position and model identity do not bias the ranking.
-random.Random(f"{user.id}-{item.id}").shuffle(completions)
-started = st.session_state.setdefault(f"lb-started-{item.id}", time.time())
 
-with st.form(f"rank-{item.id}"):
-    choices = ["—"] + [str(r) for r in range(1, len(completions) + 1)] + ["F (flag)"]
-    picks = {}
-    for letter, (cid, text) in zip("ABCDEFGHI", completions, strict=False):
-        col_text, col_rank = st.container(border=True).columns([5, 1], vertical_alignment="center")
-        col_text.markdown(f"**{letter}.** {text.strip() or '*(empty)*'}")
-        picks[cid] = col_rank.selectbox(f"Rank {letter}", choices, key=f"rank-{item.id}-{cid}")
-    comment = st.text_input("Comment (optional)", key=f"comment-{item.id}")
-    b1, b2, _ = st.columns([1, 1, 3])
-    submitted = b1.form_submit_button("Submit ranking", type="primary", width="stretch")
-    skipped = b2.form_submit_button("Skip this item", width="stretch")
-
-if submitted or skipped:
-    ranks = {cid: int(p) for cid, p in picks.items() if p.isdigit()}
-    flagged = {cid for cid, p in picks.items() if p.startswith("F")}
-    saved = False
+def undo() -> None:
+    """Take back the last submission in this campaign and show that item again, prefilled."""
+    undone = task_again = None
     with user_errors(), session_scope(write=True) as s:
-        service.submit_ranking(s, item.id, user.id, ranks, flagged=flagged, comment=comment,
-                               seconds_spent=time.time() - started, skipped=bool(skipped))
-        saved = True
-    if saved:
-        st.session_state["lb-flash"] = "Ranking saved." if submitted else "Item skipped."
-        st.rerun()
+        last = service.undo_last(s, user["id"], campaign_id)
+        task_again = service.next_task(s, campaign_id, user["id"], last["item_id"]).to_dict()
+        undone = last  # only once both succeeded (else the transaction rolled back)
+    if undone and task_again:
+        prefill(undone)
+        st.session_state["lb-task"] = task_again
+        st.session_state["lb-started"] = (undone["item_id"], time.time() - undone["seconds_spent"])
+        st.session_state["lb-flash"] = "Last submission undone: change it and submit again."
+
+
+if task is None:
+    with session_scope() as s:
+        job = completion_jobs.active_job(s, campaign_id)
+    if not mine["waiting_for_completions"]:
+        st.success("You have judged every item of this campaign that needs you. Thank you!",
+                   icon=":material/task_alt:")
+    elif job is not None:
+        wait_for_completions(campaign_id, user["id"], job)
+    else:  # no job is making completions (cancelled, failed, or never queued): make the next item's now
+        made = None
+        with user_errors(), st.spinner("Generating this item's completions…"):
+            made = completion_jobs.complete_next_item(campaign_id, user["id"])
+        if made is not None:
+            st.session_state.pop("lb-task", None)
+            st.rerun()
+else:
+    item_id = task["item_id"]
+    started_for, started = st.session_state.get("lb-started", (None, 0.0))
+    if started_for != item_id:  # the clock starts when the item is first shown
+        started = time.time()
+        st.session_state["lb-started"] = (item_id, started)
+    action, ranks, flagged, comment = ranking_form(task)
+    if action:
+        result = None
+        with user_errors(), session_scope(write=True) as s:
+            result = service.submit_and_next(s, item_id, user["id"], ranks, flagged=flagged, comment=comment,
+                                             seconds_spent=time.time() - started, skipped=action == "skip")
+        if result is not None:
+            st.session_state["lb-task"] = result["next"].to_dict() if result["next"] else None
+            st.session_state["lb-flash"] = "Ranking saved." if action == "submit" else "Item skipped."
+            st.rerun()
+
+st.button("Undo last submission", key="lb-undo", icon=":material/undo:", on_click=undo,
+          disabled=mine["ranked"] + mine["skipped"] == 0 or campaign["status"] != "open",
+          help="Removes your latest ranking or skip in this campaign and shows that item again, prefilled.")
+with st.expander("Your recent judgements", icon=":material/history:"):
+    history_panel(user["id"], campaign_id)

@@ -39,7 +39,7 @@ def main() -> None:
 
     from backend.db.engine import get_engine, session_scope, upgrade_database
     from backend.db.tables import Ranking
-    from labeling import campaigns, export, quality, service, synthetic
+    from labeling import campaigns, completion_jobs, export, quality, service, synthetic
 
     upgrade_database()
     n_items = args.rankings // args.per_item
@@ -68,6 +68,8 @@ def main() -> None:
         "my_progress": read(lambda s: service.my_progress(s, fresh, cid)),
         "campaigns_for_annotator": read(lambda s: service.campaigns_for_annotator(s, fresh)),
         "list_campaigns": read(lambda s: campaigns.list_campaigns(s)),
+        "my_history (10 latest)": read(lambda s: service.my_history(s, half, cid, limit=10)),
+        "completion job status": read(lambda s: completion_jobs.active_job(s, cid)),
         "campaign_progress": read(lambda s: campaigns.campaign_progress(s, cid)),
         "annotator_progress": read(lambda s: campaigns.annotator_progress(s, cid)),
     }
@@ -89,6 +91,8 @@ def main() -> None:
             service.undo_last(s, fresh, cid)
     print(f"{timed(submit_then_undo, args.repeat):9.1f} ms  submit_and_next + undo_last")
 
+    page_timings(args.repeat, fresh)
+
     for name, fn in {"quality_report": read(lambda s: quality.quality_report(s, cid)),
                      "export rows (all pairs)": read(lambda s: export.campaign_rows(s, cid))}.items():
         print(f"{timed(fn, 1):9.1f} ms  {name}")
@@ -101,6 +105,35 @@ def main() -> None:
     print("next_item query plan:")
     for row in plan:
         print("   ", row[-1])
+
+
+def page_timings(repeat: int, user_id: int) -> None:
+    """The workbench page itself (Streamlit's AppTest, in process): a first visit, then submit → next item."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    page = str(Path(__file__).resolve().parent.parent / "app" / "page_labeling.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.session_state["user"] = {"id": user_id, "name": "fresh", "role": "annotator"}
+    began = time.perf_counter()
+    at.run()
+    print(f"{(time.perf_counter() - began) * 1000:9.1f} ms  workbench page, first run (imports included)")
+    visits, submits = [], []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        at.run()
+        visits.append((time.perf_counter() - began) * 1000)
+        controls = [c for c in at.segmented_control if c.label.startswith("Rank of response")]
+        for rank, control in enumerate(controls, start=1):
+            control.set_value(str(rank))
+        next(b for b in at.button if b.label == "Submit ranking").click()
+        began = time.perf_counter()
+        at.run()  # stores the ranking and draws the next item (st.rerun included)
+        submits.append((time.perf_counter() - began) * 1000)
+        assert not at.exception and not at.error, [e.value for e in at.error]
+    print(f"{statistics.median(visits):9.1f} ms  workbench page, rerun")
+    print(f"{statistics.median(submits):9.1f} ms  workbench page, submit → next item shown")
 
 
 if __name__ == "__main__":

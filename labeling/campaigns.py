@@ -224,22 +224,32 @@ def create_campaign_from(session: Session, name: str, *, prompts: list[str] | No
     """Create a campaign from exactly one prompt set: a list, an upload ``(filename, bytes)``, a dataset
     ``{ref, split, column, limit}``, or playground run ids (``[]`` = the latest runs). ``options`` go to
     ``create_campaign``. Returns ``campaign_summary``."""
-    source = str(options.pop("source", "user"))
+    texts, source = load_prompt_set(session, prompts=prompts, upload=upload, dataset=dataset,
+                                    playground_runs=playground_runs, source=str(options.pop("source", "user")))
+    campaign = create_campaign(session, name, texts, source=source, **options)
+    return campaign_summary(session, campaign.id)
+
+
+def load_prompt_set(session: Session, *, prompts: list[str] | None = None, upload: tuple[str, bytes] | None = None,
+                    dataset: dict | None = None, playground_runs: list[int] | None = None,
+                    source: str = "user") -> tuple[list[str], str]:
+    """The prompts of exactly one prompt set (see ``create_campaign_from``) and where they came from.
+
+    Pages call it in a read transaction before creating the campaign: reading a dataset takes seconds, and
+    SQLite's write lock should not be held meanwhile.
+    """
     given = [x for x in (prompts, upload, dataset, playground_runs) if x is not None]
     if len(given) != 1:
         raise StudioError("Choose one prompt set: a list, an uploaded file, a dataset split or playground runs.")
     if upload is not None:
-        texts, source = parse_prompt_file(*upload), "upload"
-    elif dataset is not None:
+        return parse_prompt_file(*upload), "upload"
+    if dataset is not None:
         texts = prompts_from_dataset(dataset.get("ref", ""), dataset.get("split", "train"),
                                      dataset.get("column", "prompt"), int(dataset.get("limit", 0)))
-        source = f"dataset:{dataset.get('ref', '')}"
-    elif playground_runs is not None:
-        texts, source = prompts_from_playground(session, playground_runs or None), "playground"
-    else:
-        texts = prompts
-    campaign = create_campaign(session, name, texts, source=source, **options)
-    return campaign_summary(session, campaign.id)
+        return texts, f"dataset:{dataset.get('ref', '')}"
+    if playground_runs is not None:
+        return prompts_from_playground(session, playground_runs or None), "playground"
+    return list(prompts), source
 
 
 def find_campaign(session: Session, ref: int | str) -> Campaign:

@@ -190,3 +190,30 @@ def export_campaign(session: Session, campaign: int | str, out: str | Path, *, f
         counts = {"train": len(train), "test": len(test)}
     return {**stats, "files": files, "rows": counts, "format": fmt, "strategy": strategy, "consensus": consensus,
             "margin": margin}
+
+
+def safe_name(text: str) -> str:
+    """A file name from free text: letters, digits, ``.-_`` only (never a path)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text or "").strip("-.")[:120] or "pairs"
+
+
+def export_to_data_dir(session: Session, campaign: int | str, name: str, *, fmt: str = "jsonl",
+                       test_size: float = 0.0, **options: Any) -> dict[str, Any]:
+    """``export_campaign`` into ``<data dir>/datasets/preferences/``, where jobs read datasets.
+
+    ``name`` becomes ``<name>.<fmt>`` (no test share) or a folder ``<name>/`` with ``train``/``test`` files; a
+    previous export of the same name is replaced. The result adds ``dataset``: the path to give a job.
+    """
+    from backend.settings import get_settings
+
+    if fmt not in FORMATS:
+        raise StudioError(f"Format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
+    folder = get_settings().datasets_dir / "preferences"
+    stem = safe_name(name)
+    out = folder / stem if test_size > 0 else folder / f"{stem}.{fmt}"
+    if test_size > 0 and out.is_file() or test_size == 0 and out.is_dir():
+        raise StudioError(f"{out} already exists as a {'file' if out.is_file() else 'folder'}: choose another name.")
+    report = export_campaign(session, campaign, out, fmt=fmt, test_size=test_size, **options)
+    return {**report, "dataset": str(out)}

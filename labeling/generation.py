@@ -107,7 +107,8 @@ def _generate_batch(batch: list[tuple[int, int, str, int]], campaign_id: int, k:
 def generate_campaign_completions(session_factory: Session | SessionFactory | None, campaign_id: int,
                                   progress_cb: Callable[[int, int], None] | None = None,
                                   should_cancel: Callable[[], bool] | None = None, *, batch_size: int = 8,
-                                  device: str | None = None, precision: str = "auto") -> dict[str, Any]:
+                                  device: str | None = None, precision: str = "auto",
+                                  item_ids: list[int] | None = None) -> dict[str, Any]:
     """Generate the missing completions of every item of a campaign, ``batch_size`` items at a time.
 
     Args:
@@ -115,6 +116,7 @@ def generate_campaign_completions(session_factory: Session | SessionFactory | No
             returning a session context manager, or an open Session (then the caller commits).
         progress_cb: called as ``progress_cb(items_done, items_total)`` after each batch (and once at 0).
         should_cancel: checked before each batch; when it returns True the run stops cleanly.
+        item_ids: only these items (the workbench's on-demand path for the item an annotator waits for).
 
     Returns:
         ``{"total", "done", "completions", "failed": [{item_id, reason}], "cancelled"}``.
@@ -131,6 +133,8 @@ def generate_campaign_completions(session_factory: Session | SessionFactory | No
         sources = effective_sources(campaign)
         models = [resolve(s, src["model"]) for src in sources]
         todo = items_missing_completions(s, campaign)
+        if item_ids is not None:
+            todo = [row for row in todo if row[0] in set(item_ids)]
         k = campaign.k
     report: dict[str, Any] = {"total": len(todo), "done": 0, "completions": 0, "failed": [], "cancelled": False}
     if progress_cb:

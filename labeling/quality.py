@@ -75,3 +75,27 @@ def quality_report(session: Session, campaign_id: int | str) -> dict[str, Any]:
             "items_shared": len(shared), "rankings": sum(len(j) for j in items), "alpha": campaign_alpha(shared),
             "annotators": annotators, "annotator_pairs": per_pair, "sources": sources,
             "source_ranks": source_ranks, "times": times}
+
+
+def flag_outliers(annotators: list[dict[str, Any]], *, floor: float = 0.5, below_median: float = 0.2) -> list[dict]:
+    """Mark annotators whose agreement with the others' consensus looks like a misunderstanding (pure).
+
+    An annotator is an outlier when their consensus agreement is under ``floor`` (they order most pairs against
+    the others: 0.5 is what random ranking gives) or more than ``below_median`` under the median annotator.
+    Annotators without shared items get ``outlier`` False and a note. Returns new rows with ``outlier`` and
+    ``why``.
+    """
+    scores = [a["consensus_agreement"] for a in annotators if a.get("consensus_agreement") is not None]
+    middle = median(scores) if scores else None
+    rows = []
+    for a in annotators:
+        score = a.get("consensus_agreement")
+        if score is None:
+            rows.append({**a, "outlier": False, "why": "no item shared with another annotator"})
+        elif score < floor:
+            rows.append({**a, "outlier": True, "why": f"agrees with the consensus on {score:.0%} of pairs"})
+        elif middle is not None and score < middle - below_median:
+            rows.append({**a, "outlier": True, "why": f"{score:.0%} vs a median of {middle:.0%}"})
+        else:
+            rows.append({**a, "outlier": False, "why": ""})
+    return rows

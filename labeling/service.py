@@ -127,6 +127,20 @@ def _done_by(session: Session, campaign_id: int, user_id: int) -> int:
                                  Ranking.skipped.is_(False)))
 
 
+def shown_order(user_id: int, item_id: int, completions: list) -> list:
+    """The item's completions (in id order) as this annotator sees them: shuffled per annotator and item, so
+    position and model cannot bias the ranking, and the same on every visit."""
+    shown = list(completions)
+    random.Random(f"{user_id}-{item_id}").shuffle(shown)
+    return shown
+
+
+def judgement_text(user_id: int, item_id: int, ranks: dict[int, int], flags: list[int]) -> str:
+    """A ranking as its annotator saw it, by letter: ``"A 2 · B 1 · C F"``."""
+    ids = shown_order(user_id, item_id, sorted({*ranks, *flags}))
+    return " · ".join(f"{LETTERS[i]} {'F' if cid in flags else ranks.get(cid, '–')}" for i, cid in enumerate(ids))
+
+
 def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | None = None) -> Task | None:
     """What the annotator ranks next (None: nothing left for them, or completions are still being made).
 
@@ -148,8 +162,7 @@ def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | N
     shown = [(c.id, c.text) for c in item_completions(session, item.id)]
     if len(shown) < campaign.k:
         raise StudioError("This item's completions are not ready yet: generate the campaign's completions first.")
-    # Shuffled per annotator and item: the position and the model cannot bias the ranking.
-    random.Random(f"{user_id}-{item.id}").shuffle(shown)
+    shown = shown_order(user_id, item.id, shown)
     return Task(campaign_id=campaign.id, item_id=item.id, prompt=item_prompt(session, item),
                 criterion=campaign.criterion, done_by_me=_done_by(session, campaign.id, user_id),
                 completions=[{"id": cid, "letter": LETTERS[i], "text": text} for i, (cid, text) in enumerate(shown)])
@@ -292,6 +305,8 @@ def my_history(session: Session, user_id: int, campaign_id: int, limit: int = 20
         .order_by(Ranking.created_at.desc(), Ranking.id.desc()).limit(limit))
     return [{"ranking_id": r.id, "item_id": r.item_id, "prompt": text[:200], "skipped": r.skipped,
              "flagged": len(r.flags), "ranks": {int(k): v for k, v in r.ranks.items()}, "comment": r.comment,
+             "judgement": "skipped" if r.skipped else judgement_text(
+                 user_id, r.item_id, {int(k): v for k, v in r.ranks.items()}, list(r.flags)),
              "seconds": round(r.seconds_spent, 1), "created_at": r.created_at.isoformat(timespec="seconds")}
             for r, text in rows]
 
