@@ -1,71 +1,116 @@
-"""Playground: pick a model, write a prompt, set decoding, watch the completion stream in."""
+"""Playground: pick a model, build a prompt (template, examples, documents), set decoding, watch it stream."""
 
 import pandas as pd
 import streamlit as st
 
 from app.common import model_names, user_errors
 from app.components.decoding_controls import decoding_controls
+from app.components.playground_nexttoken import next_token_view
+from app.components.playground_prompt import context_meter, prompt_settings
+from app.components.playground_results import (
+    apply_reopened,
+    keep_widgets,
+    restore_widgets,
+    send_to_labeling,
+    show_column,
+)
 from backend.db.engine import session_scope
-from backend.services import playground
+from backend.rag.collections import list_collections
+from backend.services import compare, playground, templates
 
 st.title(":material/chat: Playground")
-st.caption("Try prompts and decoding settings on a real model. Every run is saved.")
+st.caption("Try prompts and decoding settings on a real model. Every run is saved (see Runs).")
 
 
-def generate(model: str, prompt: str, cfg, *, chat: bool, system: str | None, precision: str) -> None:
-    """Stream one completion into the page, save it, and show how fast it came."""
-    playground.check_prompt(prompt)  # before loading a model for nothing
-    with st.spinner("Loading model…"), session_scope() as s:
-        resolved, loaded = playground.open_model(s, model, precision)
-    prompt_text, chunks = playground.stream_generation(loaded, prompt, cfg, chat=chat, system=system)
-    final = {}
+def generate(input_text: str, variant: dict) -> None:
+    """Stream one completion into the page (several, or beams: one batch), save the run, show its numbers."""
+    decoding = variant["decoding"]
+    if not variant["prompt"].get("template") and not variant["prompt"].get("rag_collection"):
+        playground.check_prompt(input_text)  # before loading a model for nothing
+    if decoding["num_return_sequences"] > 1 or decoding["num_beams"] > 1:
+        with st.spinner("Generating…"), session_scope(write=True) as s:
+            run = compare.run_comparison(s, input_text, [variant])
+        with st.container(key="pg-output"):
+            show_column(run["columns"][0])
+    else:
+        with st.spinner("Loading model…"), session_scope() as s:
+            prepared = compare.prepare_variant(s, input_text, variant)
+        final = {}
 
-    def deltas():
-        for chunk in chunks:
-            if chunk.result is not None:
-                final["result"] = chunk.result
-            yield chunk.delta
+        def deltas():
+            for chunk in compare.stream_variant(prepared):
+                if chunk.result is not None:
+                    final["result"] = chunk.result
+                yield chunk.delta
 
-    with st.container(border=True, key="pg-output"):
-        st.write_stream(deltas())
-    result = final["result"]
-    if not result.text.strip():
-        st.caption("The model produced only whitespace.")
-    with session_scope(write=True) as s:
-        playground.record_completion(s, resolved, prompt, prompt_text, result)
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Tokens/s", f"{result.tokens_per_second:.1f}")
-    m2.metric("Time to first token", f"{(result.first_token_seconds or 0):.2f} s")
-    m3.metric("Tokens", f"{result.prompt_tokens} → {result.completion_tokens}")
-    m4.metric("Finish", result.finish_reason)
+        with st.container(border=True, key="pg-output"):
+            st.write_stream(deltas())
+        with session_scope(write=True) as s:
+            run = compare.save_streamed_run(s, input_text, prepared, final["result"])
+        if not final["result"].text.strip():
+            st.caption("The model produced only whitespace.")
+        show_column(run["columns"][0], show_text=False)
+    st.session_state["pg-last-run"], st.session_state["pg-last-col"] = run["id"], 0
 
+
+names = model_names()
+if not names:
+    st.warning("No model is available yet: run `studio models bootstrap` (make run does it), then reload.")
+    st.stop()
+with session_scope() as s:
+    collections = [c["name"] for c in list_collections(s)]
+    template_names = [t["name"] for t in templates.list_templates(s)]
+restore_widgets("pg")  # the settings survive a visit to another page
+apply_reopened("pg", names, collections, template_names)
 
 left, right = st.columns([1, 2], gap="large")
 with left:
-    names = model_names()
-    if not names:
-        st.warning("No model is available yet: run `studio models bootstrap` (make run does it), then reload.")
-        st.stop()
     model = st.selectbox("Model", names, key="pg-model", help="The embedded default, added models and trained adapters.")
-    chat = st.radio("Mode", ["Chat", "Raw completion"], horizontal=True, key="pg-mode") == "Chat"
+    chat = st.radio("Mode", ["Chat", "Raw completion"], horizontal=True, key="pg-mode",
+                    help="Chat wraps the prompt in the model's chat template; raw continues the text as is.") == "Chat"
     system = st.text_input("System prompt (optional)", key="pg-system", disabled=not chat) or None
     precision = st.selectbox("Precision", ["auto", "float32", "bfloat16", "int8"], key="pg-precision",
-                             help="int8 dynamic quantization is ~3× faster on CPU; bfloat16 halves memory.")
+                             help="auto: bf16 on a GPU, fp32 on a CPU. int8 dynamic quantization is ~3× faster "
+                                  "on CPU; bfloat16 halves memory. Loaded models are shared by every user.")
     cfg = decoding_controls("pg")
 
 with right:
     prompt = st.text_area("Prompt", height=160, key="pg-prompt", placeholder="Ask the model something…")
-    if st.button("Generate", type="primary", disabled=cfg is None, key="pg-go"):
+    with st.expander("Template, examples and documents", icon=":material/library_books:"):
+        spec = prompt_settings("pg", collections)
+    variant = None if cfg is None else {"model": model, "precision": precision, "decoding": cfg.model_dump(),
+                                        "prompt": {**spec, "chat": chat, "system": system}}
+    if variant and (prompt.strip() or spec.get("template")):
+        with user_errors(), session_scope() as s:
+            preview = templates.preview_prompt(s, templates.PromptSpec(**variant["prompt"]), prompt, model=model,
+                                               max_new_tokens=cfg.max_new_tokens)
+            context_meter("pg", preview)
+            with st.expander(f"Prompt preview · {preview['label']}"):
+                st.code(preview["prompt"], language=None, wrap_lines=True)
+    if st.button("Generate", type="primary", disabled=cfg is None, key="pg-go", icon=":material/play_arrow:"):
         with user_errors():
-            generate(model, prompt, cfg, chat=chat, system=system, precision=precision)
+            generate(prompt, variant)
+    elif last := st.session_state.get("pg-last-run"):
+        with user_errors(), session_scope() as s:
+            show_column(compare.get_run(s, last)["columns"][st.session_state.get("pg-last-col", 0)])
+
+    with st.expander("Next-token view: what the decoding controls do", icon=":material/bar_chart:"):
+        if cfg is not None:
+            next_token_view("pg", prompt, variant, cfg)
+
+    if last := st.session_state.get("pg-last-run"):
+        with session_scope() as s:
+            last_run = compare.get_run(s, last)
+        with st.popover("Send this run to labeling", icon=":material/low_priority:"):
+            send_to_labeling(last_run, "pg")
 
     st.subheader("Recent runs")
     with session_scope() as s:
-        runs = playground.recent_runs(s)
+        runs = compare.list_runs(s, limit=10)
     if runs:
         st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch",
-                     column_order=["id", "model", "completion", "tokens", "tok/s", "created", "prompt"],
-                     column_config={"completion": st.column_config.TextColumn(width="medium"),
-                                    "prompt": st.column_config.TextColumn("prompt (as fed to the model)")})
+                     column_order=["id", "created", "input", "columns"])
+        st.caption("Reopen, rerun, export or send older runs to labeling on the **Runs** page.")
     else:
         st.caption("No runs yet.")
+keep_widgets("pg")

@@ -121,3 +121,63 @@ def test_bad_input_gives_clear_errors(tiny_model):
         with pytest.raises(StudioError, match="No playground run"):
             compare.get_run(s, 424242)
     assert compare.decoding_summary(compare.Variant(decoding={"num_beams": 4}).decoding) == "beam 4"
+
+
+def test_export_jsonl_one_line_per_completion(run):
+    with session_scope() as s:
+        lines = [json.loads(line) for line in compare.export_run(s, run["id"], "jsonl").splitlines()]
+    assert len(lines) == 3 and {line["run_id"] for line in lines} == {run["id"]}
+    assert lines[1]["column"] == "sentiment few-shot" and lines[1]["seed"] == 11
+    assert lines[0]["text"] == run["columns"][0]["completions"][0]["text"] and lines[0]["tokens_per_second"] > 0
+
+
+def test_send_run_to_campaign_copies_completions_and_sources(run):
+    from backend.db.tables import CampaignItem, Prompt
+    from backend.services.playground import send_run_to_campaign
+    from labeling.generation import items_missing_completions
+
+    with session_scope(write=True) as s:
+        made = send_run_to_campaign(s, run["id"], "from the playground")
+    # greedy gives 1 completion, so each variant sends 1: K = 2, round-robin over the two sources holds
+    assert made["k"] == 2 and made["items"] == 1 and made["completions_per_source"] == 1
+    assert made["sources"] == ["tiny · raw input · greedy", "sentiment few-shot"]
+    with session_scope() as s:
+        item = s.scalars(select(CampaignItem).where(CampaignItem.campaign_id == made["id"])).one()
+        copies = s.scalars(select(Completion).where(Completion.item_id == item.id).order_by(Completion.id)).all()
+        assert [c.text for c in copies] == [col["completions"][0]["text"] for col in run["columns"]]
+        assert {c.run_id for c in copies} == {None} and copies[1].seed == 11
+        assert s.get(Prompt, item.prompt_id).text == run["columns"][0]["text"]  # what the variants' model read
+        from backend.db.tables import Campaign
+
+        assert items_missing_completions(s, s.get(Campaign, made["id"])) == []  # nothing left to generate
+        assert compare.get_run(s, run["id"]) == run  # the run itself is unchanged
+
+
+def test_send_one_sampled_variant_and_bad_requests(run):
+    from backend.services.playground import send_run_to_campaign
+
+    with session_scope(write=True) as s:
+        made = send_run_to_campaign(s, run["id"], "sampled only", columns=["sentiment few-shot"],
+                                    criterion="honesty", overlap=2)
+        assert (made["k"], made["overlap"], made["criterion"]) == (2, 2, "honesty")
+        assert made["sources"] == ["sentiment few-shot"]
+        with pytest.raises(StudioError, match="at least two variants"):
+            send_run_to_campaign(s, run["id"], "one greedy", columns=["tiny · raw input · greedy"])
+        with pytest.raises(StudioError, match="has no variant 'nope'"):
+            send_run_to_campaign(s, run["id"], "bad", columns=["nope"])
+        with pytest.raises(StudioError, match="already exists"):
+            send_run_to_campaign(s, run["id"], "sampled only")
+        with pytest.raises(StudioError, match="No playground run"):
+            send_run_to_campaign(s, 999, "missing")
+
+
+def test_parse_typed_examples():
+    from backend.services.playground import parse_typed_examples
+
+    assert parse_typed_examples("  \n") is None
+    assert parse_typed_examples('{"review": "Great", "sentiment": "Positive"}\n\n{"review": 3, "sentiment": null}') == [
+        {"review": "Great", "sentiment": "Positive"}, {"review": "3", "sentiment": ""}]
+    with pytest.raises(StudioError, match="line 2: not valid JSON"):
+        parse_typed_examples('{"a": "b"}\n{oops')
+    with pytest.raises(StudioError, match="line 1: write an object"):
+        parse_typed_examples('["a", "b"]')

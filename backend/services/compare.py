@@ -117,6 +117,7 @@ def _column(p: PreparedVariant, results: list[GenerationResult], latency: float)
     return {
         "label": p.label, "model": p.resolved.name, "model_id": p.resolved.id, "precision": p.variant.precision,
         "template": p.built.template, "prompt_label": p.built.label, "prompt": p.built.prompt,
+        "text": p.built.text,  # the user message after the template (what annotators see if sent to labeling)
         "cot": p.variant.prompt.cot or (p.built.template or "").startswith("cot"),
         "citations": [{**{k: h[k] for k in ("rank", "score", "doc", "chunk", "citation")}, "snippet": h["text"][:500]}
                       for h in p.built.citations],
@@ -231,12 +232,24 @@ def rerun(session: Session, run_id: int, *, seed: int | None = None) -> dict[str
 
 
 def export_run(session: Session, run_id: int, fmt: str = "json") -> str:
-    """A run as JSON (everything) or CSV (one row per completion with its settings and timings)."""
+    """A run as JSON (everything), JSONL or CSV (one row per completion with its settings and timings)."""
     data = get_run(session, run_id)
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False)
+    if fmt == "jsonl":  # one line per completion, with its column's settings and timings
+        lines = []
+        for col in data["columns"]:
+            for c in col["completions"]:
+                lines.append(json.dumps({
+                    "run_id": data["id"], "input": data["input"], "column": col["label"], "model": col["model"],
+                    "template": col["prompt_label"], "prompt": col["prompt"], "decoding": col["decoding"],
+                    "seed": col["decoding"].get("seed"), "latency_s": col["latency_s"],
+                    "tokens_per_second": col["tokens_per_second"], "completion_id": c["id"], "text": c["text"],
+                    "completion_tokens": c["completion_tokens"], "seconds": c["seconds"],
+                    "finish_reason": c["finish_reason"], "answer": c["answer"]}, ensure_ascii=False))
+        return "".join(line + "\n" for line in lines)
     if fmt != "csv":
-        raise StudioError("Export as 'json' or 'csv'.")
+        raise StudioError("Export as 'json', 'jsonl' or 'csv'.")
     buffer = io.StringIO()
     fields = ["run_id", "column", "model", "template", "completion_id", "text", "completion_tokens", "seconds",
               "finish_reason", "seed", "latency_s", "tokens_per_second", "decoding", "input", "prompt"]
