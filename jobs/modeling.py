@@ -16,7 +16,12 @@ from jobs.specs import SFTSpec
 def meta_model(path: str, name: str | None = None):
     """The model's architecture with no weights (every tensor on the meta device)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+
+    # The concrete modules, not ``from transformers import …``: in the studio's server the first lookup through
+    # transformers' lazy top-level module failed ("cannot import name 'AutoConfig'") while the same names
+    # resolved a moment later; importing the defining modules goes through Python's ordinary import locks.
+    from transformers.models.auto.configuration_auto import AutoConfig
+    from transformers.models.auto.modeling_auto import AutoModelForCausalLM
 
     try:
         config = AutoConfig.from_pretrained(path)

@@ -109,3 +109,26 @@ def test_toxicity_distribution_and_improvement(studio_env):
     assert summary["before"]["mean"] == pytest.approx(0.3) and summary["before"]["std"] == pytest.approx(0.1)
     assert summary["after"]["mean_improvement"] == pytest.approx((0.3 - 0.2) / 0.3)
     assert summary["after"]["std_improvement"] == pytest.approx((0.1 - 0.05) / 0.1)
+
+
+def test_side_by_side_every_model_sorted_by_difference(three_runs):
+    ids = [three_runs["base"], three_runs["full"], three_runs["lora"]]
+    with session_scope() as s:
+        rows = evaluation.side_by_side(s, ids, "rouge1", run_a=three_runs["base"], run_b=three_runs["full"])
+        with pytest.raises(StudioError, match="at least two runs"):
+            evaluation.side_by_side(s, ids[:1])
+        with pytest.raises(StudioError, match="must be among"):
+            evaluation.side_by_side(s, ids[:2], run_b=three_runs["lora"])
+    assert [r["idx"] for r in rows] == [0, 1, 2]  # same gain everywhere: index order is kept
+    first = rows[0]
+    assert first["reference"] == "reference 0"
+    assert first[f"base (#{three_runs['base']})"] == "base says 0"
+    assert first[f"full-ft (#{three_runs['full']})"] == "full says 0"
+    assert first[f"lora-ft (#{three_runs['lora']})"] == "lora says 0"
+    assert first["diff"] == pytest.approx(TABLE["full"][0] - TABLE["base"][0])
+    assert first[f"rouge1 lora-ft (#{three_runs['lora']})"] == pytest.approx(TABLE["lora"][0])
+
+
+def test_share_above_threshold():
+    assert evaluation.share_above([0.1, 0.6, 0.9, 0.5], 0.5) == 0.5  # strictly above
+    assert evaluation.share_above([], 0.5) == 0.0

@@ -147,3 +147,40 @@ def test_submit_comparison_queues_same_split_for_each_model(tiny_model, tmp_path
         evaluation.submit_comparison(s, spec, ["tiny", "gone"])
     with session_scope() as s:
         assert len(queue.list_jobs(s)) == 2  # the failed call queued nothing
+
+
+def test_lora_target_choices_are_the_models_layers(tiny_model):
+    with session_scope() as s:
+        choices = training.lora_target_choices(s, "tiny")
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= set(choices)
+    assert "lm_head" not in choices
+
+
+def test_save_upload_keeps_earlier_files_and_refuses_other_types(studio_env):
+    first = training.save_upload("my data!.JSONL", b'{"dialogue": "a", "summary": "b"}\n')
+    assert first == studio_env / "datasets" / "uploads" / "my-data.jsonl"
+    assert training.save_upload("my data!.JSONL", first.read_bytes()) == first  # same bytes: same file
+    second = training.save_upload("my data!.jsonl", b'{"dialogue": "c", "summary": "d"}\n')
+    assert second.name == "my-data-2.jsonl" and first.read_text().startswith('{"dialogue": "a"')
+    assert set(training.uploaded_datasets()) == {str(first), str(second)}
+    with pytest.raises(StudioError, match="JSONL, CSV or Parquet"):
+        training.save_upload("notes.txt", b"hello")
+    with pytest.raises(StudioError, match="is empty"):
+        training.save_upload("empty.csv", b"")
+
+
+def test_model_lineage_of_adapter_merged_and_base(adapter, tiny_model):
+    with session_scope(write=True) as s:
+        training.merge_adapter(s, adapter, "tiny-merged")
+    with session_scope() as s:
+        lora = training.model_lineage(s, adapter)
+        merged = training.model_lineage(s, "tiny-merged")
+        base = training.model_lineage(s, "tiny")
+        with pytest.raises(StudioError, match="Unknown model"):
+            training.model_lineage(s, "nope")
+    assert (lora["kind"], lora["base"], lora["method"], lora["trainable_params"]) == ("adapter", "tiny", "lora", 1024)
+    assert lora["spec"] == {"kind": "sft"}  # from its job
+    assert (merged["kind"], merged["merged_from"], merged["base"], merged["method"]) == ("full", adapter, "tiny",
+                                                                                         "merged")
+    assert merged["trainable_params"] == 1024  # the adapter's
+    assert (base["kind"], base["base"], base["job_id"], base["spec"]) == ("base", None, None, None)

@@ -199,3 +199,47 @@ def toxicity_summary(session: Session, run_ids: list[int], baseline_run_id: int 
         out.append({"run": run, "model": model, "n": n, "mean": mean, "std": std, "baseline": run == base,
                     "mean_improvement": improvement(base_mean, mean), "std_improvement": improvement(base_std, std)})
     return out
+
+
+def side_by_side(session: Session, run_ids: list[int], metric: str = "rouge1", run_a: int | None = None,
+                 run_b: int | None = None, descending: bool = True) -> list[dict[str, Any]]:
+    """Every compared run's prediction per example beside the reference, sorted by a score difference.
+
+    Rows ``{idx, input, reference, "<model> (#run)": prediction…, "<metric> <model> (#run)": score…, diff}`` where
+    ``diff`` = score of ``run_b`` − score of ``run_a`` (default: the first and the last run), largest first, so
+    the top rows are where ``run_b`` improved most and the bottom rows where it regressed. Only examples every run
+    scored appear; runs on different references are refused (``per_example_diff``'s check).
+    """
+    from backend.errors import StudioError
+
+    runs = _runs(session, run_ids)
+    if len(runs) < 2:
+        raise StudioError("Pick at least two runs to compare their predictions.")
+    ids = [r.id for r in runs]
+    run_a, run_b = run_a or ids[0], run_b or ids[-1]
+    if run_a not in ids or run_b not in ids:
+        raise StudioError("The two runs to sort by must be among the compared runs.")
+    pair = per_example_diff(session, run_a, run_b, metric, descending)  # checks references and the metric
+    labels = {r.id: f"{r.model_name} (#{r.id})" for r in runs}
+    results = {r.id: {x.idx: x for x in session.scalars(select(EvalResult).where(EvalResult.eval_run_id == r.id))}
+               for r in runs}
+    rows = []
+    for row in pair:
+        if not all(row["idx"] in results[i] for i in ids):
+            continue
+        out = {"idx": row["idx"], "input": row["input"], "reference": row["reference"]}
+        for i in ids:
+            if results[i][row["idx"]].reference != row["reference"]:
+                raise StudioError(f"Run {i} has a different reference at example {row['idx']}: it was not scored "
+                                  "on the same data.")
+            out[labels[i]] = results[i][row["idx"]].prediction
+        for i in ids:
+            out[f"{metric} {labels[i]}"] = results[i][row["idx"]].scores.get(metric)
+        out["diff"] = row["diff"]
+        rows.append(out)
+    return rows
+
+
+def share_above(scores: list[float], threshold: float) -> float:
+    """Share (0–1) of scores strictly above ``threshold`` (0 for no scores): the toxicity dashboard's rate."""
+    return sum(1 for s in scores if s > threshold) / len(scores) if scores else 0.0

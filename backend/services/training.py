@@ -196,3 +196,80 @@ def training_summaries(session: Session, kind: str = "sft", limit: int = 50) -> 
 def resumable_jobs(session: Session) -> list[dict[str, Any]]:
     """Failed or cancelled SFT jobs with a checkpoint, for the form's ``resume_from_job`` picker."""
     return queue.resumable_jobs(session)
+
+
+# --- what the SFT form offers -------------------------------------------------------------------------------
+
+UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def lora_target_choices(session: Session, model_name: str) -> list[str]:
+    """The layer names LoRA can adapt in a model (leaf names such as ``q_proj``), read on the meta device.
+
+    These are exactly the names ``LoraArgs.target_modules`` accepts for that model (plus ``all-linear``).
+    """
+    from backend.models.store import resolve
+    from jobs.modeling import _adaptable_layers, meta_model
+
+    base = resolve(session, model_name)
+    if base.kind == "adapter":
+        raise StudioError(f"'{base.name}' is an adapter: start SFT from a base or full model.")
+    layers = _adaptable_layers(meta_model(base.path, base.name))
+    return sorted({name.rsplit(".", 1)[-1] for name in layers} - {"lm_head"})
+
+
+def save_upload(file_name: str, data: bytes) -> Path:
+    """Store an uploaded JSONL/CSV/Parquet file under ``<data dir>/datasets/uploads`` and return its path.
+
+    The name is reduced to safe characters; a file with the same name and different bytes gets a numbered
+    name, so a dataset a finished job trained on is never overwritten. The rows are checked by the job's own
+    reader when the form previews or queues the job (missing columns, empty rows, non-UTF-8 bytes).
+    """
+    import re
+
+    stem, dot, suffix = Path(file_name or "").name.rpartition(".")
+    suffix = f".{suffix.lower()}" if dot else ""
+    if suffix not in UPLOAD_SUFFIXES:
+        raise StudioError(f"'{file_name}' is not a dataset file: upload JSONL, CSV or Parquet "
+                          f"({', '.join(UPLOAD_SUFFIXES)}).")
+    if not data:
+        raise StudioError(f"'{file_name}' is empty.")
+    stem = re.sub(r"[^\w.-]+", "-", stem).strip("-.") or "dataset"
+    folder = get_settings().datasets_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target, n = folder / f"{stem}{suffix}", 1
+    while target.exists() and target.read_bytes() != data:
+        n += 1
+        target = folder / f"{stem}-{n}{suffix}"
+    target.write_bytes(data)
+    return target
+
+
+def uploaded_datasets() -> list[str]:
+    """Paths of the dataset files uploaded before, newest first."""
+    folder = get_settings().datasets_dir / "uploads"
+    files = [p for p in folder.glob("*") if p.suffix.lower() in UPLOAD_SUFFIXES] if folder.is_dir() else []
+    return [str(p) for p in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def model_lineage(session: Session, model_name: str) -> dict[str, Any]:
+    """Where a registered model came from: kind, base, dataset, method, training job and its spec.
+
+    Returns ``{name, kind, source, path, base, job_id, method, dataset, trainable_params, total_params,
+    train_runtime, spec, merged_from}`` (None where unknown; ``spec`` is the training job's spec dict).
+    """
+    record = session.scalar(select(ModelRecord).where(ModelRecord.name == model_name))
+    if record is None:
+        raise StudioError(f"Unknown model '{model_name}'.")
+    meta = record.meta or {}
+    spec = meta.get("spec") or meta.get("adapter_meta", {}).get("spec")
+    if spec is None and record.job_id is not None:
+        job = session.get(Job, record.job_id)
+        spec = job.spec if job is not None else None
+    base = record.base_model.name if record.base_model is not None else meta.get("base")
+    return {"name": record.name, "kind": record.kind, "source": record.source, "path": record.path, "base": base,
+            "job_id": record.job_id, "method": meta.get("method"),
+            "dataset": meta.get("dataset") or (spec or {}).get("dataset"),
+            "trainable_params": meta.get("trainable_params") or meta.get("adapter_meta", {}).get("trainable_params"),
+            "total_params": meta.get("total_params"), "train_runtime": meta.get("train_runtime"),
+            "merged_from": meta.get("merged_from"), "spec": spec}

@@ -1,0 +1,76 @@
+"""The evaluation form: models or adapters, dataset split, template, decoding and scorers → one eval job per model.
+
+Every model gets the same split, template and decoding (``evaluation.submit_comparison``), so the runs compare.
+"""
+
+import streamlit as st
+
+from app.common import model_names, user_errors
+from app.components.decoding_controls import decoding_controls, load_decoding
+from backend.db.engine import session_scope
+from backend.generation.decoding import DecodingConfig
+from backend.prompts.templates import SUMMARY_TEMPLATES
+from backend.services import evaluation
+from jobs.specs import DEMO_DIALOGSUM, EvalSpec, parse_spec
+
+KEY = "ev-dec"  # decoding widgets' key prefix
+
+
+def _help(name: str) -> str:
+    return EvalSpec.model_fields[name].description or ""
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _splits(dataset: str) -> list[str]:
+    from jobs.data import dataset_splits
+
+    return dataset_splits(dataset)
+
+
+def eval_form() -> None:
+    """Render the form; "Run evaluation" queues one job per chosen model."""
+    models = st.multiselect("Models and adapters", model_names(), key="ev-models", help=_help("model"),
+                            placeholder="Choose the base model and the fine-tuned ones to compare")
+    cols = st.columns([2, 1, 2])
+    dataset = cols[0].text_input("Dataset", DEMO_DIALOGSUM, key="ev-dataset", help=_help("dataset"))
+    split = "test"
+    with user_errors():
+        splits = _splits(dataset.strip())
+        split = cols[1].selectbox("Split", splits, splits.index("test") if "test" in splits else 0, key="ev-split",
+                                  help=_help("split"))
+    names = list(SUMMARY_TEMPLATES)
+    template = cols[2].selectbox("Template", names, key="ev-template", help=_help("template"))
+    cols = st.columns(4)
+    n = cols[0].number_input("Test examples", 1, 100_000, 40, step=5, key="ev-n",
+                             help=_help("max_examples") + " More = steadier scores, longer run (~1 s each on CPU).")
+    batch = cols[1].number_input("Batch size", 1, 256, 8, key="ev-batch", help=_help("batch_size"))
+    precision = cols[2].selectbox("Precision", ["auto", "float32", "bfloat16", "int8"], key="ev-precision",
+                                  help=_help("precision"))
+    chat = cols[3].checkbox("Chat format", True, key="ev-chat", help=_help("chat_format"))
+    with st.expander("Decoding (greedy by default, so scores are comparable)"):
+        if f"{KEY}-method" not in st.session_state:
+            st.session_state[f"{KEY}-preset"] = "deterministic"
+            load_decoding(KEY, DecodingConfig(max_new_tokens=64))
+        decoding = decoding_controls(KEY, compact=True)
+    with st.expander("Scorers: perplexity, toxicity classifier, extra `evaluate` metrics"):
+        ppl = st.checkbox("Perplexity of the references", True, key="ev-ppl", help=_help("perplexity"))
+        cols = st.columns(2)
+        tox = cols[0].text_input("Toxicity model", "", key="ev-tox", placeholder="packaged profanity classifier",
+                                 help=_help("toxicity_model"))
+        label = cols[1].text_input("Toxic class name", "", key="ev-tox-label", placeholder="auto",
+                                   help=_help("toxic_label"))
+        extra = st.text_input("Extra metrics (comma-separated)", "", key="ev-extra", help=_help("extra_metrics"),
+                              placeholder="e.g. exact_match, or /path/to/local/metric")
+    if st.button("Run evaluation", type="primary", key="ev-submit"):
+        with user_errors():
+            if decoding is None:
+                return  # decoding_controls already said what is wrong
+            spec = parse_spec({"kind": "eval", "name": "eval", "model": models[0] if models else "", "dataset":
+                               dataset.strip(), "split": split, "template": template, "chat_format": chat,
+                               "max_examples": int(n), "batch_size": int(batch), "precision": precision,
+                               "decoding": decoding.model_dump(), "perplexity": ppl, "toxicity_model": tox,
+                               "toxic_label": label, "extra_metrics": [m.strip() for m in extra.split(",") if m.strip()]})
+            with session_scope(write=True) as s:
+                ids = evaluation.submit_comparison(s, spec, models)
+            st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; results appear below when they "
+                       "finish (progress on the Jobs page).")
