@@ -1,0 +1,34 @@
+"""Plotly charts of a PPO run: reward and KL on one chart (the reward-hacking monitor) and small PPO diagnostics."""
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def reward_and_kl(steps: list[dict], kl_target: float | None) -> go.Figure:
+    """Mean score (left axis) and KL per completion (right axis) against the step; the KL target as a dashed line."""
+    x = [r["step"] for r in steps]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=x, y=[r.get("objective/scores") for r in steps], name="reward (score)",
+                             mode="lines+markers"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=x, y=[r.get("objective/rlhf_reward") for r in steps], name="score − β·KL",
+                             mode="lines", line={"dash": "dot"}), secondary_y=False)
+    fig.add_trace(go.Scatter(x=x, y=[r.get("objective/kl") for r in steps], name="KL to reference",
+                             mode="lines+markers"), secondary_y=True)
+    if kl_target:
+        fig.add_hline(y=kl_target, line_dash="dash", annotation_text=f"KL target {kl_target:g}", secondary_y=True)
+    fig.update_yaxes(title_text="reward", secondary_y=False)
+    fig.update_yaxes(title_text="KL (nats / completion)", secondary_y=True)
+    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="PPO step",
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def diagnostic(steps: list[dict], keys: list[str], title: str) -> go.Figure:
+    """One small chart of a few per-step values (entropy, clip fractions, value loss)."""
+    fig = go.Figure()
+    for key in keys:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in steps], y=[r.get(key) for r in steps], name=key,
+                                 mode="lines+markers"))
+    fig.update_layout(title=title, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

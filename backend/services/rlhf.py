@@ -1,0 +1,116 @@
+"""What the RLHF run page shows: PPO runs, their curves per step, sample completions, and the reward-hacking flag.
+
+Reward hacking (the seeds' warning): the policy finds outputs the reward source scores highly but that no
+longer read like the model — the reward climbs while the KL to the reference explodes. ``reward_hacking``
+flags a run when, between the first and the last third of its steps, the mean score rose and the mean KL per
+completion ended above twice the KL target (or above ``KL_ALARM_NATS`` when β is fixed and there is no target).
+"""
+
+import json
+from statistics import mean
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Job
+from backend.errors import StudioError
+
+RLHF_KINDS = ("ppo",)
+KL_ALARM_NATS = 10.0  # without a target: 10 nats per completion is far from the reference for any length
+CURVES = ("objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy", "policy/entropy",
+          "policy/clipfrac", "policy/approxkl", "val/loss", "val/clipfrac", "loss/policy", "kl_coef",
+          "completion_length")
+
+
+def ppo_runs(session: Session) -> list[dict[str, Any]]:
+    """PPO jobs, newest first."""
+    jobs = session.scalars(select(Job).where(Job.kind.in_(RLHF_KINDS)).order_by(Job.id.desc()))
+    return [{"id": j.id, "name": j.name, "status": j.status, "created": j.created_at.strftime("%m-%d %H:%M")}
+            for j in jobs]
+
+
+def reward_hacking(steps: list[dict[str, float]], kl_target: float | None) -> dict[str, Any] | None:
+    """The flag for rows of ``{"objective/scores": …, "objective/kl": …}`` in step order (pure); None when fine."""
+    rows = [r for r in steps if "objective/scores" in r and "objective/kl" in r]
+    if len(rows) < 3:
+        return None
+    third = max(1, len(rows) // 3)
+    first, last = rows[:third], rows[-third:]
+    rise = mean(r["objective/scores"] for r in last) - mean(r["objective/scores"] for r in first)
+    kl_end = mean(r["objective/kl"] for r in last)
+    limit = 2 * kl_target if kl_target else KL_ALARM_NATS
+    if rise > 0 and kl_end > limit:
+        return {"reward_rise": rise, "kl": kl_end, "limit": limit,
+                "message": f"Possible reward hacking: the reward rose by {rise:+.3f} while the KL to the reference "
+                           f"reached {kl_end:.1f} nats per completion (limit {limit:.1f}). Read the samples: are "
+                           "they still sensible text? Raise kl_coef or lower kl_target."}
+    return None
+
+
+def run_view(session: Session, job_id: int) -> dict[str, Any]:
+    """Everything the page draws for one PPO run: per-step curves, evaluations, samples, flag and summary."""
+    from jobs import queue
+
+    job = session.get(Job, job_id)
+    if job is None or job.kind not in RLHF_KINDS:
+        raise StudioError(f"There is no PPO job {job_id}.")
+    by_step: dict[int, dict[str, float]] = {}
+    for m in queue.job_metrics(session, job_id):
+        by_step.setdefault(m["step"], {})[m["key"]] = m["value"]
+    steps = [{"step": s, **v} for s, v in sorted(by_step.items()) if s > 0 and "objective/scores" in v]
+    evals = [{"step": s, **{k: v for k, v in row.items() if k.startswith("eval/")}}
+             for s, row in sorted(by_step.items()) if "eval/reward" in row]
+    ppo = (job.spec or {}).get("ppo", {})
+    kl_target = ppo.get("kl_target") if ppo.get("adaptive_kl", True) else None
+    folder = queue.job_dir(job_id)
+    samples_file, summary_file = folder / "samples.jsonl", folder / "ppo_summary.json"
+    samples = [json.loads(line) for line in samples_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if samples_file.is_file() else []
+    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else None
+    return {"job": {"id": job.id, "name": job.name, "status": job.status, "error": job.error},
+            "steps": steps, "evals": evals, "samples": samples, "summary": summary, "kl_target": kl_target,
+            "flag": reward_hacking(steps, kl_target)}
+
+
+def seed_demo_preference_campaign(session: Session, name: str, *, n_items: int = 40,
+                                  annotators: tuple[str, ...] = ("demo-ann", "demo-bob"), noise: float = 0.8,
+                                  seed: int = 0) -> int:
+    """A labeling campaign on the provocative prompts with scripted kind/curt/rude replies, ranked by scripted
+    annotators who prefer kinder replies (noisy, so they sometimes disagree). Returns the campaign id.
+
+    It stands in for a real campaign in the reward-model demo: train a ``reward`` job on it and compare the held-out
+    pairwise accuracy with the annotators' own agreement.
+    """
+    from sqlalchemy import insert
+
+    from backend.data.rlhf_prompts import provocative_splits, scripted_rankings, scripted_replies
+    from backend.db.tables import CampaignItem, Completion, Ranking, User
+    from labeling.campaigns import create_campaign
+
+    rows = [r for split in provocative_splits().values() for r in split][:n_items]
+    campaign = create_campaign(session, name, [r["prompt"] for r in rows], k=3, overlap=len(annotators),
+                               criterion="harmlessness", source="demo")
+    items = session.execute(select(CampaignItem.id, CampaignItem.prompt_id).where(
+        CampaignItem.campaign_id == campaign.id).order_by(CampaignItem.id)).all()
+    labels = ("kind", "curt", "rude")
+    for n, (item_id, prompt_id) in enumerate(items):
+        session.execute(insert(Completion), [
+            {"prompt_id": prompt_id, "item_id": item_id, "model_name": "scripted", "prompt_text": rows[n]["prompt"],
+             "text": text, "source_label": f"scripted · {labels[j]}", "decoding": {}, "finish_reason": "stop"}
+            for j, text in enumerate(scripted_replies(n))])
+    users = []
+    for who in annotators:
+        user = session.scalar(select(User).where(User.name == who))
+        if user is None:
+            user = User(name=who, role="annotator")
+            session.add(user)
+            session.flush()
+        users.append(user.id)
+    for (item_id, _), rankings in zip(items, scripted_rankings(len(items), len(users), noise, seed), strict=True):
+        ids = session.scalars(select(Completion.id).where(Completion.item_id == item_id).order_by(Completion.id)).all()
+        session.execute(insert(Ranking), [
+            {"item_id": item_id, "user_id": uid, "ranks": {str(c): r for c, r in zip(ids, ranks, strict=True)},
+             "flags": [], "skipped": False, "comment": "", "seconds_spent": 10.0}
+            for uid, ranks in zip(users, rankings, strict=True)])
+    return campaign.id

@@ -1,0 +1,55 @@
+"""Loading the model an RLHF job starts from, and registering what it produced.
+
+A job may start from a base model, a full SFT checkpoint, or an SFT LoRA adapter; an adapter is merged into
+its base first, so the job trains (and the reference is) the SFT model itself.
+"""
+
+from typing import Any
+
+import torch
+
+from backend.db.engine import session_scope
+from backend.models.store import ResolvedModel, register_model
+from jobs.rl.checks import weights_path
+
+
+def dtype_for(precision: str, device: str) -> torch.dtype:
+    return torch.bfloat16 if precision == "bf16" or (precision == "auto" and device == "cuda") else torch.float32
+
+
+def load_causal_lm(model: ResolvedModel, dtype: torch.dtype):
+    """The causal LM a resolved model names, with a LoRA adapter merged into its base."""
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(weights_path(model), dtype=dtype)
+    if model.kind == "adapter":
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, model.path).merge_and_unload()
+    return lm
+
+
+def load_reward_backbone(model: ResolvedModel, dtype: torch.dtype, pad_token_id: int):
+    """A one-output sequence classifier whose backbone is the resolved model (an adapter merged in first)."""
+    from transformers import AutoModelForSequenceClassification
+
+    reward = AutoModelForSequenceClassification.from_pretrained(weights_path(model), num_labels=1, dtype=dtype)
+    if model.kind == "adapter":  # copy the merged SFT backbone under the new score head
+        reward.base_model.load_state_dict(load_causal_lm(model, dtype).base_model.state_dict())
+    reward.config.pad_token_id = pad_token_id  # the classifier reads the last non-pad token
+    return reward
+
+
+def register_output(ctx, start: ResolvedModel, path: str, kind: str, meta: dict[str, Any]) -> int:
+    """Register a job's output with its lineage; an adapter is attached to the registry row of its base."""
+    from jobs.runners.sft import _registered_base_id
+
+    spec = ctx.spec
+    with session_scope(write=True) as s:
+        base_id = _registered_base_id(s, start) if kind == "adapter" else None
+        record = register_model(s, f"{spec.name or spec.kind}-job{ctx.job_id}", path, kind=kind, source="job",
+                                base_model_id=base_id, job_id=ctx.job_id,
+                                meta={"method": spec.kind, "start_model": start.name, "start_path": start.path,
+                                      "start_kind": start.kind, "start_model_id": start.id, **meta,
+                                      "spec": spec.model_dump(mode="json")})
+        return record.id
