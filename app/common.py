@@ -34,14 +34,15 @@ def startup() -> None:
         st.session_state["_worker_checked"] = time.time()
 
 
-def model_names() -> list[str]:
-    """Registered models and adapters, the configured default (``STUDIO_DEFAULT_MODEL``) first."""
+def model_names(*, reward: bool = False) -> list[str]:
+    """Registered models and adapters that generate text (``reward=True``: the reward models instead), the
+    configured default (``STUDIO_DEFAULT_MODEL``) first."""
     from backend.models.store import list_models
 
     # A read transaction: a write one would queue behind any long writer (and fail after the busy timeout).
     # The default model was registered by startup(), so listing does not write.
     with session_scope() as s:
-        names = [m["name"] for m in list_models(s)]
+        names = [m["name"] for m in list_models(s) if (m["kind"] == "reward") == reward]
     default = get_settings().default_model
     return sorted(names, key=lambda name: name != default)
 

@@ -19,7 +19,10 @@ user = current_user()
 if user is not None:  # re-read the role each run: an admin may have changed it, or removed the account
     with session_scope() as s:
         user = accounts.lookup(s, user["id"])
-    sign_in_as(user) if user else sign_out()
+    if user:  # a statement, not an expression: Streamlit's magic would print the None it returns
+        sign_in_as(user)
+    else:
+        sign_out()
 
 if user is None:
     pages = [st.Page("page_sign_in.py", title="Sign in", icon=":material/login:", url_path="sign-in", default=True)]
@@ -32,14 +35,31 @@ else:
     if user["role"] == "admin":
         pages = {
             "Experiment": [st.Page("page_playground.py", title="Playground", icon=":material/chat:",
-                                   url_path="playground", default=True)],
-            "Label": label,
+                                   url_path="playground", default=True),
+                           st.Page("page_compare.py", title="Compare", icon=":material/view_column:",
+                                   url_path="compare"),
+                           st.Page("page_documents.py", title="Documents", icon=":material/description:",
+                                   url_path="documents"),
+                           st.Page("page_runs.py", title="Runs", icon=":material/history:", url_path="runs")],
+            "Label": label + [
+                st.Page("page_campaigns.py", title="Campaigns", icon=":material/campaign:", url_path="campaigns"),
+                st.Page("page_label_quality.py", title="Agreement", icon=":material/handshake:",
+                        url_path="agreement"),
+                st.Page("page_label_data.py", title="Preference data", icon=":material/compare_arrows:",
+                        url_path="preference-data"),
+                st.Page("page_label_accounts.py", title="Accounts", icon=":material/group:", url_path="accounts"),
+            ],
             "Train & evaluate": [
                 st.Page("page_jobs.py", title="Jobs", icon=":material/model_training:", url_path="jobs"),
                 st.Page("page_evaluation.py", title="Evaluation", icon=":material/leaderboard:",
                         url_path="evaluation"),
+                st.Page("page_rlhf.py", title="RLHF runs", icon=":material/psychology:", url_path="rlhf"),
+                st.Page("page_models.py", title="Models & adapters", icon=":material/deployed_code:",
+                        url_path="models"),
+                st.Page("page_calculators.py", title="Calculators", icon=":material/calculate:",
+                        url_path="calculators"),
             ],
         }
     else:
         pages = {"Label": label}
-st.navigation(pages).run()
+st.navigation(pages, expanded=True).run()  # 13 admin pages: show them all, not "View N more"

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Job, JobMetric, Worker, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
+from jobs.rl import checks as rl_checks
 from jobs.specs import EvalSpec, SFTSpec
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -108,6 +109,17 @@ def _check_eval_scorers(spec: EvalSpec) -> None:
                           "toxicity_model empty to use the packaged profanity classifier.") from None
 
 
+def _check_label_completions(session: Session, spec: Any) -> None:
+    from labeling.campaigns import find_campaign
+    from labeling.generation import items_missing_completions
+
+    campaign = find_campaign(session, spec.campaign_id)
+    if campaign.status == "archived":
+        raise StudioError(f"Campaign '{campaign.name}' is archived: unarchive it to generate completions.")
+    if not items_missing_completions(session, campaign):
+        raise StudioError(f"Every item of campaign '{campaign.name}' already has its {campaign.k} completions.")
+
+
 def _checkpoints(job_id: int) -> list[Path]:
     """A job's checkpoints, oldest first (only complete ones: a trainer_state.json is written last)."""
     folder = job_dir(job_id) / "checkpoints"
@@ -164,6 +176,10 @@ def resumable_jobs(session: Session) -> list[dict[str, Any]]:
 SPEC_CHECKS: dict[str, Callable[[Session, Any], None]] = {  # one line per kind
     "sft": _check_sft,
     "eval": _check_eval,
+    "label_completions": _check_label_completions,
+    "reward": rl_checks.check_preference_job,
+    "ppo": rl_checks.check_ppo,
+    "dpo": rl_checks.check_preference_job,
 }
 
 

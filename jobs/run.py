@@ -30,6 +30,10 @@ from jobs.specs import parse_spec, spec_to_yaml
 RUNNERS = {  # job kind -> module with ``run(spec, ctx)``; one line per kind
     "sft": "jobs.runners.sft",
     "eval": "jobs.runners.evaluate",
+    "label_completions": "jobs.runners.label_completions",
+    "reward": "jobs.runners.reward",
+    "ppo": "jobs.runners.ppo",
+    "dpo": "jobs.runners.dpo",
 }
 MAX_ERROR_CHARS = 2000
 

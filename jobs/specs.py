@@ -190,14 +190,222 @@ class EvalSpec(_Strict):
 
 # --- labeling jobs ---------------------------------------------------------------------------------
 
+class LabelCompletionsSpec(_Strict):
+    """Generate the missing completions of a labeling campaign (K per item from its model × decoding sources)."""
+
+    kind: Literal["label_completions"] = "label_completions"
+    name: str = Field("", max_length=120, description="A name for the job (default: the campaign's name).")
+    campaign_id: int = Field(1, ge=1, description="Id of the labeling campaign whose items need completions.")
+    campaign: str = Field("", max_length=200, description="The campaign's name, for the job list (the id decides).")
+    batch_size: int = Field(8, ge=1, le=256, description="Items generated together and written in one short "
+                            "transaction; annotators can rank each batch as soon as it is written. 4–16 on a CPU.")
+    precision: Literal["auto", "float32", "bfloat16", "int8"] = Field("auto", description="Inference precision "
+                                                                      "(auto = bf16 on a GPU, fp32 on CPU).")
+
 
 # --- RLHF jobs -------------------------------------------------------------------------------------
+
+DEMO_PROVOCATIVE = "demo:provocative"
+
+
+class PreferenceDataArgs(_Strict):
+    campaign: str | None = Field(None, description="Labeling campaign (id or name) whose rankings give the pairs. "
+                                 "Give this or `dataset`.")
+    dataset: str | None = Field(None, description="A preference file or folder (JSONL/CSV/Parquet) with columns "
+                                "prompt, chosen, rejected and optionally margin. Give this or `campaign`.")
+    strategy: Literal["all", "best-vs-rest", "best-vs-worst"] = Field(
+        "all", description="Pairs from a campaign ranking of K completions: all C(K,2), best vs each other, or best "
+        "vs worst only.")
+    consensus: bool = Field(False, description="One consensus ranking per item instead of every annotator's.")
+    use_margin: bool = Field(False, description="Subtract each pair's margin (rank gap, or the file's margin "
+                             "column) inside the loss: clearer preferences must be separated by more.")
+    test_size: float = Field(0.2, ge=0, lt=1, description="Share of prompts held out to measure pairwise accuracy "
+                             "(split by prompt, so one ranking never straddles the split).")
+    min_pairs: int = Field(8, ge=2, description="Refuse the job with fewer training pairs than this.")
+    chat_format: bool = Field(True, description="Show prompt and completion to the model in its chat template.")
+    seed: int = Field(0, ge=0, description="Seed of the train/test split.")
+
+    _blank = field_validator("campaign", "dataset", mode="before")(_none_if_blank)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PreferenceDataArgs":
+        # Neither is refused before queueing (jobs.rl.checks), so the form can start from the defaults.
+        if self.campaign is not None and self.dataset is not None:
+            raise ValueError("give either campaign (a labeling campaign) or dataset (a preference file), not both")
+        return self
+
+
+def _preference_train_args() -> TrainArgs:
+    return TrainArgs(max_steps=40, learning_rate=1e-4, batch_size=8, max_length=256, warmup_ratio=0.0)
+
+
+class RewardSpec(_Strict):
+    """Train a scalar reward model r(prompt, completion) on preference pairs: loss −log σ(r_chosen − r_rejected)."""
+
+    kind: Literal["reward"] = "reward"
+    name: str = Field("", max_length=120, description="A name for the job and the reward model it produces.")
+    base_model: str = Field("smollm2-135m-instruct", description="Model to start from: a base model, or an SFT "
+                            "checkpoint or adapter (its weights are merged first). A new one-output score head "
+                            "is added.")
+    data: PreferenceDataArgs = Field(default_factory=PreferenceDataArgs, description="Where the preference pairs "
+                                     "come from and how they are split.")
+    peft: Literal["lora", "none"] = Field("none", description="none = train every weight (best reward models); "
+                                          "lora = adapters plus the score head (merged into the saved model).")
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    train: TrainArgs = Field(default_factory=_preference_train_args)
+    group_by_ranking: bool = Field(False, description="Keep all pairs of one prompt's ranking in the same batch, "
+                                   "each weighted 1/C(K,2), so a ranking counts once (InstructGPT: avoids "
+                                   "overfitting to completions seen in many pairs).")
+
+
+class DPOSpec(_Strict):
+    """Direct preference optimization with TRL's DPOTrainer: learn from pairs without a reward model or PPO."""
+
+    kind: Literal["dpo"] = "dpo"
+    name: str = Field("", max_length=120, description="A name for the job and the model it produces.")
+    base_model: str = Field("smollm2-135m-instruct", description="Policy to start from (usually the SFT model); "
+                            "it is also the frozen reference.")
+    data: PreferenceDataArgs = Field(default_factory=PreferenceDataArgs, description="Where the preference pairs "
+                                     "come from and how they are split.")
+    beta: float = Field(0.1, gt=0, le=10, description="Strength of the implicit KL penalty: 0.1 is standard; "
+                        "higher stays closer to the reference.")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "apo_zero", "sigmoid_norm"] = Field(
+        "sigmoid", description="sigmoid = the DPO paper; ipo = squared loss, robust to noisy labels; hinge = SLiC.")
+    peft: Literal["lora", "none"] = Field("lora", description="lora = adapters (the reference is the base with "
+                                          "adapters off: one model in memory); none = full fine-tuning.")
+    lora: LoraArgs = Field(default_factory=LoraArgs)
+    train: TrainArgs = Field(default_factory=_preference_train_args)
+
+
+class RewardSourceArgs(_Strict):
+    source: Literal["toxicity", "reward_model", "classifier"] = Field(
+        "toxicity", description="toxicity = 1 − p(toxic) from the packaged profanity classifier (offline); "
+        "reward_model = a reward model trained by a reward job; classifier = one class's logit of a text classifier "
+        "(e.g. a hate-speech model's 'nothate').")
+    model: str | None = Field(None, description="The reward model (registered name or folder) or the classifier "
+                              "(folder or hub id); empty for toxicity.")
+    class_label: str | None = Field(None, description="Classifier only: the class whose logit is the reward (name "
+                                    "or index), e.g. nothate.")
+    score_completion_only: bool = Field(False, description="Score the completion alone instead of prompt + "
+                                        "completion (toxicity and classifiers read the completion alone always).")
+
+    _blank = field_validator("model", "class_label", mode="before")(_none_if_blank)
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> "RewardSourceArgs":
+        if self.source != "toxicity" and self.model is None:
+            raise ValueError(f"source {self.source} needs `model`")
+        if self.source == "classifier" and self.class_label is None:
+            raise ValueError("a classifier reward needs class_label: the class whose logit is the reward")
+        return self
+
+
+class PPOArgs(_Strict):
+    max_steps: int = Field(20, ge=1, le=100_000, description="PPO iterations (one rollout batch and its update "
+                           "each). Tens show a trend on a CPU; real runs use thousands.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Completions generated and scored per step.")
+    mini_batch_size: int = Field(4, ge=1, le=1024, description="Completions per gradient step inside a PPO epoch "
+                                 "(at most batch_size).")
+    ppo_epochs: int = Field(4, ge=1, le=32, description="Passes over each rollout batch: 2–4; more reuses the data "
+                            "harder and clips more.")
+    learning_rate: float = Field(5e-5, gt=0, le=1.0, description="LoRA: 1e-5–1e-4; full fine-tuning: 1e-6–1e-5.")
+    clip_range: float = Field(0.2, gt=0, le=1, description="ε of the clipped ratio: 0.1–0.3 (0.2 is standard).")
+    clip_range_value: float = Field(0.2, gt=0, description="Clip of the value update around the old value.")
+    vf_coef: float = Field(0.1, ge=0, description="c1, weight of the value loss: 0.1–1.")
+    entropy_coef: float = Field(0.0, ge=0, description="c2, entropy bonus: 0–0.01; keeps sampling diverse.")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount per token; 1.0 for completions scored at the end.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE λ: 0.95 trades bias (0) against variance (1).")
+    kl_coef: float = Field(0.05, ge=0, description="β, initial weight of the per-token KL penalty: 0.01–0.2.")
+    adaptive_kl: bool = Field(True, description="Adjust β towards kl_target (Ziegler et al.); off = fixed β.")
+    kl_target: float = Field(4.0, description="Target KL per completion (nats) for the adaptive β; 1–6 for short "
+                             "completions.")
+    kl_horizon: int = Field(1000, ge=1, description="Completions over which β may change by 20 %; shorter reacts "
+                            "faster.")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="k1 = log π − log π_ref (classic); k3 = non-negative, "
+                                              "lower-variance estimate.")
+    whiten_rewards: bool = Field(False, description="Scale per-token rewards to unit variance per batch (keeps "
+                                 "their mean).")
+    score_clip: float | None = Field(None, gt=0, description="Clip scores to ±this before use (empty = off).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    seed: int = Field(42, ge=0, description="Seed for sampling and data order.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
+
+    _blank = field_validator("score_clip", mode="before")(_none_if_blank)
+
+    @model_validator(mode="after")
+    def _workable(self) -> "PPOArgs":
+        if self.mini_batch_size > self.batch_size:
+            raise ValueError(f"mini_batch_size ({self.mini_batch_size}) is larger than batch_size "
+                             f"({self.batch_size}): a mini-batch is a slice of one rollout batch")
+        if self.adaptive_kl and self.kl_target <= 0:
+            raise ValueError(f"kl_target must be above 0 (got {self.kl_target}): it is the KL per completion the "
+                             "adaptive β aims for; use adaptive_kl false for a fixed β")
+        return self
+
+
+def _ppo_decoding() -> DecodingConfig:
+    return DecodingConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32)
+
+
+class PPOSpec(_Strict):
+    """Our own PPO with a KL guard: the policy learns to raise a reward while a per-token penalty keeps it close
+    to the frozen reference."""
+
+    kind: Literal["ppo"] = "ppo"
+    name: str = Field("", max_length=120, description="A name for the job and the policy it produces.")
+    policy_model: str = Field("smollm2-135m-instruct", description="Model to improve: a base or SFT model, or an SFT "
+                              "LoRA adapter (merged first).")
+    reference_model: str | None = Field(None, description="Frozen reference for the KL penalty; empty = the policy's "
+                                        "starting model. With LoRA it must be that model (the reference is the "
+                                        "policy with its adapters off).")
+    prompts: str = Field(DEMO_PROVOCATIVE, description="Prompt dataset: demo:provocative (prompts inviting rude "
+                         "answers) or a JSONL/CSV/Parquet file or folder with a prompt column.")
+    prompt_field: str = Field("prompt", description="Column holding the prompt text.")
+    split: str = Field("train", description="Split whose prompts are used for rollouts.")
+    chat_format: bool = Field(True, description="Wrap prompts in the model's chat template.")
+    peft: Literal["lora", "none"] = Field("lora", description="lora = adapters, reference = adapters off (one model "
+                                          "in memory); none = full-parameter PPO (a second, frozen copy is loaded).")
+    lora: LoraArgs = Field(default_factory=lambda: LoraArgs(dropout=0.0))
+    decoding: DecodingConfig = Field(default_factory=_ppo_decoding, description="How rollouts are sampled; "
+                                     "log-probabilities use the same temperature.")
+    reward: RewardSourceArgs = Field(default_factory=RewardSourceArgs, description="What scores each completion.")
+    ppo: PPOArgs = Field(default_factory=PPOArgs, description="PPO hyperparameters.")
+    eval_split: str = Field("test", description="Split of held-out prompts for evaluation and stopping.")
+    eval_prompts: int = Field(16, ge=0, le=10_000, description="Held-out prompts scored at the start, every "
+                              "eval_steps and at the end (0 = none).")
+    eval_steps: int = Field(0, ge=0, description="Evaluate on held-out prompts every N steps (0 = start and end).")
+    stop_reward: float | None = Field(None, description="Stop once the held-out mean reward reaches this.")
+    stop_toxicity: float | None = Field(None, ge=0, le=1, description="Stop once held-out mean toxicity is at or "
+                                        "below this.")
+    samples_per_step: int = Field(3, ge=0, le=64, description="Completions with their rewards written to the log "
+                                  "and samples.jsonl each step.")
+
+    _blank = field_validator("reference_model", "stop_reward", "stop_toxicity", mode="before")(_none_if_blank)
+
+    @model_validator(mode="after")
+    def _rollouts(self) -> "PPOSpec":
+        d = self.decoding
+        if not d.sampling:
+            raise ValueError("decoding must sample (do_sample true, temperature above 0): PPO learns from the "
+                             "variety of sampled completions")
+        if d.num_beams != 1 or d.num_return_sequences != 1:
+            raise ValueError("decoding: PPO samples one completion per prompt (num_beams 1, num_return_sequences 1)")
+        if d.stop:
+            raise ValueError("decoding.stop is not supported by PPO: completions end at the end-of-sequence token "
+                             "or max_new_tokens")
+        if (self.stop_reward is not None or self.stop_toxicity is not None) and not self.eval_prompts:
+            raise ValueError("stop_reward / stop_toxicity are measured on held-out prompts: set eval_prompts > 0")
+        return self
 
 
 # One entry per job kind (one line each): the form, the CLI, the queue and the runner all read this.
 KINDS: dict[str, type[_Strict]] = {
     "sft": SFTSpec,
     "eval": EvalSpec,
+    "label_completions": LabelCompletionsSpec,
+    "reward": RewardSpec,
+    "ppo": PPOSpec,
+    "dpo": DPOSpec,
 }
 JobSpec = Annotated[Union[tuple(KINDS.values())], Field(discriminator="kind")]  # noqa: UP007 (built at run time)
 _adapter = TypeAdapter(JobSpec)

@@ -319,7 +319,7 @@ def test_cli_cancel_running_job(studio_env, capsys):
 @pytest.mark.parametrize(("content", "expect"), [
     ("kind: sft\nlora: {r: 0}\n", "lora.r"),
     ("kind: eval\ndecoding: {num_return_sequences: 4}\n", "num_return_sequences"),
-    ("kind: dpo\n", "unknown job kind"),
+    ("kind: telepathy\n", "unknown job kind"),
     ("kind: sft\nlora: {r: [\n", "not valid YAML"),
     ("kind: eval\nmodel: no-such-model\n", "Unknown model"),
     (None, "No spec file"),
