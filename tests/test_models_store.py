@@ -30,9 +30,8 @@ def test_unknown_model_and_bad_folders_are_clear_errors(studio_env, tmp_path):
 
 
 def test_default_not_bootstrapped_says_what_to_run(studio_env):
-    with session_scope(write=True) as s:
-        with pytest.raises(StudioError, match="studio models bootstrap"):
-            resolve(s, None)
+    with session_scope(write=True) as s, pytest.raises(StudioError, match="studio models bootstrap"):
+        resolve(s, None)
 
 
 def test_unreachable_hub_model_fails_with_message(studio_env):

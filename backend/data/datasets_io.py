@@ -65,7 +65,7 @@ def load_rows(ref: str, split: str, required: list[str] | None = None, limit: in
     path = files[split]
     try:
         ds = datasets.load_dataset(FORMATS[path.suffix.lower()], data_files=str(path), split="train")
-    except Exception as exc:  # pyarrow / json / unicode errors: say which file and why
+    except Exception as exc:  # noqa: BLE001 (pyarrow, json, unicode errors and more): say which file and why
         raise StudioError(f"Could not read {path.name}: {str(exc).splitlines()[0][:300]}. Check it is valid "
                           f"UTF-8 {FORMATS[path.suffix.lower()].upper()} with one example per row.") from None
     missing = [c for c in (required or []) if c not in ds.column_names]

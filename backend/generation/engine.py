@@ -162,7 +162,7 @@ def stream(loaded: "LoadedModel", prompt: str, cfg: DecodingConfig) -> Iterator[
             _seed(cfg)
             with torch.inference_mode():
                 output["ids"] = model.generate(**kwargs)
-        except Exception as exc:  # surfaced in the caller's thread below
+        except Exception as exc:  # noqa: BLE001 (any failure is re-raised in the caller's thread below)
             output["error"] = exc
             streamer.end()
 

