@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import browser_studio  # noqa: F401 (a fixture: a running studio + chromium, for browser tests)
+from page_support import studio  # noqa: F401 (a fixture: a fresh studio with the tiny model as default, for AppTests)
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", REPO / "studio-data")).resolve()

@@ -4,48 +4,14 @@ Each page file is run on its own (``st.navigation`` lives in the entry script, t
 runs: jobs stay queued, and metrics and evaluation rows are inserted directly, as a worker would.
 """
 
-from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from page_support import APP, TIMEOUT, button, count, page, texts
 from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import User
 from labeling import accounts
-
-APP = Path(__file__).resolve().parent.parent / "app"
-TIMEOUT = 60  # first model load and first plotly import can take a few seconds on a slow CPU
-
-
-@pytest.fixture
-def studio(tiny_model, monkeypatch):
-    """A fresh studio whose default model is the tiny one."""
-    from backend.settings import reset_settings_cache
-
-    monkeypatch.setenv("STUDIO_DEFAULT_MODEL", "tiny")
-    reset_settings_cache()
-    yield tiny_model
-    reset_settings_cache()
-
-
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(APP / name), default_timeout=TIMEOUT)
-    return at.run()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def count(table) -> int:
-    with session_scope() as s:
-        return s.scalar(select(func.count()).select_from(table))
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
 
 # --- entry script ----------------------------------------------------------------------------------
 

@@ -5,51 +5,13 @@ completion jobs stay queued unless a test runs one in-process."""
 from pathlib import Path
 
 import pytest
+from page_support import button, count, open_as, signed_in, texts
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, Completion, Job, Prompt, Ranking, User
 from labeling import accounts, campaigns, synthetic
-
-APP = Path(__file__).resolve().parent.parent / "app"
-TIMEOUT = 60
-
-
-@pytest.fixture
-def studio(tiny_model, monkeypatch):
-    """A fresh studio whose default model is the tiny one."""
-    from backend.settings import reset_settings_cache
-
-    monkeypatch.setenv("STUDIO_DEFAULT_MODEL", "tiny")
-    reset_settings_cache()
-    yield tiny_model
-    reset_settings_cache()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def count(table) -> int:
-    with session_scope() as s:
-        return s.scalar(select(func.count()).select_from(table))
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
-def signed_in(name: str, password: str = "correct horse") -> dict:
-    """An account (the first one is the admin), as the session state holds it after signing in."""
-    with session_scope(write=True) as s:
-        return accounts.public(accounts.sign_up(s, name, password))
-
-
-def open_as(page_file: str, user: dict) -> AppTest:
-    at = AppTest.from_file(str(APP / page_file), default_timeout=TIMEOUT)
-    at.session_state["user"] = user
-    return at.run()
 
 
 def seeded(name: str = "wb", n_items: int = 3, k: int = 3, overlap: int = 2, **kw) -> int:

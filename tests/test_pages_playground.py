@@ -1,45 +1,14 @@
 """The Playground, Compare, Documents and Runs pages under AppTest, on a fresh database with the tiny model."""
 
 import json
-from pathlib import Path
 
-import pytest
-from sqlalchemy import func, select
+from page_support import APP, TIMEOUT, button, count, page, texts
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, Completion, PlaygroundRun
 from backend.services import compare
-
-APP = Path(__file__).resolve().parent.parent / "app"
-TIMEOUT = 90  # first model load, the embedder and the first plotly import can take a while on a slow CPU
-
-
-@pytest.fixture
-def studio(tiny_model, monkeypatch):
-    from backend.settings import reset_settings_cache
-
-    monkeypatch.setenv("STUDIO_DEFAULT_MODEL", "tiny")
-    reset_settings_cache()
-    yield tiny_model
-    reset_settings_cache()
-
-
-def page(name: str) -> AppTest:
-    return AppTest.from_file(str(APP / name), default_timeout=TIMEOUT).run()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def count(table) -> int:
-    with session_scope() as s:
-        return s.scalar(select(func.count()).select_from(table))
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def ok(at: AppTest) -> AppTest:
