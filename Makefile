@@ -40,6 +40,8 @@ test: bootstrap browser
 
 bench: bootstrap
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/training.py
+	$(PY) benchmarks/bench_labeling.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
