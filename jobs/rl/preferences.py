@@ -105,3 +105,18 @@ def ranking_groups(rows: list[dict]) -> list[list[int]]:
     for i, row in enumerate(rows):
         groups.setdefault(row["prompt"], []).append(i)
     return list(groups.values())
+
+
+def open_preference_job(ctx, spec) -> tuple[Any, PreferencePairs]:
+    """The starting model and the checked preference pairs of a reward or DPO job, logged as step-0 metrics."""
+    from backend.db.engine import session_scope
+    from backend.models.store import resolve
+
+    with session_scope(write=True) as s:
+        start = resolve(s, spec.base_model)
+        data = load_pairs(s, spec.data)
+    check_enough(data, spec.data.min_pairs)
+    print(f"pairs: {len(data.train)} train, {len(data.test)} held out ({data.source})", flush=True)
+    ctx.log_metrics(0, {"data/train_pairs": len(data.train), "data/test_pairs": len(data.test),
+                        "human_agreement": data.agreement.get("human_pairwise_agreement")})
+    return start, data

@@ -13,8 +13,6 @@ held-out pairs; ``data/train_pairs``, ``data/test_pairs``, ``trainable_params``,
 Output: the adapter (LoRA on a base or full model) or the full model under ``model/``, registered with lineage.
 """
 
-from backend.db.engine import session_scope
-from backend.models.store import resolve
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
 from jobs.specs import DPOSpec
@@ -38,16 +36,11 @@ def run(ctx: JobContext) -> int | None:
     from jobs.modeling import count_parameters, lora_targets
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, register_output
-    from jobs.rl.preferences import check_enough, load_pairs
+    from jobs.rl.preferences import open_preference_job
 
     spec: DPOSpec = ctx.spec
     t = spec.train
-    with session_scope(write=True) as s:
-        start = resolve(s, spec.base_model)
-        data = load_pairs(s, spec.data)
-    check_enough(data, spec.data.min_pairs)
-    ctx.log_metrics(0, {"data/train_pairs": len(data.train), "data/test_pairs": len(data.test)})
-    print(f"pairs: {len(data.train)} train, {len(data.test)} held out ({data.source})", flush=True)
+    start, data = open_preference_job(ctx, spec)
     device = resolve_device()
     dtype = dtype_for(t.precision, device)
     tokenizer = load_tokenizer(weights_path(start))

@@ -25,8 +25,6 @@ import math
 import random
 from statistics import mean
 
-from backend.db.engine import session_scope
-from backend.models.store import resolve
 from jobs.context import JobContext
 from jobs.specs import RewardSpec
 
@@ -101,18 +99,12 @@ def run(ctx: JobContext) -> int | None:
     from jobs.modeling import count_parameters, lora_targets
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_reward_backbone, register_output
-    from jobs.rl.preferences import check_enough, load_pairs
+    from jobs.rl.preferences import open_preference_job
     from jobs.rl.rewards import REWARD_FORMAT_FILE
 
     spec: RewardSpec = ctx.spec
     t = spec.train
-    with session_scope(write=True) as s:
-        start = resolve(s, spec.base_model)
-        data = load_pairs(s, spec.data)
-    check_enough(data, spec.data.min_pairs)
-    print(f"pairs: {len(data.train)} train, {len(data.test)} held out ({data.source})", flush=True)
-    ctx.log_metrics(0, {"data/train_pairs": len(data.train), "data/test_pairs": len(data.test),
-                        "human_agreement": data.agreement.get("human_pairwise_agreement")})
+    start, data = open_preference_job(ctx, spec)
     torch.manual_seed(t.seed)
     device = resolve_device()
     tokenizer = load_tokenizer(weights_path(start))
