@@ -58,6 +58,19 @@ def pick(page, label: str, option: str) -> None:
     settle(page)
 
 
+def switch_on(page, label: str) -> None:
+    """Turn a toggle on and make sure it took: a click that lands while the expander above it is still opening
+    (or a rerun is repainting it) can miss, so look at the switch itself rather than trusting the click."""
+    toggle = page.get_by_test_id("stCheckbox").filter(has_text=label)
+    switch = toggle.locator("input")
+    for _ in range(3):
+        if switch.is_checked():
+            break
+        toggle.get_by_text(label).click()
+        settle(page)
+    assert switch.is_checked(), f"the toggle '{label}' did not turn on"
+
+
 def legend(chart) -> list[str]:
     return chart.locator("g.legend text.legendtext").evaluate_all("els => els.map(e => e.textContent)")
 
@@ -98,8 +111,7 @@ def walk(page, studio) -> None:
 
     # the next-token view follows the controls
     page.get_by_text("Next-token view: what the decoding controls do").click()
-    page.get_by_text("Show the model's next-token distribution for this prompt").click()
-    settle(page)
+    switch_on(page, "Show the model's next-token distribution for this prompt")
     charts = page.get_by_test_id("stPlotlyChart")
     charts.nth(1).wait_for()
     before = legend(charts.nth(1))
