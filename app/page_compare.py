@@ -8,13 +8,14 @@ from app.components.decoding_controls import decoding_controls, load_decoding
 from app.components.playground_results import keep_widgets, restore_widgets, send_to_labeling, show_run
 from backend.db.engine import session_scope
 from backend.generation.decoding import PRESETS
-from backend.services import compare, templates
+from backend.services import compare, reward_scoring, templates
 
 st.title(":material/view_column: Compare")
 st.caption("Run the same input through several variants at once and read latency, speed and length per column. "
            "The run is saved like any playground run.")
 
 NO_TEMPLATE = "(none)"
+NO_SCORE = "none"
 DEFAULT_PRESETS = ["deterministic", "balanced", "creative", "beam-search"]  # variant i starts from preset i
 
 
@@ -59,18 +60,33 @@ for i, box in enumerate(columns):
     with box:
         variants.append(variant_form(i, names, template_names))
 
+rewards = [NO_SCORE, reward_scoring.TOXICITY, *model_names(reward=True)]
+if st.session_state.get("cmp-score", NO_SCORE) not in rewards:  # a reward model removed since
+    del st.session_state["cmp-score"]
+reward = st.selectbox("Score with", rewards, key="cmp-score",
+                      help="Score every completion and show each column's best and mean reward. "
+                           f"{reward_scoring.TOXICITY}: 1 − p(toxic), no model needed; or a trained reward model.")
 if st.button("Run all variants", type="primary", key="cmp-go", disabled=None in variants, icon=":material/play_arrow:"):
+    made = None
     with user_errors(), st.spinner(f"Generating {n} variants…"), session_scope(write=True) as s:
-        run = compare.run_comparison(s, input_text, variants)
-        st.session_state["cmp-last-run"] = run["id"]
+        if reward != NO_SCORE:
+            reward_scoring.resolve_source(s, reward)  # a missing reward model: say so before generating
+        made = st.session_state["cmp-last-run"] = compare.run_comparison(s, input_text, variants)["id"]
+    if made and reward != NO_SCORE:  # scored apart: if it fails, the run is kept (unscored) and shown
+        with user_errors(), st.spinner(f"Scoring with {reward}…"), session_scope(write=True) as s:
+            reward_scoring.score_run(s, made, reward)
 
 if last := st.session_state.get("cmp-last-run"):
     with user_errors(), session_scope() as s:
         run = compare.get_run(s, last)
         st.subheader(f"Run #{run['id']}")
         summary = pd.DataFrame([{"variant": c["label"], "latency (s)": c["latency_s"], "tokens/s": c["tokens_per_second"],
-                                 "tokens": c["completion_tokens"], "words": c["words"], "prompt tokens": c["prompt_tokens"]}
+                                 "tokens": c["completion_tokens"], "words": c["words"], "prompt tokens": c["prompt_tokens"],
+                                 **({"reward (best)": c["reward"]["best"], "reward (mean)": c["reward"]["mean"]}
+                                    if c.get("reward") else {})}
                                 for c in run["columns"]])
+        if run.get("reward"):
+            st.caption(f"Rewards by {run['reward']['source']} (higher is better).")
         st.dataframe(summary, hide_index=True, width="stretch", key="cmp-summary")
         show_run(run)
         send_to_labeling(run, "cmp")

@@ -16,20 +16,37 @@ from app.components.playground_results import (
 )
 from backend.db.engine import session_scope
 from backend.rag.collections import list_collections
-from backend.services import compare, playground, templates
+from backend.services import compare, playground, reward_scoring, templates
 
 st.title(":material/chat: Playground")
 st.caption("Try prompts and decoding settings on a real model. Every run is saved (see Runs).")
 
 
-def generate(input_text: str, variant: dict) -> None:
-    """Stream one completion into the page (several, or beams: one batch), save the run, show its numbers."""
+NO_SCORE = "none"
+
+
+def scored(run: dict, reward: str | None, best_of_n: bool) -> dict:
+    """The saved run scored with ``reward`` (kept with the run); if scoring fails, say why and keep it unscored."""
+    st.session_state["pg-last-run"], st.session_state["pg-last-col"] = run["id"], 0
+    if reward is None:
+        return run
+    with user_errors(), st.spinner(f"Scoring with {reward}…"), session_scope(write=True) as s:
+        return reward_scoring.score_run(s, run["id"], reward, best_of_n=best_of_n)
+    return run
+
+
+def generate(input_text: str, variant: dict, reward: str | None = None, best_of_n: bool = False) -> None:
+    """Stream one completion into the page (several, or beams: one batch), save the run, score it, show it."""
     decoding = variant["decoding"]
     if not variant["prompt"].get("template") and not variant["prompt"].get("rag_collection"):
         playground.check_prompt(input_text)  # before loading a model for nothing
+    if reward is not None:
+        with session_scope() as s:
+            reward_scoring.resolve_source(s, reward)  # a missing reward model: say so before generating
     if decoding["num_return_sequences"] > 1 or decoding["num_beams"] > 1:
         with st.spinner("Generating…"), session_scope(write=True) as s:
             run = compare.run_comparison(s, input_text, [variant])
+        run = scored(run, reward, best_of_n)
         with st.container(key="pg-output"):
             show_column(run["columns"][0])
     else:
@@ -49,8 +66,7 @@ def generate(input_text: str, variant: dict) -> None:
             run = compare.save_streamed_run(s, input_text, prepared, final["result"])
         if not final["result"].text.strip():
             st.caption("The model produced only whitespace.")
-        show_column(run["columns"][0], show_text=False)
-    st.session_state["pg-last-run"], st.session_state["pg-last-col"] = run["id"], 0
+        show_column(scored(run, reward, best_of_n)["columns"][0], show_text=False)
 
 
 names = model_names()
@@ -60,8 +76,11 @@ if not names:
 with session_scope() as s:
     collections = [c["name"] for c in list_collections(s)]
     template_names = [t["name"] for t in templates.list_templates(s)]
+rewards = [reward_scoring.TOXICITY, *model_names(reward=True)]
 restore_widgets("pg")  # the settings survive a visit to another page
-apply_reopened("pg", names, collections, template_names)
+if st.session_state.get("pg-score", NO_SCORE) not in [NO_SCORE, *rewards]:  # a reward model removed since
+    del st.session_state["pg-score"]
+apply_reopened("pg", names, collections, template_names, rewards)
 
 left, right = st.columns([1, 2], gap="large")
 with left:
@@ -73,6 +92,13 @@ with left:
                              help="auto: bf16 on a GPU, fp32 on a CPU. int8 dynamic quantization is ~3× faster "
                                   "on CPU; bfloat16 halves memory. Loaded models are shared by every user.")
     cfg = decoding_controls("pg")
+    reward = st.selectbox("Score with", [NO_SCORE, *rewards], key="pg-score",
+                          help=f"Score every completion. {reward_scoring.TOXICITY}: 1 − p(toxic) from the offline "
+                               "profanity classifier, no model needed. A reward model (trained by a reward job) "
+                               "reads the prompt and completion as it was trained, with its own tokenizer.")
+    best_of_n = st.toggle("Best of n", key="pg-bon", disabled=reward == NO_SCORE,
+                          help="Order the completions best first by the reward and mark the best: generate n "
+                               "(Completions above) and keep the one the reward likes most.")
 
 with right:
     prompt = st.text_area("Prompt", height=160, key="pg-prompt", placeholder="Ask the model something…")
@@ -89,7 +115,7 @@ with right:
                 st.code(preview["prompt"], language=None, wrap_lines=True)
     if st.button("Generate", type="primary", disabled=cfg is None, key="pg-go", icon=":material/play_arrow:"):
         with user_errors():
-            generate(prompt, variant)
+            generate(prompt, variant, None if reward == NO_SCORE else reward, best_of_n)
     elif last := st.session_state.get("pg-last-run"):
         with user_errors(), session_scope() as s:
             show_column(compare.get_run(s, last)["columns"][st.session_state.get("pg-last-col", 0)])

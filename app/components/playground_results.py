@@ -37,14 +37,32 @@ def citations(col: dict[str, Any]) -> None:
             st.text(hit["snippet"])
 
 
+def _score_note(col: dict[str, Any], done: dict[str, Any]) -> str:
+    """The reward after a scored completion's caption (" · reward 0.912"), and the best-of-n mark on the best."""
+    if done.get("score") is None:
+        return ""
+    best = f" · :material/star: **best of {len(col['completions'])} by {col['reward']['source']}**" \
+        if done.get("best") else ""
+    return f" · reward {done['score']:.3f}{best}"
+
+
 def completions(col: dict[str, Any], *, show_text: bool = True) -> None:
+    """Each completion (scored runs: with its reward; best-of-n runs: best first), and any final answer."""
+    many = len(col["completions"]) > 1
+    if reward := col.get("reward"):
+        order = "best first" if reward["best_of_n"] and many else "in generation order"
+        st.caption(f":material/workspace_premium: Scored with {reward['source']}, {order}.")
     for n, done in enumerate(col["completions"], 1):
+        head = f"Completion {done.get('n', n)} · {done['completion_tokens']} tokens · {done['finish_reason']}" \
+            f"{_score_note(col, done)}" if many else (f"Reward {done['score']:.3f}" if done.get("score") is not None else "")
         if show_text:
             with st.container(border=True):
-                if len(col["completions"]) > 1:
-                    st.caption(f"Completion {n} · {done['completion_tokens']} tokens · {done['finish_reason']}")
+                if head:
+                    st.caption(head)
                 st.markdown(done["text"] if done["text"].strip() else "_(only whitespace, or empty: the model ended "
                             "at once)_")
+        elif done.get("score") is not None:  # the text was streamed above: only its score
+            st.caption(head)
         if done.get("answer"):
             st.success(f"Final answer: **{done['answer']}**", icon=":material/check:")
 
@@ -95,17 +113,19 @@ def send_to_labeling(run: dict[str, Any], key: str) -> None:
 def reopen_in_playground(run: dict[str, Any], column: int = 0) -> None:
     """Hand one variant of a saved run to the Playground page (it loads the settings before drawing its widgets)."""
     st.session_state["pg-reopen"] = {"run_id": run["id"], "column": column, "input": run["input"],
-                                     "model": run["columns"][column]["model"], "variant": run["variants"][column]}
+                                     "model": run["columns"][column]["model"], "variant": run["variants"][column],
+                                     "reward": run.get("reward")}
     try:
         st.switch_page("page_playground.py")
     except StreamlitAPIException:  # outside the studio's navigation (a page run on its own)
         st.info("Open the Playground page: the run's settings are loaded there.")
 
 
-def apply_reopened(key: str, names: list[str], collections: list[str], template_names: list[str]) -> None:
+def apply_reopened(key: str, names: list[str], collections: list[str], template_names: list[str],
+                   reward_sources: list[str] | None = None) -> None:
     """On the Playground, before any widget: put a reopened run's input and settings into the widgets' state.
 
-    A model, template or collection deleted since the run keeps the widget's current choice.
+    A model, template, collection or reward model deleted since the run keeps the widget's current choice.
     """
     from app.components.decoding_controls import load_decoding
     from app.components.playground_prompt import NO_COLLECTION, NO_TEMPLATE
@@ -134,6 +154,8 @@ def apply_reopened(key: str, names: list[str], collections: list[str], template_
     state[f"{key}-shots"], state[f"{key}-cot"] = prompt.get("shots", 0), bool(prompt.get("cot"))
     for field, value in (prompt.get("values") or {}).items():
         state[f"{key}-var-{template}-{field}"] = str(value)
+    if (reward := saved.get("reward")) and reward["source"] in (reward_sources or []):
+        state[f"{key}-score"], state[f"{key}-bon"] = reward["source"], bool(reward.get("best_of_n"))
     state[f"{key}-last-run"], state[f"{key}-last-col"] = saved["run_id"], saved.get("column", 0)
 
 

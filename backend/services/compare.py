@@ -30,6 +30,7 @@ from backend.generation.engine import GenerationResult, StreamChunk, generate, s
 from backend.models.loader import PRECISIONS, LoadedModel, load_model
 from backend.models.store import ResolvedModel, resolve
 from backend.prompts.cot import extract_final_answer
+from backend.services.reward_scoring import attach_scores
 from backend.services.templates import BuiltPrompt, PromptSpec, build_prompt
 
 MAX_VARIANTS = 4
@@ -209,9 +210,11 @@ def get_run(session: Session, run_id: int) -> dict[str, Any]:
             {"id": c.id, "text": c.text, "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
              "seconds": round(c.seconds, 4), "answer": extract_final_answer(c.text) if cot else None}
             for c in rows if c.source_label == col["label"][:300]]})
+    reward = run.meta.get("reward")  # scores from ``reward_scoring.score_run``, if the run was scored
+    attach_scores(reward, columns)
     return {"id": run.id, "input": run.input, "created_at": run.created_at.isoformat(timespec="seconds"),
             "kind": run.meta.get("kind"), "rerun_of": run.meta.get("rerun_of"), "variants": run.variants,
-            "columns": columns}
+            "columns": columns, **({"reward": {k: reward[k] for k in ("source", "best_of_n")}} if reward else {})}
 
 
 def list_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
@@ -246,13 +249,15 @@ def export_run(session: Session, run_id: int, fmt: str = "json") -> str:
                     "seed": col["decoding"].get("seed"), "latency_s": col["latency_s"],
                     "tokens_per_second": col["tokens_per_second"], "completion_id": c["id"], "text": c["text"],
                     "completion_tokens": c["completion_tokens"], "seconds": c["seconds"],
-                    "finish_reason": c["finish_reason"], "answer": c["answer"]}, ensure_ascii=False))
+                    "finish_reason": c["finish_reason"], "answer": c["answer"],
+                    **({"score": c["score"]} if "score" in c else {})}, ensure_ascii=False))
         return "".join(line + "\n" for line in lines)
     if fmt != "csv":
         raise StudioError("Export as 'json', 'jsonl' or 'csv'.")
     buffer = io.StringIO()
     fields = ["run_id", "column", "model", "template", "completion_id", "text", "completion_tokens", "seconds",
               "finish_reason", "seed", "latency_s", "tokens_per_second", "decoding", "input", "prompt"]
+    fields += ["score"] if data.get("reward") else []
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for col in data["columns"]:
@@ -262,7 +267,8 @@ def export_run(session: Session, run_id: int, fmt: str = "json") -> str:
                              "completion_tokens": c["completion_tokens"], "seconds": c["seconds"],
                              "finish_reason": c["finish_reason"], "seed": col["decoding"].get("seed"),
                              "latency_s": col["latency_s"], "tokens_per_second": col["tokens_per_second"],
-                             "decoding": json.dumps(col["decoding"]), "input": data["input"], "prompt": col["prompt"]})
+                             "decoding": json.dumps(col["decoding"]), "input": data["input"], "prompt": col["prompt"],
+                             **({"score": c.get("score")} if data.get("reward") else {})})
     return buffer.getvalue()
 
 
