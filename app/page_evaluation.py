@@ -1,18 +1,24 @@
-"""Evaluation: queue evaluation jobs, then compare runs — scores and deltas, training curves, toxicity, examples."""
+"""Evaluation: queue evaluation jobs, then compare runs — scores and deltas, before/after (RLHF), training curves,
+toxicity, examples — and send a model's completions to a new labeling campaign."""
 
 import pandas as pd
 import streamlit as st
 
-from app.components.eval_dashboards import compare_view, curves_view, examples_view, toxicity_view
+from app.auth import current_user
+from app.common import user_errors
+from app.components.eval_dashboards import before_after_view, compare_view, curves_view, examples_view, toxicity_view
 from app.components.eval_form import eval_form
 from backend.db.engine import session_scope
 from backend.services import evaluation
+from labeling import from_models
+from labeling.campaigns import CRITERIA
 
-VIEWS = ["Compare runs", "Training curves", "Toxicity", "Per example"]
+VIEWS = ["Compare runs", "Before/after", "Training curves", "Toxicity", "Per example"]
 
 st.title(":material/leaderboard: Evaluation")
-st.caption("Generate on a dataset split and score against the references: ROUGE, BLEU, perplexity, toxicity, "
-           "length. Compare the base model (zero-shot) with its fine-tuned versions on the same examples.")
+st.caption("Generate on a dataset split and score the outputs: ROUGE, BLEU and perplexity against references, "
+           "toxicity, a reward model's score, length. Compare the base model with its fine-tuned and RLHF versions "
+           "(SFT, PPO, DPO) on the same examples, then send a model's completions back to labeling.")
 
 with st.expander("New evaluation", expanded=False, icon=":material/add:"):
     eval_form()
@@ -23,6 +29,39 @@ def default_runs(runs: list[dict]) -> list[int]:
     newest = runs[-1]
     same = [r for r in runs if (r["dataset"], r["split"], r["n"]) == (newest["dataset"], newest["split"], newest["n"])]
     return [r["run"] for r in evaluation.latest_per_model(same)]
+
+
+def send_to_labeling(picked: list[int], labels: dict[int, str], models: dict[int, str]) -> None:
+    """Close the loop: a picked run's prompts become a new labeling campaign with that model's completions."""
+    with st.expander("Send to a new labeling campaign", icon=":material/low_priority:"):
+        user = current_user()
+        if not user or user["role"] != "admin":
+            st.caption("Sign in as an admin to create labeling campaigns.")
+            return
+        cols = st.columns([3, 3, 1])
+        run = cols[0].selectbox("Model (its evaluation run)", picked, len(picked) - 1, key="ev-lc-run",
+                                format_func=labels.get, help="The run's prompts become the campaign's items.")
+        versus = cols[1].selectbox("Completions from", [None, *[i for i in picked if i != run]], key="ev-lc-versus",
+                                   format_func=lambda i: "this model only" if i is None else f"this model vs {labels[i]}",
+                                   help="Against another evaluated model (e.g. the base), the K completions of "
+                                   "each prompt alternate between the two models.")
+        k = cols[2].number_input("K", 2, 9, 2, key="ev-lc-k", help="Completions per prompt that annotators rank.")
+        cols = st.columns([3, 1])
+        name = cols[0].text_input("Campaign name", f"{models[run]} round 2", key=f"ev-lc-name-{run}")
+        criterion = cols[1].selectbox("Criterion", list(CRITERIA), list(CRITERIA).index("harmlessness"),
+                                      key="ev-lc-criterion")
+        if st.button("Create campaign and generate completions", key="ev-lc-create"):
+            st.session_state.pop("ev-lc-flash", None)
+            created = None
+            with user_errors(), session_scope(write=True) as s:  # an error rolls back: no campaign, no job
+                created = from_models.campaign_from_eval_run(s, user["id"], run, name, k=int(k), versus_run_id=versus,
+                                                             criterion=criterion)
+            if created:  # kept in the session so the message outlives the fragment's next refresh
+                st.session_state["ev-lc-flash"] = (
+                    f"Campaign '{created['name']}' created with {created['items']} prompts; job "
+                    f"#{created['job_id']} is generating its completions (Label → Campaigns).")
+        if flash := st.session_state.get("ev-lc-flash"):
+            st.success(flash)
 
 
 @st.fragment(run_every=5)
@@ -48,12 +87,16 @@ def results() -> None:
         st.info("Pick the runs to compare.")
     elif view == "Compare runs":
         compare_view(picked)
+    elif view == "Before/after":
+        before_after_view(picked)
     elif view == "Training curves":
         curves_view()
     elif view == "Toxicity":
         toxicity_view(picked)
     else:
         examples_view(picked, labels)
+    if picked:
+        send_to_labeling(picked, labels, {r["run"]: r["model"] for r in runs})
     with st.expander("All runs"):
         st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch",
                      column_config={"model": st.column_config.TextColumn(width="medium")})

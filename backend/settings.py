@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     worker_autostart: bool = Field(True, description="Start a local worker from the app when none is alive.")
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often workers and jobs report they are alive.")
     stale_after_seconds: float = Field(30.0, gt=0, description="A worker silent this long is considered dead.")
+    job_threads: int | None = Field(None, ge=1, le=512, description="CPU threads a job's torch may use; empty = "
+                                    "torch's default (one per core). On a few shared cores (the studio, a worker and "
+                                    "a job side by side) 1 is often faster: idle threads spin while they wait.")
 
     @property
     def resolved_data_dir(self) -> Path:

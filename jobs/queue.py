@@ -73,9 +73,13 @@ def _check_sft(session: Session, spec: SFTSpec) -> None:
 
 
 def _check_eval(session: Session, spec: EvalSpec) -> None:
+    from backend.data.rlhf_prompts import ensure_demo_prompts
     from jobs.data import check_templates
 
+    ensure_demo_prompts(spec.dataset)
     model, _ = _model_and_splits(session, spec.model, spec.dataset, spec.split)
+    if spec.reward_model is not None:
+        rl_checks.check_reward_model(session, spec.reward_model)
     check_templates(spec)
     if model.kind == "adapter":
         from jobs.modeling import check_adapter_fits
@@ -180,6 +184,7 @@ SPEC_CHECKS: dict[str, Callable[[Session, Any], None]] = {  # one line per kind
     "reward": rl_checks.check_preference_job,
     "ppo": rl_checks.check_ppo,
     "dpo": rl_checks.check_preference_job,
+    "grpo": rl_checks.check_grpo,
 }
 
 

@@ -34,6 +34,7 @@ RUNNERS = {  # job kind -> module with ``run(spec, ctx)``; one line per kind
     "reward": "jobs.runners.reward",
     "ppo": "jobs.runners.ppo",
     "dpo": "jobs.runners.dpo",
+    "grpo": "jobs.runners.grpo",
 }
 MAX_ERROR_CHARS = 2000
 
@@ -81,7 +82,13 @@ def main(job_id: int) -> int:
     if spec_data is None:
         print(f"job {job_id}: not run ({status})", file=sys.stderr, flush=True)
         return 2 if status == "missing" else 0
-    beat = start_heartbeat(job_id, get_settings().heartbeat_seconds)
+    settings = get_settings()
+    if settings.job_threads:
+        import torch
+
+        torch.set_num_threads(settings.job_threads)
+        print(f"job {job_id}: torch uses {settings.job_threads} CPU thread(s) (STUDIO_JOB_THREADS)", flush=True)
+    beat = start_heartbeat(job_id, settings.heartbeat_seconds)
     output_model_id = None
     try:
         spec = parse_spec(spec_data)

@@ -147,7 +147,8 @@ class SFTSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    """Generate on a dataset split and score against references (ROUGE, BLEU, toxicity, length)."""
+    """Generate on a dataset split and score the outputs: ROUGE, BLEU and perplexity against references (when the
+    data has them), toxicity, length, and a reward model's score (when one is given)."""
 
     kind: Literal["eval"] = "eval"
     name: str = Field("", max_length=120, description="A name for this evaluation run.")
@@ -156,7 +157,9 @@ class EvalSpec(_Strict):
                          "dataset `hub:org/name` (needs network access).")
     split: str = Field("test", description="Split to evaluate on.")
     template: str = Field(DEFAULT_SUMMARY_TEMPLATE, description="Instruction template name or text.")
-    target_field: str = Field("summary", description="Column with the reference text.")
+    target_field: str | None = Field("summary", description="Column with the reference text; empty = the data has "
+                                     "no references (e.g. held-out prompts): ROUGE, BLEU and perplexity are then "
+                                     "skipped, toxicity, length and the reward model's score are still computed.")
     chat_format: bool = Field(True, description="Wrap prompts in the model's chat template.")
     max_examples: int = Field(40, ge=1, le=100_000, description="Evaluate the first N rows of the split.")
     batch_size: int = Field(8, ge=1, le=256, description="Prompts generated together.")
@@ -170,11 +173,22 @@ class EvalSpec(_Strict):
                                        "profanity classifier. Score = probability of the toxic class.")
     toxic_label: str | None = Field(None, description="Name of the toxic class in toxicity_model (e.g. hate); "
                                     "empty = the class whose name means toxic/hate/offensive.")
+    reward_model: str | None = Field(None, description="A reward model (registered name of a reward job's model, "
+                                     "or a folder) that scores every prompt + completion: the `reward` metric, "
+                                     "higher = more preferred. Empty = no reward score.")
     extra_metrics: list[str] = Field(default_factory=list, description="More metrics to compute with Hugging Face "
-                                     "`evaluate` (names or local metric folders); each must load when the job is "
-                                     "submitted (hub names need network access).")
+                                     "`evaluate` (names or local metric folders) against the references; each must "
+                                     "load when the job is submitted (hub names need network access).")
 
-    _blank_optional = field_validator("toxicity_model", "toxic_label", mode="before")(_none_if_blank)
+    _blank_optional = field_validator("toxicity_model", "toxic_label", "target_field", "reward_model",
+                                      mode="before")(_none_if_blank)
+
+    @model_validator(mode="after")
+    def _references_for_extra_metrics(self) -> "EvalSpec":
+        if self.extra_metrics and self.target_field is None:
+            raise ValueError("extra_metrics compare the outputs with references: set target_field (the reference "
+                             "column) or remove the extra metrics")
+        return self
 
     @field_validator("decoding", mode="before")
     @classmethod
@@ -373,6 +387,8 @@ class PPOSpec(_Strict):
     eval_split: str = Field("test", description="Split of held-out prompts for evaluation and stopping.")
     eval_prompts: int = Field(16, ge=0, le=10_000, description="Held-out prompts scored at the start, every "
                               "eval_steps and at the end (0 = none).")
+    eval_samples: int = Field(1, ge=1, le=16, description="Completions sampled per held-out prompt at each "
+                              "evaluation: toxicity is rare and noisy, so 4 gives a much steadier mean than 1.")
     eval_steps: int = Field(0, ge=0, description="Evaluate on held-out prompts every N steps (0 = start and end).")
     stop_reward: float | None = Field(None, description="Stop once the held-out mean reward reaches this.")
     stop_toxicity: float | None = Field(None, ge=0, le=1, description="Stop once held-out mean toxicity is at or "
@@ -398,6 +414,48 @@ class PPOSpec(_Strict):
         return self
 
 
+class GRPOSpec(_Strict):
+    """Group-relative policy optimization with TRL's GRPOTrainer: several completions per prompt, each scored by
+    the reward source; a completion's advantage is its score against its group's mean (no value head)."""
+
+    kind: Literal["grpo"] = "grpo"
+    name: str = Field("", max_length=120, description="A name for the job and the policy it produces.")
+    policy_model: str = Field("smollm2-135m-instruct", description="Model to improve: a base or SFT model, or an SFT "
+                              "LoRA adapter (merged first). It is also the frozen reference of the KL term.")
+    prompts: str = Field(DEMO_PROVOCATIVE, description="Prompt dataset: demo:provocative or a JSONL/CSV/Parquet file "
+                         "or folder with a prompt column.")
+    prompt_field: str = Field("prompt", description="Column holding the prompt text.")
+    split: str = Field("train", description="Split whose prompts are used.")
+    chat_format: bool = Field(True, description="Wrap prompts in the model's chat template.")
+    peft: Literal["lora", "none"] = Field("lora", description="lora = adapters (the reference is the policy with "
+                                          "adapters off); none = full-parameter training.")
+    lora: LoraArgs = Field(default_factory=lambda: LoraArgs(dropout=0.0))
+    reward: RewardSourceArgs = Field(default_factory=RewardSourceArgs, description="What scores each completion.")
+    num_generations: int = Field(4, ge=2, le=64, description="Completions per prompt (the group): 4–16; the "
+                                 "advantage needs differences inside a group.")
+    batch_size: int = Field(8, ge=2, le=1024, description="Completions per step (prompts × num_generations); a "
+                            "multiple of num_generations.")
+    max_steps: int = Field(20, ge=1, le=100_000, description="Optimizer steps (one generation batch each).")
+    learning_rate: float = Field(1e-4, gt=0, le=1.0, description="LoRA: 1e-5–1e-4; full: 1e-6–1e-5.")
+    beta: float = Field(0.04, ge=0, le=10, description="KL coefficient against the reference; 0 = no KL term (and "
+                        "no reference pass).")
+    temperature: float = Field(1.0, gt=0, le=5, description="Sampling temperature of the group's completions.")
+    max_new_tokens: int = Field(32, ge=1, le=4096, description="Longest completion.")
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = Field("dapo", description="How token losses are "
+                                                                   "averaged: dapo/dr_grpo avoid grpo's length bias.")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Divide advantages by the std "
+                                                             "of the group, of the batch, or not at all (Dr. GRPO).")
+    seed: int = Field(42, ge=0, description="Seed for sampling and data order.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
+
+    @model_validator(mode="after")
+    def _groups(self) -> "GRPOSpec":
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                             f"({self.num_generations}): each step holds whole groups")
+        return self
+
+
 # One entry per job kind (one line each): the form, the CLI, the queue and the runner all read this.
 KINDS: dict[str, type[_Strict]] = {
     "sft": SFTSpec,
@@ -406,6 +464,7 @@ KINDS: dict[str, type[_Strict]] = {
     "reward": RewardSpec,
     "ppo": PPOSpec,
     "dpo": DPOSpec,
+    "grpo": GRPOSpec,
 }
 JobSpec = Annotated[Union[tuple(KINDS.values())], Field(discriminator="kind")]  # noqa: UP007 (built at run time)
 _adapter = TypeAdapter(JobSpec)

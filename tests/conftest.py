@@ -20,6 +20,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: on a busy 2-core machine two threads spin against each other, and one is
+    faster for the tiny models. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def studio_env(tmp_path, monkeypatch):
     """Point the studio at a fresh data dir and database; yields the data dir."""
     from backend.db.engine import reset_engines, upgrade_database

@@ -12,16 +12,7 @@ from jobs import queue
 from jobs.run import main as run_job
 from jobs.specs import parse_spec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine spin against each other; one is faster for the tiny model.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def preference_file(path, n_prompts: int = 8):

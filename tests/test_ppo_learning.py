@@ -16,15 +16,6 @@ from jobs.specs import PPOArgs, _ppo_decoding
 PROMPTS = [f"Say something about cake number {i}" for i in range(32)]
 
 
-@pytest.fixture
-def one_thread():
-    # Two threads on a busy 2-core machine spin against each other; one is faster for a model this small.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def even_share(prompts, completions, ids):
     return [sum(t % 2 == 0 for t in row) / max(1, len(row)) for row in ids]
 
@@ -60,7 +51,7 @@ def train(trainer):
     return history, summary
 
 
-def test_reward_rises_with_kl_bounded(tiny_model_dir, one_thread):
+def test_reward_rises_with_kl_bounded(tiny_model_dir, one_torch_thread):
     trainer = make_trainer(tiny_model_dir, peft="none", kl_coef=0.05, learning_rate=1e-3)
     before = [p.detach().clone() for p in trainer.policy.lm.parameters()]
     history, summary = train(trainer)
@@ -81,7 +72,7 @@ def test_reward_rises_with_kl_bounded(tiny_model_dir, one_thread):
         history[-1]["objective/scores"] + history[-1]["objective/non_score_reward"])
 
 
-def test_huge_kl_coefficient_keeps_policy_near_reference(tiny_model_dir, one_thread):
+def test_huge_kl_coefficient_keeps_policy_near_reference(tiny_model_dir, one_torch_thread):
     trainer = make_trainer(tiny_model_dir, peft="none", kl_coef=5.0, learning_rate=1e-3)
     history, summary = train(trainer)
     scores = [m["objective/scores"] for m in history]
@@ -91,7 +82,7 @@ def test_huge_kl_coefficient_keeps_policy_near_reference(tiny_model_dir, one_thr
     assert mean(kls[-10:]) < 0.6, kls
 
 
-def test_lora_reference_is_the_backbone_with_adapters_off(tiny_model_dir, one_thread):
+def test_lora_reference_is_the_backbone_with_adapters_off(tiny_model_dir, one_torch_thread):
     from transformers import AutoModelForCausalLM
 
     trainer = make_trainer(tiny_model_dir, peft="lora", kl_coef=0.05, learning_rate=2e-3, steps=3)

@@ -18,15 +18,7 @@ STEP_KEYS = {"objective/scores", "objective/kl", "objective/entropy", "objective
              "val/clipfrac", "loss/policy", "kl_coef"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine spin against each other; one is faster for the tiny model.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ppo_spec(**overrides):
@@ -78,12 +70,22 @@ def test_ppo_job_logs_every_key_and_registers_the_adapter(tiny_model, capsys):
     assert summary["stopped"] == "max_steps" and summary["first_eval"]["eval/kl"] == 0.0
 
 
-def test_stop_threshold_on_held_out_prompts(tiny_model):
+def test_stop_threshold_on_held_out_prompts(tiny_model, monkeypatch, capsys):
+    import torch
+
+    from backend.settings import reset_settings_cache
+
+    monkeypatch.setenv("STUDIO_JOB_THREADS", "2")
+    reset_settings_cache()
     job_id = submit(ppo_spec(ppo={"max_steps": 5, "batch_size": 2, "mini_batch_size": 2, "ppo_epochs": 1},
-                             eval_steps=1, eval_prompts=2, stop_toxicity=1.0))
+                             eval_steps=1, eval_prompts=2, eval_samples=3, stop_toxicity=1.0))
     assert run_job(job_id) == 0
     summary = json.loads((queue.job_dir(job_id) / "ppo_summary.json").read_text(encoding="utf-8"))
     assert summary["stopped"] == "stop_toxicity" and summary["steps"] == 1
+    assert summary["first_eval"]["eval/completions"] == 6  # 2 held-out prompts × 3 samples each
+    assert torch.get_num_threads() == 2 and "torch uses 2 CPU thread(s)" in capsys.readouterr().out
+    monkeypatch.delenv("STUDIO_JOB_THREADS")
+    reset_settings_cache()
 
 
 @pytest.mark.parametrize(("values", "message"), [

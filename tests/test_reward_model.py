@@ -17,14 +17,7 @@ from jobs.run import main as run_job
 from jobs.runners.reward import batches, pairwise_loss
 from jobs.specs import parse_spec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine spin against each other; one is faster for the tiny model.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_jsonl(path, rows):

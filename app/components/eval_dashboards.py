@@ -1,4 +1,5 @@
-"""Evaluation dashboards: compare runs (scores, deltas vs base, cost), toxicity distribution, training curves."""
+"""Evaluation dashboards: compare runs (scores, deltas vs base, cost), before/after (RLHF: toxicity, reward, length),
+toxicity distribution, training curves."""
 
 import pandas as pd
 import plotly.express as px
@@ -25,6 +26,10 @@ def compare_view(run_ids: list[int]) -> None:
         frame = pd.DataFrame(rows)
         frame["label"] = [_label(r) for r in rows]
         scores = [m for m in SCORES if m in frame and frame[m].notna().any()]
+        if not scores:
+            st.info("These runs have no reference-based scores (the data has no references): the Before/after view "
+                    "compares their toxicity, reward and length.")
+            return
         long = frame.melt(id_vars=["label"], value_vars=scores, var_name="metric", value_name="score")
         fig = px.bar(long, x="metric", y="score", color="label", barmode="group", text_auto=".3f",
                      title="Scores by model (higher is better; F-measure and BLEU on a 0–1 scale)",
@@ -51,6 +56,59 @@ def compare_view(run_ids: list[int]) -> None:
             "trainable_share": st.column_config.NumberColumn("trained share", format="percent"),
             "train_runtime": st.column_config.NumberColumn("training time (s)", format="%.0f"),
             "n": st.column_config.NumberColumn("examples")})
+
+
+BEFORE_AFTER = {"toxicity": "toxicity", "reward": "reward-model score", "length_words": "length (words)"}
+
+
+def _mean_std(mean: float | None, std: float | None) -> str | None:
+    return None if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def before_after_view(run_ids: list[int]) -> None:
+    """Mean ± std of toxicity, reward and length (ROUGE-1 where there are references) with deltas against the
+    baseline, and overlaid per-model histograms of each score."""
+    with user_errors():
+        with session_scope() as s:
+            rows = evaluation.before_after(s, run_ids)
+            dist = pd.DataFrame(evaluation.score_distributions(s, run_ids))
+        base = next(r for r in rows if r["baseline"])
+        table = pd.DataFrame({"model": [f"{r['label']} · {r['method_label']}" for r in rows],
+                              "n": [r["n"] for r in rows]})
+        missing = []
+        for key, title in BEFORE_AFTER.items():
+            if all(r[f"{key}_mean"] is None for r in rows):
+                missing.append(key)
+                continue
+            table[title] = [_mean_std(r[f"{key}_mean"], r[f"{key}_std"]) for r in rows]
+            table[f"Δ {title}"] = [r[f"delta_{key}_mean"] for r in rows]
+        if any(r["rouge1"] is not None for r in rows):
+            table["ROUGE-1"] = [r["rouge1"] for r in rows]
+            table["Δ ROUGE-1"] = [r["delta_rouge1"] for r in rows]
+        st.caption(f"Baseline: {base['label']} · {base['method_label']}. Δ = run − baseline: lower toxicity and "
+                   "higher reward mean the alignment worked; length shows whether it got there by saying less.")
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "model": st.column_config.TextColumn(width="medium"),
+            **{c: st.column_config.NumberColumn(format="%+.3f") for c in table.columns if c.startswith("Δ")}})
+        if "reward" in missing:
+            st.caption("No reward-model score: these runs were evaluated without a reward model (New evaluation → "
+                       "Scorers → Reward model).")
+        if all(r["rouge1"] is None for r in rows):
+            st.caption("No ROUGE: the data has no references (held-out prompts), so only toxicity, reward and "
+                       "length compare.")
+        shown = [k for k in BEFORE_AFTER if k not in missing]
+        if dist.empty or not shown:
+            st.info("These runs have no per-example scores to chart.")
+            return
+        for col, key in zip(st.columns(len(shown)), shown, strict=True):
+            data = dist.dropna(subset=[key])
+            fig = px.histogram(data, x=key, color="label", barmode="overlay", opacity=0.6,
+                               title=f"{BEFORE_AFTER[key].capitalize()} per output", labels={"label": "", key: ""})
+            low, high = (0.0, 1.0) if key == "toxicity" else (float(data[key].min()), float(data[key].max()))
+            # the same bins for every model, so the histograms compare bin by bin
+            fig.update_traces(xbins={"start": low, "end": high + 1e-9, "size": max((high - low) / 20, 1e-6)})
+            fig.update_layout(legend={"orientation": "h", "y": -0.2})
+            col.plotly_chart(fig, width="stretch", key=f"ev-ba-{key}")
 
 
 def toxicity_view(run_ids: list[int]) -> None:

@@ -1,6 +1,8 @@
 """The evaluation form: models or adapters, dataset split, template, decoding and scorers → one eval job per model.
 
 Every model gets the same split, template and decoding (``evaluation.submit_comparison``), so the runs compare.
+The RLHF preset fills in the held-out provocative prompts (no references) so base, SFT, PPO and DPO models compare
+on toxicity, reward and length.
 """
 
 import streamlit as st
@@ -11,9 +13,11 @@ from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
 from backend.services import evaluation
-from jobs.specs import DEMO_DIALOGSUM, EvalSpec, parse_spec
+from jobs.specs import DEMO_DIALOGSUM, DEMO_PROVOCATIVE, EvalSpec, parse_spec
 
 KEY = "ev-dec"  # decoding widgets' key prefix
+BARE_PROMPT = "{prompt}"  # a template that passes a prompt set's `prompt` column through unchanged
+RLHF_PRESET = "RLHF before/after: held-out provocative prompts"
 
 
 def _help(name: str) -> str:
@@ -22,24 +26,42 @@ def _help(name: str) -> str:
 
 @st.cache_data(show_spinner=False, ttl=60)
 def _splits(dataset: str) -> list[str]:
-    from jobs.data import dataset_splits
+    return evaluation.dataset_splits(dataset)
 
-    return dataset_splits(dataset)
+
+def _rlhf_preset() -> None:
+    """Held-out provocative prompts (the PPO demo's test split), no references, toxicity and the newest reward
+    model; picks the newest PPO and DPO models with their start models when there are some."""
+    state = st.session_state
+    state.update({"ev-dataset": DEMO_PROVOCATIVE, "ev-split": "test", "ev-template": BARE_PROMPT, "ev-target": "",
+                  "ev-n": 21, "ev-ppl": False, "ev-tox": "", "ev-tox-label": "", "ev-extra": ""})
+    rewards = model_names(reward=True)
+    state["ev-reward"] = rewards[-1] if rewards else ""
+    with session_scope() as s:
+        suggested = [m for m in evaluation.rlhf_models(s) if m in model_names()]
+    if suggested:
+        state["ev-models"] = suggested
 
 
 def eval_form() -> None:
     """Render the form; "Run evaluation" queues one job per chosen model."""
+    st.button(RLHF_PRESET, key="ev-preset-rlhf", on_click=_rlhf_preset, icon=":material/balance:",
+              help="Fill in the 21 held-out prompts of demo:provocative (test split, no references), the prompt "
+              "as it is, toxicity and the reward model: then pick the base, SFT, PPO and DPO models to compare.")
     models = st.multiselect("Models and adapters", model_names(), key="ev-models", help=_help("model"),
                             placeholder="Choose the base model and the fine-tuned ones to compare")
-    cols = st.columns([2, 1, 2])
+    cols = st.columns([2, 1, 2, 1])
     dataset = cols[0].text_input("Dataset", DEMO_DIALOGSUM, key="ev-dataset", help=_help("dataset"))
     split = "test"
     with user_errors():
         splits = _splits(dataset.strip())
         split = cols[1].selectbox("Split", splits, splits.index("test") if "test" in splits else 0, key="ev-split",
                                   help=_help("split"))
-    names = list(SUMMARY_TEMPLATES)
-    template = cols[2].selectbox("Template", names, key="ev-template", help=_help("template"))
+    names = [*SUMMARY_TEMPLATES, BARE_PROMPT]
+    template = cols[2].selectbox("Template", names, key="ev-template", help=_help("template"),
+                                 format_func=lambda t: "{prompt} (the prompt as it is)" if t == BARE_PROMPT else t)
+    target = cols[3].text_input("Reference column", "summary", key="ev-target", help=_help("target_field"),
+                                placeholder="none")
     cols = st.columns(4)
     n = cols[0].number_input("Test examples", 1, 100_000, 40, step=5, key="ev-n",
                              help=_help("max_examples") + " More = steadier scores, longer run (~1 s each on CPU).")
@@ -52,7 +74,9 @@ def eval_form() -> None:
             st.session_state[f"{KEY}-preset"] = "deterministic"
             load_decoding(KEY, DecodingConfig(max_new_tokens=64))
         decoding = decoding_controls(KEY, compact=True)
-    with st.expander("Scorers: perplexity, toxicity classifier, extra `evaluate` metrics"):
+    with st.expander("Scorers: reward model, perplexity, toxicity classifier, extra `evaluate` metrics"):
+        reward = st.selectbox("Reward model", ["", *model_names(reward=True)], key="ev-reward",
+                              format_func=lambda m: m or "none", help=_help("reward_model"))
         ppl = st.checkbox("Perplexity of the references", True, key="ev-ppl", help=_help("perplexity"))
         cols = st.columns(2)
         tox = cols[0].text_input("Toxicity model", "", key="ev-tox", placeholder="packaged profanity classifier",
@@ -66,7 +90,8 @@ def eval_form() -> None:
             if decoding is None:
                 return  # decoding_controls already said what is wrong
             spec = parse_spec({"kind": "eval", "name": "eval", "model": models[0] if models else "", "dataset":
-                               dataset.strip(), "split": split, "template": template, "chat_format": chat,
+                               dataset.strip(), "split": split, "template": template, "target_field": target.strip(),
+                               "reward_model": reward, "chat_format": chat,
                                "max_examples": int(n), "batch_size": int(batch), "precision": precision,
                                "decoding": decoding.model_dump(), "perplexity": ppl, "toxicity_model": tox,
                                "toxic_label": label, "extra_metrics": [m.strip() for m in extra.split(",") if m.strip()]})

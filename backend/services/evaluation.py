@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.data.rlhf_prompts import ensure_demo_prompts
 from backend.db.tables import EvalResult, EvalRun
 from jobs import queue
 from jobs.specs import EvalSpec
@@ -43,8 +44,18 @@ def examples(session: Session, run_id: int, limit: int = 200) -> list[dict[str, 
 
 HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
 LOWER_IS_BETTER = ("toxicity", "perplexity")
+RLHF_METHODS = ("ppo", "dpo", "grpo")  # jobs whose models a before/after evaluation compares with their start
 METHOD_LABELS = {"base": "base (zero-shot)", "full": "full fine-tuning", "lora": "LoRA",
-                 "prompt_tuning": "prompt tuning", "merged": "LoRA (merged)"}
+                 "prompt_tuning": "prompt tuning", "merged": "LoRA (merged)", "ppo": "PPO", "dpo": "DPO",
+                 "grpo": "GRPO"}
+
+
+def dataset_splits(ref: str) -> list[str]:
+    """The splits of an evaluation dataset (``demo:provocative`` is written on first use)."""
+    from jobs.data import dataset_splits as splits_of
+
+    ensure_demo_prompts(ref)
+    return splits_of(ref)
 
 
 def submit_comparison(session: Session, spec: EvalSpec, models: list[str]) -> list[int]:
@@ -98,6 +109,15 @@ def _runs(session: Session, run_ids: list[int]) -> list[EvalRun]:
     return runs
 
 
+def _baseline(runs: list[EvalRun], methods: dict[int, str], baseline_run_id: int | None) -> int:
+    """``baseline_run_id``, else the first run of a base model (zero-shot), else the first run."""
+    from backend.errors import StudioError
+
+    if baseline_run_id is not None and baseline_run_id not in methods:
+        raise StudioError(f"The baseline run {baseline_run_id} is not among the compared runs.")
+    return baseline_run_id or next((r.id for r in runs if methods[r.id] == "base"), runs[0].id)
+
+
 def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
     """One row per run: method, every metric, its change against the baseline, trainable parameters and
     training time.
@@ -108,15 +128,12 @@ def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | No
     train_runtime`` (None where unknown; a base model trains 0 parameters).
     """
     from backend.db.tables import ModelRecord
-    from backend.errors import StudioError
     from backend.metrics.deltas import relative_change
 
     runs = _runs(session, run_ids)
     records = {r.id: session.get(ModelRecord, r.model_id) if r.model_id else None for r in runs}
     methods = {r.id: _method(records[r.id]) for r in runs}
-    if baseline_run_id is not None and baseline_run_id not in methods:
-        raise StudioError(f"The baseline run {baseline_run_id} is not among the compared runs.")
-    base_id = baseline_run_id or next((r.id for r in runs if methods[r.id] == "base"), runs[0].id)
+    base_id = _baseline(runs, methods, baseline_run_id)
     base_metrics = next(r.metrics for r in runs if r.id == base_id)
     keys = [k for k in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, "length_words") if any(k in r.metrics for r in runs)]
     keys += sorted({k for r in runs for k in r.metrics} - set(keys))
@@ -172,15 +189,83 @@ def per_example_diff(session: Session, run_a: int, run_b: int, metric: str = "ro
     return sorted(rows, key=lambda r: r["diff"], reverse=descending)
 
 
+DISTRIBUTIONS = ("toxicity", "reward", "length_words")  # per-example scores the before/after histograms show
+
+
+def score_distributions(session: Session, run_ids: list[int]) -> list[dict[str, Any]]:
+    """Per-example scores of the runs for histograms: ``{run, model, label, idx, toxicity, reward,
+    length_words}``, one row per example (a score the run did not compute is None; ``label`` is
+    "<model> (#run)"). One query for every run; the runs must be on the same examples (``_runs``)."""
+    runs = {r.id: r for r in _runs(session, run_ids)}
+    results = session.execute(select(EvalResult.eval_run_id, EvalResult.idx, EvalResult.scores)
+                              .where(EvalResult.eval_run_id.in_(list(runs))).order_by(EvalResult.idx))
+    by_run: dict[int, list[dict[str, Any]]] = {run_id: [] for run_id in runs}
+    for run_id, idx, scores in results:
+        run = runs[run_id]
+        by_run[run_id].append({"run": run_id, "model": run.model_name, "label": f"{run.model_name} (#{run_id})",
+                               "idx": idx, **{k: (scores or {}).get(k) for k in DISTRIBUTIONS}})
+    return [row for run_id in runs for row in by_run[run_id]]
+
+
 def toxicity_distribution(session: Session, run_ids: list[int]) -> list[dict[str, Any]]:
     """Per-example toxicity scores ``{run, model, idx, toxicity}`` for histograms / box plots per model."""
+    return [{k: row[k] for k in ("run", "model", "idx", "toxicity")} for row in score_distributions(session, run_ids)
+            if row["toxicity"] is not None]
+
+
+def before_after(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
+    """One row per run for the before/after table: ``run, model, label, method, method_label, baseline, n`` and,
+    from the per-example scores, ``<score>_mean``/``<score>_std`` for toxicity, reward and length_words (None
+    when the run did not compute it: no reward model), ``rouge1`` from the run's metrics (None without references),
+    and ``delta_<column>`` = run − baseline for each mean and ROUGE-1 (None where either side lacks it).
+
+    The baseline is ``baseline_run_id``, else the first run of a base model, else the first run (as
+    ``compare_runs``). Database reads only: one query for the runs' models and one for their examples.
+    """
+    from backend.db.tables import ModelRecord
+    from backend.metrics.deltas import mean_std
+
     runs = _runs(session, run_ids)
-    out = []
+    records = {r.id: session.get(ModelRecord, r.model_id) if r.model_id else None for r in runs}
+    methods = {r.id: _method(records[r.id]) for r in runs}
+    base_id = _baseline(runs, methods, baseline_run_id)
+    values: dict[int, dict[str, list[float]]] = {r.id: {k: [] for k in DISTRIBUTIONS} for r in runs}
+    for row in score_distributions(session, [r.id for r in runs]):
+        for key in DISTRIBUTIONS:
+            if row[key] is not None:
+                values[row["run"]][key].append(row[key])
+    rows = []
     for run in runs:
-        results = session.scalars(select(EvalResult).where(EvalResult.eval_run_id == run.id).order_by(EvalResult.idx))
-        out += [{"run": run.id, "model": run.model_name, "idx": r.idx, "toxicity": r.scores.get("toxicity")}
-                for r in results if r.scores.get("toxicity") is not None]
-    return out
+        row: dict[str, Any] = {"run": run.id, "model": run.model_name, "label": f"{run.model_name} (#{run.id})",
+                               "method": methods[run.id], "method_label": METHOD_LABELS.get(methods[run.id],
+                                                                                            methods[run.id]),
+                               "baseline": run.id == base_id, "n": run.n_examples}
+        for key in DISTRIBUTIONS:
+            mean, std = mean_std(values[run.id][key]) if values[run.id][key] else (None, None)
+            row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+        row["rouge1"] = run.metrics.get("rouge1")
+        rows.append(row)
+    base = next(r for r in rows if r["baseline"])
+    for row in rows:
+        for key in [f"{k}_mean" for k in DISTRIBUTIONS] + ["rouge1"]:
+            both = row[key] is not None and base[key] is not None
+            row[f"delta_{key}"] = row[key] - base[key] if both else None
+    return rows
+
+
+def rlhf_models(session: Session) -> list[str]:
+    """Models for a before/after comparison: the newest PPO, DPO and GRPO models with the models they started from
+    (start models first), or [] when no RLHF job has produced a model yet."""
+    from backend.db.tables import ModelRecord
+
+    newest = {}
+    for record in session.scalars(select(ModelRecord).order_by(ModelRecord.id.desc())):
+        method = (record.meta or {}).get("method")
+        if method in RLHF_METHODS and method not in newest:
+            newest[method] = record
+    picked = [newest[m] for m in RLHF_METHODS if m in newest]
+    starts = [(r.meta or {}).get("start_model") for r in picked]
+    return list(dict.fromkeys([s for s in starts if s] + [r.name for r in picked]))
 
 
 def toxicity_summary(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:

@@ -65,9 +65,10 @@ def preview_examples(session: Session, spec: SFTSpec | EvalSpec, n: int = 3) -> 
                           "check the model folder, or that the hub is reachable.") from None
     if isinstance(spec, EvalSpec):
         template = resolve_template(spec.template)
-        rows = read_rows(spec.dataset, spec.split, template_fields(template) + [spec.target_field], n)
+        target = spec.target_field  # None: the data has no references (e.g. held-out prompts for toxicity)
+        rows = read_rows(spec.dataset, spec.split, template_fields(template) + ([target] if target else []), n)
         return [{"index": i, "prompt": format_prompt(tokenizer, render(template, row), spec.chat_format),
-                 "reference": str(row[spec.target_field])} for i, row in enumerate(rows)]
+                 "reference": str(row[target]) if target else None} for i, row in enumerate(rows)]
     from jobs.data import required_columns
 
     rows = read_rows(spec.dataset, "train", required_columns(spec), n)

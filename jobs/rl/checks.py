@@ -57,9 +57,7 @@ def check_preference_job(session: Session, spec) -> None:
 
 
 def check_ppo(session: Session, spec) -> None:
-    from backend.data.rlhf_prompts import ensure_demo_prompts
     from backend.models.store import resolve
-    from jobs.data import dataset_splits
 
     policy = _start_model(session, spec.policy_model, "policy_model")
     if spec.reference_model is not None:
@@ -76,14 +74,27 @@ def check_ppo(session: Session, spec) -> None:
                                   f"'{policy.name}': the per-token KL compares the same tokens, so the reference must "
                                   "be the policy's base or a model trained from it.")
             _check_same_vocab_size(weights_path(reference), weights_path(policy), reference.name, policy.name)
+    _check_prompt_splits(spec, [spec.split] + ([spec.eval_split] if spec.eval_prompts else []))
+    _check_reward_source(session, spec, policy)
+
+
+def check_grpo(session: Session, spec) -> None:
+    policy = _start_model(session, spec.policy_model, "policy_model")
+    _check_prompt_splits(spec, [spec.split])
+    _check_reward_source(session, spec, policy)
+
+
+def _check_prompt_splits(spec, splits_needed: list[str]) -> None:
+    from backend.data.rlhf_prompts import ensure_demo_prompts
+    from jobs.data import dataset_splits
+
     ensure_demo_prompts(spec.prompts)
     splits = dataset_splits(spec.prompts)
-    for split in [spec.split] + ([spec.eval_split] if spec.eval_prompts else []):
+    for split in splits_needed:
         if split not in splits:
+            held_out = split == getattr(spec, "eval_split", None) and split != spec.split
             raise StudioError(f"Prompt dataset '{spec.prompts}' has no '{split}' split (it has: {', '.join(splits)})"
-                              + ("; set eval_prompts to 0 to skip held-out evaluation." if split == spec.eval_split
-                                 else "."))
-    _check_reward_source(session, spec, policy)
+                              + ("; set eval_prompts to 0 to skip held-out evaluation." if held_out else "."))
 
 
 def _check_same_vocab_size(path_a: str, path_b: str, name_a: str, name_b: str) -> None:
@@ -96,18 +107,12 @@ def _check_same_vocab_size(path_a: str, path_b: str, name_a: str, name_b: str) -
 
 
 def _check_reward_source(session: Session, spec, policy) -> None:
-    from backend.models.store import resolve
 
     reward = spec.reward
     if reward.source == "toxicity":
         return
     if reward.source == "reward_model":
-        model = resolve(session, reward.model)
-        config = _config(model.path, model.name)
-        if model.kind != "reward" and not any(a.endswith("ForSequenceClassification")
-                                              for a in config.get("architectures") or []):
-            raise StudioError(f"'{model.name}' is not a reward model (no sequence-classification head): train one "
-                              "with a reward job, or use source classifier / toxicity.")
+        model = check_reward_model(session, reward.model, "reward.model")
         if not same_tokenizer(model.path, weights_path(policy)):
             raise StudioError(f"Reward model '{model.name}' uses a different tokenizer than the policy "
                               f"'{policy.name}': train the reward model from the policy's base (or its SFT "
@@ -120,6 +125,29 @@ def _check_reward_source(session: Session, spec, policy) -> None:
     if wanted not in labels and wanted.lower() not in {v.lower() for v in labels.values()}:
         shown = ", ".join(f"{k}={v}" for k, v in labels.items())
         raise StudioError(f"class_label '{wanted}' is not one of the classifier's classes ({shown}).")
+
+
+def check_reward_model(session: Session, ref: str, field: str = "reward_model"):
+    """A reward model to score with, resolved: registered with kind ``reward`` (a reward job's output), or a model
+    whose config is a one-output sequence classifier. Reads the config only (no weights)."""
+    from backend.models.store import resolve
+
+    try:
+        model = resolve(session, ref)
+    except StudioError as exc:
+        raise StudioError(f"{field}: {exc}") from None
+    if model.kind == "reward":
+        return model
+    why = "it is an adapter"
+    if model.kind != "adapter":
+        config = _config(model.path, model.name)
+        heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
+        n_out = len(config.get("id2label") or {})
+        if heads and n_out == 1:
+            return model
+        why = f"it has {n_out} outputs" if heads else "it has no sequence-classification head (a language model?)"
+    raise StudioError(f"{field}: '{model.name}' is not a reward model ({why}). Pick a model trained by a reward "
+                      "job (kind reward on the Models page), or use another reward source.")
 
 
 def _config(path: str, name: str) -> dict:

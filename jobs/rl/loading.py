@@ -29,6 +29,16 @@ def load_causal_lm(model: ResolvedModel, dtype: torch.dtype):
     return lm
 
 
+def prompt_texts(spec, split: str, limit: int = 0) -> list[str]:
+    """The prompts of a rollout job (PPO, GRPO): ``spec.prompt_field`` of ``split`` of ``spec.prompts``."""
+    from backend.data.rlhf_prompts import ensure_demo_prompts
+    from jobs.data import read_rows
+
+    ensure_demo_prompts(spec.prompts)
+    rows = read_rows(spec.prompts, split, [spec.prompt_field], limit)
+    return [str(r[spec.prompt_field]) for r in rows]
+
+
 def load_reward_backbone(model: ResolvedModel, dtype: torch.dtype, pad_token_id: int):
     """A one-output sequence classifier whose backbone is the resolved model (an adapter merged in first)."""
     from transformers import AutoModelForSequenceClassification

@@ -226,7 +226,7 @@ class PPOTrainer:
         torch.random.set_rng_state(state)
         toxicity = toxicity_scores(texts)
         return {"eval/reward": mean(scores), "eval/reward_std": pstdev(scores), "eval/toxicity": mean(toxicity),
-                "eval/toxicity_std": pstdev(toxicity), "eval/kl": mean(kls)}
+                "eval/toxicity_std": pstdev(toxicity), "eval/kl": mean(kls), "eval/completions": len(texts)}
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def train(self, prompts: list[str], *, log: Callable[[int, dict, list[dict]], None], eval_prompts=(),

@@ -25,15 +25,6 @@ from jobs.context import JobContext
 from jobs.specs import PPOSpec
 
 
-def _prompts(spec: PPOSpec, split: str, limit: int = 0) -> list[str]:
-    from backend.data.rlhf_prompts import ensure_demo_prompts
-    from jobs.data import read_rows
-
-    ensure_demo_prompts(spec.prompts)
-    rows = read_rows(spec.prompts, split, [spec.prompt_field], limit)
-    return [str(r[spec.prompt_field]) for r in rows]
-
-
 def _log_step(ctx: JobContext, samples_path):
     from jobs.rl.trainer import append_samples
 
@@ -59,7 +50,7 @@ def run(ctx: JobContext) -> int | None:
     from backend.models.loader import load_tokenizer, resolve_device
     from jobs.modeling import count_parameters, lora_targets
     from jobs.rl.checks import weights_path
-    from jobs.rl.loading import dtype_for, load_causal_lm, register_output
+    from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
     from jobs.rl.rewards import load_reward_source
     from jobs.rl.trainer import PolicyWithValueHead, PPOTrainer
 
@@ -74,9 +65,11 @@ def run(ctx: JobContext) -> int | None:
     tokenizer = load_tokenizer(weights_path(start))
     if spec.chat_format and not getattr(tokenizer, "chat_template", None):
         raise StudioError(f"{start.name} has no chat template: set chat_format to false.")
-    prompts = _prompts(spec, spec.split)
-    eval_prompts = _prompts(spec, spec.eval_split, spec.eval_prompts) if spec.eval_prompts else []
-    print(f"prompts: {len(prompts)} for rollouts, {len(eval_prompts)} held out", flush=True)
+    prompts = prompt_texts(spec, spec.split)
+    held_out = prompt_texts(spec, spec.eval_split, spec.eval_prompts) if spec.eval_prompts else []
+    eval_prompts = [p for p in held_out for _ in range(spec.eval_samples)]  # same seed each time: same draws
+    print(f"prompts: {len(prompts)} for rollouts, {len(held_out)} held out × {spec.eval_samples} sample(s)",
+          flush=True)
     lm = load_causal_lm(start, dtype)
     reference = None
     if spec.peft == "lora":

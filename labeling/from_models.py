@@ -1,0 +1,82 @@
+"""Close the loop: send an evaluated model's prompts to a new labeling campaign.
+
+An evaluation run holds the prompts a model answered (``EvalResult.input``: the rendered prompt, before the chat
+template). ``campaign_from_eval_run`` makes a campaign over those prompts whose K completions come from that model
+— alone, or against another evaluated model (e.g. the PPO policy vs its base) — and queues the
+``label_completions`` job that generates them (``completion_jobs.launch_campaign``, as the Campaigns page does).
+Annotators' rankings then train the next reward model or DPO round.
+"""
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.tables import EvalResult, EvalRun, Job, ModelRecord
+from backend.errors import StudioError
+from labeling.campaigns import DEFAULT_SAMPLING
+from labeling.completion_jobs import launch_campaign
+
+
+def _run(session: Session, run_id: int) -> EvalRun:
+    run = session.get(EvalRun, run_id)
+    if run is None:
+        raise StudioError(f"There is no evaluation run {run_id}.")
+    return run
+
+
+def run_source(session: Session, run: EvalRun) -> dict[str, Any]:
+    """A campaign source for the model an evaluation run scored: the model reference the job used (a registered
+    name, else the run's model name), its chat format, and sampling settings with the run's completion length
+    (K completions of one prompt need sampling; evaluations usually decode greedily)."""
+    job = session.get(Job, run.job_id) if run.job_id else None
+    spec = (job.spec or {}) if job is not None else {}
+    record = session.get(ModelRecord, run.model_id) if run.model_id else None
+    model = record.name if record is not None else spec.get("model") or run.model_name
+    max_new = int((run.decoding or {}).get("max_new_tokens") or DEFAULT_SAMPLING.max_new_tokens)
+    decoding = DEFAULT_SAMPLING.model_copy(update={"max_new_tokens": max_new})
+    return {"model": model, "decoding": decoding.model_dump(exclude={"num_return_sequences"}),
+            "label": f"{model} (eval #{run.id})", "chat": bool(spec.get("chat_format", True))}
+
+
+def run_prompts(session: Session, run_id: int) -> list[str]:
+    """The prompts of an evaluation run, in example order (what the model was asked, without the chat template)."""
+    _run(session, run_id)
+    return list(session.scalars(select(EvalResult.input).where(EvalResult.eval_run_id == run_id)
+                                .order_by(EvalResult.idx)))
+
+
+def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: str, *, k: int = 2,
+                           versus_run_id: int | None = None, criterion: str = "harmlessness", overlap: int = 1,
+                           batch_size: int = 8) -> dict[str, Any]:
+    """Create a labeling campaign over an evaluation run's prompts and queue its completion job.
+
+    Args:
+        admin_id: the signed-in admin (campaigns are an admin action).
+        run_id: the evaluation run whose model and prompts are used.
+        name: the new campaign's name (unique).
+        k: completions per prompt (2–9).
+        versus_run_id: another evaluation run whose model is a second source (completions alternate between the
+            two models); None = this model makes all K completions.
+        criterion, overlap, batch_size: as on the Campaigns page.
+
+    Returns:
+        The campaign summary (``campaigns.campaign_summary``) plus ``job_id``.
+
+    Raises:
+        StudioError: unknown run, a run without prompts, the same model twice, a duplicate campaign name, K out of
+            range, … — in the caller's transaction, so nothing is left half-written.
+    """
+    run = _run(session, run_id)
+    prompts = run_prompts(session, run_id)
+    if not prompts:
+        raise StudioError(f"Evaluation run #{run_id} has no prompts to label.")
+    sources = [run_source(session, run)]
+    if versus_run_id is not None:
+        other = run_source(session, _run(session, versus_run_id))
+        if other["model"] == sources[0]["model"]:
+            raise StudioError(f"Runs #{run_id} and #{versus_run_id} evaluated the same model "
+                              f"'{other['model']}': pick another model to compare with, or label this one alone.")
+        sources.append(other)
+    return launch_campaign(session, admin_id, name, prompts=prompts, source=f"eval:{run_id}", k=k,
+                           criterion=criterion, overlap=overlap, sources=sources, batch_size=batch_size)
