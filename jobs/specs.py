@@ -162,6 +162,9 @@ class EvalSpec(_Strict):
                                      "skipped, toxicity, length and the reward model's score are still computed.")
     chat_format: bool = Field(True, description="Wrap prompts in the model's chat template.")
     max_examples: int = Field(40, ge=1, le=100_000, description="Evaluate the first N rows of the split.")
+    samples_per_example: int = Field(1, ge=1, le=16, description="Completions sampled per example (needs "
+                                     "sampling): toxicity is rare and noisy, so 4 samples of each held-out prompt "
+                                     "give a much steadier mean than one. Each completion is scored on its own.")
     batch_size: int = Field(8, ge=1, le=256, description="Prompts generated together.")
     precision: Literal["auto", "float32", "bfloat16", "int8"] = Field("auto", description="Inference precision.")
     decoding: DecodingConfig = Field(default_factory=lambda: DecodingConfig(max_new_tokens=64),
@@ -188,6 +191,9 @@ class EvalSpec(_Strict):
         if self.extra_metrics and self.target_field is None:
             raise ValueError("extra_metrics compare the outputs with references: set target_field (the reference "
                              "column) or remove the extra metrics")
+        if self.samples_per_example > 1 and not self.decoding.sampling:
+            raise ValueError(f"samples_per_example is {self.samples_per_example}, but greedy or beam decoding gives "
+                             "the same completion every time: turn sampling on (decoding.do_sample) or set 1")
         return self
 
     @field_validator("decoding", mode="before")

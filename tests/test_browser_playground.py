@@ -1,8 +1,8 @@
 """The playground as a new user tries it, in headless chromium against a real server (tiny model, offline).
 
 Sign up (admin) → set every decoding control → watch the next-token chart change → build a few-shot prompt
-from retrieved examples and generate → upload a document and answer with citations → compare three variants
-side by side → send them to a labeling campaign. Screenshots land in ``test-artifacts/playground-*.png``.
+from retrieved examples and generate → upload a document and answer with citations → best of three by a reward
+→ compare three variants side by side → send them to a labeling campaign. Screenshots land in ``test-artifacts/playground-*.png``.
 """
 
 import re
@@ -174,6 +174,16 @@ def walk(page, studio) -> None:
     page.get_by_text("Sources", exact=True).wait_for()
     page.get_by_text(re.compile(r"\[1\] penguins.md #1")).first.wait_for()
     screenshot(page, "playground-4-rag")
+
+    # best of three by the packaged toxicity score: scored, ordered best first, the best one marked
+    pick(page, "Score with", "toxicity (packaged)")
+    settle(page)
+    switch_on(page, "Best of n")
+    number(page, "Completions", 3)
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text(re.compile(r"best of 3 by toxicity \(packaged\)")).wait_for()
+    settle(page)
+    screenshot(page, "playground-4b-best-of-n")
 
     # three variants side by side, then to labeling
     open_page(page, "Compare")

@@ -95,6 +95,25 @@ def test_eval_without_references_scores_toxicity_length_and_reward(tiny_model, t
     assert len(set(expected)) > 1 and run.metrics["reward_std"] > 0
 
 
+def test_several_samples_per_example_are_scored_one_by_one(tiny_model):
+    with pytest.raises(ValueError, match="samples_per_example is 3, but greedy"):
+        rlhf_spec(samples_per_example=3)
+    spec = rlhf_spec(max_examples=2, samples_per_example=3,
+                     decoding={"do_sample": True, "temperature": 1.0, "top_k": 0, "max_new_tokens": 8, "seed": 5})
+    with session_scope(write=True) as s:
+        job_id = evaluation.submit_comparison(s, spec, ["tiny"])[0]
+    assert run_job(job_id) == 0
+    with session_scope() as s:
+        run = s.scalar(select(EvalRun).where(EvalRun.job_id == job_id))
+        results = s.scalars(select(EvalResult).where(EvalResult.eval_run_id == run.id).order_by(EvalResult.idx)).all()
+    assert run.n_examples == 6 and [r.idx for r in results] == list(range(6))
+    inputs = [r.input for r in results]
+    assert inputs[:3] == [inputs[0]] * 3 and inputs[3:] == [inputs[3]] * 3 and inputs[0] != inputs[3]
+    assert len({r.prediction for r in results[:3]}) > 1  # three draws of one prompt, not one answer copied
+    tox = [r.scores["toxicity"] for r in results]
+    assert run.metrics["toxicity"] == pytest.approx(sum(tox) / 6)
+
+
 def test_reward_model_must_be_a_reward_model(tiny_model):
     before = job_count()
     for ref, message in (("tiny", "'tiny' is not a reward model"), ("nope", "reward_model: Unknown model 'nope'")):

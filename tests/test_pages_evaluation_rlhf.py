@@ -77,6 +77,8 @@ def test_preset_fills_held_out_prompts_and_queues_each_model(studio, tmp_path):
         assert (spec["dataset"], spec["split"], spec["template"], spec["target_field"]) == (
             "demo:provocative", "test", "{prompt}", None)
         assert (spec["max_examples"], spec["reward_model"], spec["toxicity_model"]) == (21, "rm-job3", None)
+        assert spec["samples_per_example"] == 4 and spec["decoding"]["do_sample"] is True  # PPO's rollout sampling
+        assert (spec["decoding"]["temperature"], spec["decoding"]["top_k"], spec["decoding"]["seed"]) == (1.0, 0, 1)
 
 
 def test_send_run_to_a_new_labeling_campaign(studio):

@@ -34,7 +34,11 @@ def _rlhf_preset() -> None:
     model; picks the newest PPO and DPO models with their start models when there are some."""
     state = st.session_state
     state.update({"ev-dataset": DEMO_PROVOCATIVE, "ev-split": "test", "ev-template": BARE_PROMPT, "ev-target": "",
-                  "ev-n": 21, "ev-ppl": False, "ev-tox": "", "ev-tox-label": "", "ev-extra": ""})
+                  "ev-n": 21, "ev-samples": 4, "ev-ppl": False, "ev-tox": "", "ev-tox-label": "", "ev-extra": ""})
+    # How PPO samples its rollouts (T = 1, no truncation), 4 draws per prompt with a fixed seed: toxicity is
+    # rare, so one greedy answer per prompt would hide most of what changed.
+    load_decoding(KEY, DecodingConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32,
+                                      seed=1))
     rewards = model_names(reward=True)
     state["ev-reward"] = rewards[-1] if rewards else ""
     with session_scope() as s:
@@ -62,14 +66,16 @@ def eval_form() -> None:
                                  format_func=lambda t: "{prompt} (the prompt as it is)" if t == BARE_PROMPT else t)
     target = cols[3].text_input("Reference column", "summary", key="ev-target", help=_help("target_field"),
                                 placeholder="none")
-    cols = st.columns(4)
+    cols = st.columns(5)
     n = cols[0].number_input("Test examples", 1, 100_000, 40, step=5, key="ev-n",
                              help=_help("max_examples") + " More = steadier scores, longer run (~1 s each on CPU).")
-    batch = cols[1].number_input("Batch size", 1, 256, 8, key="ev-batch", help=_help("batch_size"))
-    precision = cols[2].selectbox("Precision", ["auto", "float32", "bfloat16", "int8"], key="ev-precision",
+    samples = cols[1].number_input("Samples per example", 1, 16, 1, key="ev-samples",
+                                   help=_help("samples_per_example"))
+    batch = cols[2].number_input("Batch size", 1, 256, 8, key="ev-batch", help=_help("batch_size"))
+    precision = cols[3].selectbox("Precision", ["auto", "float32", "bfloat16", "int8"], key="ev-precision",
                                   help=_help("precision"))
-    chat = cols[3].checkbox("Chat format", True, key="ev-chat", help=_help("chat_format"))
-    with st.expander("Decoding (greedy by default, so scores are comparable)"):
+    chat = cols[4].checkbox("Chat format", True, key="ev-chat", help=_help("chat_format"))
+    with st.expander("Decoding (greedy by default, so scores are comparable; sampling for several samples)"):
         if f"{KEY}-method" not in st.session_state:
             st.session_state[f"{KEY}-preset"] = "deterministic"
             load_decoding(KEY, DecodingConfig(max_new_tokens=64))
@@ -92,7 +98,8 @@ def eval_form() -> None:
             spec = parse_spec({"kind": "eval", "name": "eval", "model": models[0] if models else "", "dataset":
                                dataset.strip(), "split": split, "template": template, "target_field": target.strip(),
                                "reward_model": reward, "chat_format": chat,
-                               "max_examples": int(n), "batch_size": int(batch), "precision": precision,
+                               "max_examples": int(n), "samples_per_example": int(samples),
+                               "batch_size": int(batch), "precision": precision,
                                "decoding": decoding.model_dump(), "perplexity": ppl, "toxicity_model": tox,
                                "toxic_label": label, "extra_metrics": [m.strip() for m in extra.split(",") if m.strip()]})
             with session_scope(write=True) as s:

@@ -11,8 +11,9 @@ Logged metric keys: ``eval/rouge1``, ``eval/rouge2``, ``eval/rougeL``, ``eval/ro
 references), ``eval/toxicity``, ``eval/toxicity_std``, ``eval/length_words``, ``eval/reward`` and
 ``eval/reward_std`` (with a reward model), ``eval/perplexity`` (references given the prompts; when ``perplexity``
 is on and there are references), ``eval/<extra metric>`` for each of ``extra_metrics``, ``eval/progress``.
-Output: an ``eval_runs`` row with corpus metrics and one ``eval_results`` row per example (ROUGE, BLEU,
-toxicity, length, reward; ``reference`` is None without references).
+Output: an ``eval_runs`` row with corpus metrics and one ``eval_results`` row per completion (ROUGE, BLEU,
+toxicity, length, reward; ``reference`` is None without references): ``samples_per_example`` rows per example,
+next to each other, and ``n_examples`` counts completions.
 """
 
 import functools
@@ -84,6 +85,8 @@ def run(ctx: JobContext) -> None:
             raise StudioError(f"{exc} target_field '{target}' is the reference column: fix its name, or leave it "
                               "empty when the data has no references.") from None
         raise
+    n = spec.samples_per_example  # each example n times in a row; every completion is scored on its own
+    rows = [row for row in rows for _ in range(n)]
     with session_scope(write=True) as s:
         resolved = resolve(s, spec.model)
         scorer = check_reward_model(s, spec.reward_model) if spec.reward_model else None  # it may be gone
@@ -110,8 +113,8 @@ def run(ctx: JobContext) -> None:
         corpus["toxicity_std"] = mean_std([ex["toxicity"] for ex in per_example])[1]
     if spec.perplexity and references is not None:
         ctx.raise_if_cancelled()
-        corpus["perplexity"] = perplexity(loaded.model, loaded.tokenizer, references, batch_size=spec.batch_size,
-                                          max_length=loaded.context_window, prompts=prompts)
+        corpus["perplexity"] = perplexity(loaded.model, loaded.tokenizer, references[::n], batch_size=spec.batch_size,
+                                          max_length=loaded.context_window, prompts=prompts[::n])
     if references is not None:
         corpus.update(_extra_metrics(spec, predictions, references))
     if scorer is not None:
