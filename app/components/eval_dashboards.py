@@ -58,6 +58,8 @@ def compare_view(run_ids: list[int]) -> None:
             "n": st.column_config.NumberColumn("examples")})
 
 
+# Distinct hues for overlaid models (the theme's palette starts with two blues that blur when overlaid).
+MODEL_COLORS = ["#4f46e5", "#f97316", "#10b981", "#e11d48", "#0ea5e9", "#a16207"]
 BEFORE_AFTER = {"toxicity": "toxicity", "reward": "reward-model score", "length_words": "length (words)"}
 
 
@@ -102,7 +104,8 @@ def before_after_view(run_ids: list[int]) -> None:
             return
         for col, key in zip(st.columns(len(shown)), shown, strict=True):
             data = dist.dropna(subset=[key])
-            fig = px.histogram(data, x=key, color="label", barmode="overlay", opacity=0.6,
+            fig = px.histogram(data, x=key, color="label", barmode="overlay", opacity=0.55,
+                               color_discrete_sequence=MODEL_COLORS,
                                title=f"{BEFORE_AFTER[key].capitalize()} per output", labels={"label": "", key: ""})
             low, high = (0.0, 1.0) if key == "toxicity" else (float(data[key].min()), float(data[key].max()))
             # the same bins for every model, so the histograms compare bin by bin

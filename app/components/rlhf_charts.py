@@ -14,10 +14,18 @@ def reward_and_kl(steps: list[dict], kl_target: float | None) -> go.Figure:
                              mode="lines", line={"dash": "dot"}), secondary_y=False)
     fig.add_trace(go.Scatter(x=x, y=[r.get("objective/kl") for r in steps], name="KL to reference",
                              mode="lines+markers"), secondary_y=True)
-    if kl_target:
-        fig.add_hline(y=kl_target, line_dash="dash", annotation_text=f"KL target {kl_target:g}", secondary_y=True)
+    if kl_target and x:  # a trace, not add_hline: a shape would stretch the reward axis to the KL's scale
+        fig.add_trace(go.Scatter(x=[min(x), max(x)], y=[kl_target] * 2, name=f"KL target {kl_target:g}",
+                                 mode="lines", line={"dash": "dash", "color": "gray"}), secondary_y=True)
+    rewards = [v for r in steps for v in (r.get("objective/scores"), r.get("objective/rlhf_reward")) if v is not None]
+    kls = [r["objective/kl"] for r in steps if r.get("objective/kl") is not None]
+    if rewards:  # each axis fits its own values, so a reward moving between 0.88 and 0.95 stays readable
+        pad = max(0.02, 0.1 * (max(rewards) - min(rewards)))
+        fig.update_yaxes(range=[min(rewards) - pad, max(rewards) + pad], secondary_y=False)
+    fig.update_yaxes(range=[min(0.0, *kls) if kls else 0.0, 1.1 * max([*kls, kl_target or 0.0, 0.1])],
+                     secondary_y=True)
     fig.update_yaxes(title_text="reward", secondary_y=False)
-    fig.update_yaxes(title_text="KL (nats / completion)", secondary_y=True)
+    fig.update_yaxes(title_text="KL (nats / completion)", secondary_y=True, showgrid=False)
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="PPO step",
                       legend={"orientation": "h", "y": 1.12})
     return fig
