@@ -18,7 +18,7 @@ VIEWS = ["Compare runs", "Before/after", "Training curves", "Toxicity", "Per exa
 st.title(":material/leaderboard: Evaluation")
 st.caption("Generate on a dataset split and score the outputs: ROUGE, BLEU and perplexity against references, "
            "toxicity, a reward model's score, length. Compare the base model with its fine-tuned and RLHF versions "
-           "(SFT, PPO, DPO) on the same examples, then send a model's completions back to labeling.")
+           "(SFT, PPO, DPO, GRPO) on the same examples, then send a model's completions back to labeling.")
 
 with st.expander("New evaluation", expanded=False, icon=":material/add:"):
     eval_form()

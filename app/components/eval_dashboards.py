@@ -104,7 +104,10 @@ def before_after_view(run_ids: list[int]) -> None:
             return
         for col, key in zip(st.columns(len(shown)), shown, strict=True):
             data = dist.dropna(subset=[key])
-            fig = px.histogram(data, x=key, color="label", barmode="overlay", opacity=0.55,
+            # two models overlay well; more blur into one colour, so their bars stand side by side
+            overlay = data["label"].nunique() <= 2
+            fig = px.histogram(data, x=key, color="label", barmode="overlay" if overlay else "group",
+                               opacity=0.55 if overlay else 0.9,
                                color_discrete_sequence=MODEL_COLORS,
                                title=f"{BEFORE_AFTER[key].capitalize()} per output", labels={"label": "", key: ""})
             low, high = (0.0, 1.0) if key == "toxicity" else (float(data[key].min()), float(data[key].max()))
