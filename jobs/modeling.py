@@ -53,14 +53,18 @@ def lora_targets(model, wanted: list[str], model_name: str) -> list[str] | str:
     return wanted
 
 
+def lora_config(lora, model, model_name: str, task_type: str = "CAUSAL_LM"):
+    """A peft ``LoraConfig`` from a spec's ``LoraArgs``, its target modules checked against ``model``."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type=task_type,
+                      target_modules=lora_targets(model, lora.target_modules, model_name))
+
+
 def peft_config(spec: SFTSpec, model, base_path: str, base_name: str):
     """The peft config for a spec's method (None for full fine-tuning)."""
     if spec.peft == "lora":
-        from peft import LoraConfig
-
-        lora = spec.lora
-        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type="CAUSAL_LM",
-                          target_modules=lora_targets(model, lora.target_modules, base_name))
+        return lora_config(spec.lora, model, base_name)
     if spec.peft == "prompt_tuning":
         from peft import PromptTuningConfig
 

@@ -29,11 +29,10 @@ def _dataset(rows: list[dict], chat: bool):
 
 
 def run(ctx: JobContext) -> int | None:
-    from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     from backend.models.loader import load_tokenizer, resolve_device
-    from jobs.modeling import count_parameters, lora_targets
+    from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, register_output
     from jobs.rl.preferences import open_preference_job
@@ -48,9 +47,7 @@ def run(ctx: JobContext) -> int | None:
     model = load_causal_lm(start, dtype)
     peft_config = None
     if spec.peft == "lora":
-        peft_config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                                 task_type="CAUSAL_LM",
-                                 target_modules=lora_targets(model, spec.lora.target_modules, start.name))
+        peft_config = lora_config(spec.lora, model, start.name)
     config = DPOConfig(
         output_dir=str(ctx.out_dir / "checkpoints"), beta=spec.beta, loss_type=[spec.loss_type],
         max_steps=t.max_steps, num_train_epochs=t.epochs, learning_rate=t.learning_rate,

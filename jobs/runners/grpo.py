@@ -49,11 +49,10 @@ def make_reward_func(source, samples_path, current_step):
 
 def run(ctx: JobContext) -> int | None:
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
     from backend.models.loader import load_tokenizer, resolve_device
-    from jobs.modeling import count_parameters, lora_targets
+    from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
     from jobs.rl.rewards import load_reward_source
@@ -74,9 +73,7 @@ def run(ctx: JobContext) -> int | None:
     model = load_causal_lm(start, dtype)
     peft_config = None
     if spec.peft == "lora":
-        peft_config = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                                 task_type="CAUSAL_LM",
-                                 target_modules=lora_targets(model, spec.lora.target_modules, start.name))
+        peft_config = lora_config(spec.lora, model, start.name)
     source = load_reward_source(spec.reward, reward_path, device)
     print(f"reward: {getattr(source, 'name', spec.reward.source)}", flush=True)
     config = GRPOConfig(

@@ -44,11 +44,11 @@ def run(ctx: JobContext) -> int | None:
     import copy
 
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from safetensors.torch import save_file
 
     from backend.models.loader import load_tokenizer, resolve_device
-    from jobs.modeling import count_parameters, lora_targets
+    from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
     from jobs.rl.rewards import load_reward_source
@@ -73,10 +73,7 @@ def run(ctx: JobContext) -> int | None:
     lm = load_causal_lm(start, dtype)
     reference = None
     if spec.peft == "lora":
-        lora = spec.lora
-        lm = get_peft_model(lm, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                           target_modules=lora_targets(lm, lora.target_modules, start.name),
-                                           task_type="CAUSAL_LM"))
+        lm = get_peft_model(lm, lora_config(spec.lora, lm, start.name))
     else:  # full-parameter PPO: a frozen copy is the reference (twice the memory)
         reference = copy.deepcopy(lm) if reference_ref.path == start.path else load_causal_lm(reference_ref, dtype)
         reference.requires_grad_(False).eval().to(device)

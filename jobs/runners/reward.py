@@ -96,7 +96,7 @@ def run(ctx: JobContext) -> int | None:
     from transformers import get_scheduler
 
     from backend.models.loader import load_tokenizer, resolve_device
-    from jobs.modeling import count_parameters, lora_targets
+    from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_reward_backbone, register_output
     from jobs.rl.preferences import open_preference_job
@@ -111,12 +111,9 @@ def run(ctx: JobContext) -> int | None:
     tokenizer.padding_side = "right"
     model = load_reward_backbone(start, dtype_for(t.precision, device), tokenizer.pad_token_id)
     if spec.peft == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
-                                                 lora_dropout=spec.lora.dropout, task_type="SEQ_CLS",
-                                                 target_modules=lora_targets(model, spec.lora.target_modules,
-                                                                             start.name)))
+        model = get_peft_model(model, lora_config(spec.lora, model, start.name, task_type="SEQ_CLS"))
     model.to(device).train()
     trainable, total = count_parameters(model)
     ctx.log_metrics(0, {"trainable_params": trainable, "total_params": total})
