@@ -185,10 +185,40 @@ def screenshot(page, name: str) -> None:
     page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
 
 
-def choose(page, label: str, option: str) -> None:
+def expander(page, title: str) -> None:
+    """Open (or fold) an expander by its title and let it finish moving: a click on a widget inside an expander
+    that is still opening can land while the page shifts, give the widget focus and open nothing."""
+    page.get_by_test_id("stExpander").get_by_text(title).first.click()
+    page.wait_for_timeout(500)  # the open/close animation
+    settle(page, quiet=0.5)
+
+
+def select(page, box, option: str, *, type_first: bool = False) -> None:
+    """Open a selectbox or multiselect (a locator) and click ``option``; if the menu did not open (a click that
+    only focused the box, or a rerun that closed it), close it and try again. ``type_first`` types the option's
+    text to filter a long, virtualised list (far options are not in the page until filtered)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        box.click()
+        if type_first:
+            page.keyboard.press("Control+A")  # a retry replaces the filter text typed before
+            page.keyboard.type(option)
+        target = page.get_by_role("option", name=option, exact=True)
+        try:
+            target.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            settle(page, quiet=0.5)
+            continue
+        target.click()
+        return
+    raise AssertionError(f"the option '{option}' never appeared")
+
+
+def choose(page, label: str, option: str, *, type_first: bool = False) -> None:
     """Pick an option of a selectbox by its label."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    select(page, page.get_by_test_id("stSelectbox").filter(has_text=label), option, type_first=type_first)
 
 
 def open_page(page, title: str) -> None:

@@ -10,7 +10,7 @@ reward-model job would read them. Screenshots land in ``test-artifacts/labeling-
 from pathlib import Path
 
 import pytest
-from browser_support import JOB_TIMEOUT_MS, open_page, screenshot, settle, sign_in, sign_up
+from browser_support import JOB_TIMEOUT_MS, expander, open_page, screenshot, settle, sign_in, sign_up
 
 pytestmark = pytest.mark.browser
 PASSWORD = "annotator-password"
@@ -89,7 +89,7 @@ def annotate(tab, name: str, orders: list[list[str]], *, undo_once: bool = False
             settle(tab)
             assert ranked(tab) == "1"
     tab.get_by_text("You have judged every item").wait_for()
-    tab.get_by_text("Your recent judgements").click()
+    expander(tab, "Your recent judgements")
     settle(tab)
     screenshot(tab, f"labeling-4-done-{name}")
 

@@ -11,6 +11,7 @@ import pytest
 from browser_support import (  # noqa: F401 (browser_studio is a fixture)
     browser_studio,
     choose,
+    expander,
     open_page,
     screenshot,
     settle,
@@ -52,9 +53,7 @@ def radio(page, group: str, option: str) -> None:
 
 def pick(page, label: str, option: str) -> None:
     """Pick from a long selectbox by typing (its option list is virtualised: far options are not in the page)."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.keyboard.type(option)
-    page.get_by_role("option", name=option, exact=True).click()
+    choose(page, label, option, type_first=True)
     settle(page)
 
 
@@ -110,7 +109,7 @@ def walk(page, studio) -> None:
     settle(page)
 
     # the next-token view follows the controls
-    page.get_by_text("Next-token view: what the decoding controls do").click()
+    expander(page, "Next-token view: what the decoding controls do")
     switch_on(page, "Show the model's next-token distribution for this prompt")
     charts = page.get_by_test_id("stPlotlyChart")
     charts.nth(1).wait_for()
@@ -123,7 +122,7 @@ def walk(page, studio) -> None:
     screenshot(page, "playground-1-next-token")
 
     # few-shot prompt from examples retrieved by similarity
-    page.get_by_text("Template, examples and documents").click()
+    expander(page, "Template, examples and documents")
     pick(page, "Template", "sentiment")
     number(page, "Examples (shots)", 1)
     radio(page, "Examples from", "Typed by hand")
@@ -161,7 +160,7 @@ def walk(page, studio) -> None:
     screenshot(page, "playground-3-documents")
 
     open_page(page, "Playground")
-    page.get_by_text("Template, examples and documents").click()
+    expander(page, "Template, examples and documents")
     page.get_by_text("Prompt preview · sentiment · one-shot").wait_for()  # the settings survived the visit
     pick(page, "Template", "(none: send the prompt as typed)")
     pick(page, "Retrieve from documents", "docs")

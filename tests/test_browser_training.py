@@ -15,7 +15,9 @@ from browser_support import (  # noqa: F401 (browser_studio is a fixture)
     JOB_TIMEOUT_MS,
     browser_studio,
     choose,
+    expander,
     screenshot,
+    select,
     settle,
     sign_up,
 )
@@ -56,7 +58,7 @@ def metric(page, label: str) -> str:
 def train(page) -> str:
     """Build a 3-step LoRA job from the form, follow it to the end; returns the adapter's name."""
     open_page(page, "Jobs")
-    page.get_by_text("New job").first.click()
+    expander(page, "New job")
     choose(page, "Start from preset", "sft-lora-tiny-cpu")
     settle(page)
     page.get_by_text("Trainable parameters").wait_for()
@@ -65,9 +67,9 @@ def train(page) -> str:
     assert 0 < trainable < full, (trainable, full)
     fill(page, "Rank r", "8")
     assert int(metric(page, "Trainable parameters").replace(",", "")) == trainable // 2  # r·(d+k): linear in r
-    page.get_by_text("Training controls").click()
+    expander(page, "Training controls")
     fill(page, "max_steps", "3")
-    page.get_by_text("Preview formatted examples").click()
+    expander(page, "Preview formatted examples")
     page.get_by_text("Example 3 ·").wait_for()
     settle(page)
     screenshot(page, "training-1-sft-form")
@@ -76,7 +78,7 @@ def train(page) -> str:
     page.get_by_test_id("stMetricValue").filter(has_text="succeeded").wait_for(timeout=JOB_TIMEOUT_MS)
     page.get_by_text("Trained model registered as").wait_for()
     adapter = page.get_by_text("Trained model registered as").locator("strong").inner_text()
-    page.get_by_text("New job").first.click()  # fold the form so the job panel is in view
+    expander(page, "New job")  # fold the form so the job panel is in view
     time.sleep(1)  # the expander's animation
     chart = page.get_by_test_id("stPlotlyChart").first
     for panel in ("loss", "learning rate", "gradient norm", "tokens/s (measured)"):
@@ -88,11 +90,10 @@ def train(page) -> str:
 def evaluate(page, adapter: str) -> None:
     open_page(page, "Evaluation")
     page.get_by_text("No evaluation yet").wait_for()
-    page.get_by_text("New evaluation").first.click()
+    expander(page, "New evaluation")
     models = page.get_by_test_id("stMultiSelect").filter(has_text="Models and adapters")
     for name in ("tiny", adapter):
-        models.click()
-        page.get_by_role("option", name=name, exact=True).click()
+        select(page, models, name)
     page.keyboard.press("Escape")
     fill(page, "Test examples", "5")
     page.get_by_role("button", name="Run evaluation").click()
@@ -103,7 +104,7 @@ def evaluate(page, adapter: str) -> None:
     runs.get_by_text(f"#2 {adapter}").wait_for(timeout=JOB_TIMEOUT_MS)  # both runs picked once both finished
     settle(page)
     page.get_by_test_id("stPlotlyChart").nth(1).get_by_text("Change against the baseline").wait_for()
-    page.get_by_text("New evaluation").first.click()
+    expander(page, "New evaluation")
     time.sleep(1)
     screenshot(page, "training-3-compare")
     views = page.get_by_test_id("stRadio").filter(has_text="Per example")
