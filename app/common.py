@@ -47,6 +47,21 @@ def model_names(*, reward: bool = False) -> list[str]:
     return sorted(names, key=lambda name: name != default)
 
 
+NO_SCORE = "none"  # the "Score with" choice that scores nothing
+
+
+def reward_choices(key: str) -> list[str]:
+    """The options of a "Score with" selectbox (``key``): none, the packaged toxicity score and the registered
+    reward models. A remembered choice whose reward model was deleted since is forgotten (the selectbox would
+    fail on a value it no longer offers)."""
+    from backend.services.reward_scoring import TOXICITY
+
+    choices = [NO_SCORE, TOXICITY, *model_names(reward=True)]
+    if st.session_state.get(key, NO_SCORE) not in choices:
+        del st.session_state[key]
+    return choices
+
+
 @contextmanager
 def user_errors():
     """Show a ``StudioError`` as a message in the page instead of a traceback."""

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app.common import model_names, user_errors
+from app.common import NO_SCORE, model_names, reward_choices, user_errors
 from app.components.decoding_controls import decoding_controls, load_decoding
 from app.components.playground_results import keep_widgets, restore_widgets, send_to_labeling, show_run
 from backend.db.engine import session_scope
@@ -15,7 +15,6 @@ st.caption("Run the same input through several variants at once and read latency
            "The run is saved like any playground run.")
 
 NO_TEMPLATE = "(none)"
-NO_SCORE = "none"
 DEFAULT_PRESETS = ["deterministic", "balanced", "creative", "beam-search"]  # variant i starts from preset i
 
 
@@ -60,10 +59,7 @@ for i, box in enumerate(columns):
     with box:
         variants.append(variant_form(i, names, template_names))
 
-rewards = [NO_SCORE, reward_scoring.TOXICITY, *model_names(reward=True)]
-if st.session_state.get("cmp-score", NO_SCORE) not in rewards:  # a reward model removed since
-    del st.session_state["cmp-score"]
-reward = st.selectbox("Score with", rewards, key="cmp-score",
+reward = st.selectbox("Score with", reward_choices("cmp-score"), key="cmp-score",
                       help="Score every completion and show each column's best and mean reward. "
                            f"{reward_scoring.TOXICITY}: 1 − p(toxic), no model needed; or a trained reward model.")
 if st.button("Run all variants", type="primary", key="cmp-go", disabled=None in variants, icon=":material/play_arrow:"):

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app.common import model_names, user_errors
+from app.common import NO_SCORE, model_names, reward_choices, user_errors
 from app.components.decoding_controls import decoding_controls
 from app.components.playground_nexttoken import next_token_view
 from app.components.playground_prompt import context_meter, prompt_settings
@@ -22,7 +22,6 @@ st.title(":material/chat: Playground")
 st.caption("Try prompts and decoding settings on a real model. Every run is saved (see Runs).")
 
 
-NO_SCORE = "none"
 
 
 def scored(run: dict, reward: str | None, best_of_n: bool) -> dict:
@@ -76,11 +75,9 @@ if not names:
 with session_scope() as s:
     collections = [c["name"] for c in list_collections(s)]
     template_names = [t["name"] for t in templates.list_templates(s)]
-rewards = [reward_scoring.TOXICITY, *model_names(reward=True)]
 restore_widgets("pg")  # the settings survive a visit to another page
-if st.session_state.get("pg-score", NO_SCORE) not in [NO_SCORE, *rewards]:  # a reward model removed since
-    del st.session_state["pg-score"]
-apply_reopened("pg", names, collections, template_names, rewards)
+score_choices = reward_choices("pg-score")
+apply_reopened("pg", names, collections, template_names, score_choices[1:])
 
 left, right = st.columns([1, 2], gap="large")
 with left:
@@ -92,7 +89,7 @@ with left:
                              help="auto: bf16 on a GPU, fp32 on a CPU. int8 dynamic quantization is ~3× faster "
                                   "on CPU; bfloat16 halves memory. Loaded models are shared by every user.")
     cfg = decoding_controls("pg")
-    reward = st.selectbox("Score with", [NO_SCORE, *rewards], key="pg-score",
+    reward = st.selectbox("Score with", score_choices, key="pg-score",
                           help=f"Score every completion. {reward_scoring.TOXICITY}: 1 − p(toxic) from the offline "
                                "profanity classifier, no model needed. A reward model (trained by a reward job) "
                                "reads the prompt and completion as it was trained, with its own tokenizer.")

@@ -72,8 +72,9 @@ def before_after_view(run_ids: list[int]) -> None:
     baseline, and overlaid per-model histograms of each score."""
     with user_errors():
         with session_scope() as s:
-            rows = evaluation.before_after(s, run_ids)
-            dist = pd.DataFrame(evaluation.score_distributions(s, run_ids))
+            scores = evaluation.score_distributions(s, run_ids)
+            rows = evaluation.before_after(s, run_ids, distributions=scores)
+        dist = pd.DataFrame(scores)
         base = next(r for r in rows if r["baseline"])
         table = pd.DataFrame({"model": [f"{r['label']} · {r['method_label']}" for r in rows],
                               "n": [r["n"] for r in rows]})

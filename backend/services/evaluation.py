@@ -213,14 +213,16 @@ def toxicity_distribution(session: Session, run_ids: list[int]) -> list[dict[str
             if row["toxicity"] is not None]
 
 
-def before_after(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
+def before_after(session: Session, run_ids: list[int], baseline_run_id: int | None = None,
+                 distributions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per run for the before/after table: ``run, model, label, method, method_label, baseline, n`` and,
     from the per-example scores, ``<score>_mean``/``<score>_std`` for toxicity, reward and length_words (None
     when the run did not compute it: no reward model), ``rouge1`` from the run's metrics (None without references),
     and ``delta_<column>`` = run − baseline for each mean and ROUGE-1 (None where either side lacks it).
 
     The baseline is ``baseline_run_id``, else the first run of a base model, else the first run (as
-    ``compare_runs``). Database reads only: one query for the runs' models and one for their examples.
+    ``compare_runs``). Database reads only: one query for the runs' models and one for their examples, unless
+    the caller already holds ``score_distributions`` of these runs (the dashboard charts them too).
     """
     from backend.db.tables import ModelRecord
     from backend.metrics.deltas import mean_std
@@ -230,7 +232,7 @@ def before_after(session: Session, run_ids: list[int], baseline_run_id: int | No
     methods = {r.id: _method(records[r.id]) for r in runs}
     base_id = _baseline(runs, methods, baseline_run_id)
     values: dict[int, dict[str, list[float]]] = {r.id: {k: [] for k in DISTRIBUTIONS} for r in runs}
-    for row in score_distributions(session, [r.id for r in runs]):
+    for row in distributions if distributions is not None else score_distributions(session, [r.id for r in runs]):
         for key in DISTRIBUTIONS:
             if row[key] is not None:
                 values[row["run"]][key].append(row[key])

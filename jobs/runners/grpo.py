@@ -43,7 +43,9 @@ def make_reward_func(source, samples_path, current_step):
                                           :SAMPLES_PER_CALL]])
         return scores
 
-    reward.__name__ = "toxicity" if getattr(source, "name", "").startswith("1 − p(toxic)") else "reward"
+    from jobs.rl.rewards import ToxicityReward
+
+    reward.__name__ = "toxicity" if isinstance(source, ToxicityReward) else "reward"  # TRL's rewards/<name>/mean
     return reward
 
 
