@@ -27,7 +27,7 @@ def startup() -> None:
     _prepare(settings.url)
     last = st.session_state.get("_worker_checked", 0.0)
     if settings.worker_autostart and time.time() - last > 15:
-        from backend.services.workers import ensure_local_worker
+        from services.workers import ensure_local_worker
 
         with session_scope() as s:
             ensure_local_worker(s)
@@ -54,7 +54,7 @@ def reward_choices(key: str) -> list[str]:
     """The options of a "Score with" selectbox (``key``): none, the packaged toxicity score and the registered
     reward models. A remembered choice whose reward model was deleted since is forgotten (the selectbox would
     fail on a value it no longer offers)."""
-    from backend.services.reward_scoring import TOXICITY
+    from services.reward_scoring import TOXICITY
 
     choices = [NO_SCORE, TOXICITY, *model_names(reward=True)]
     if st.session_state.get(key, NO_SCORE) not in choices:

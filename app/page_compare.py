@@ -8,7 +8,7 @@ from app.components.decoding_controls import decoding_controls, load_decoding
 from app.components.playground_results import keep_widgets, restore_widgets, send_to_labeling, show_run
 from backend.db.engine import session_scope
 from backend.generation.decoding import PRESETS
-from backend.services import compare, reward_scoring, templates
+from services import compare, prompt_building, reward_scoring, runs
 
 st.title(":material/view_column: Compare")
 st.caption("Run the same input through several variants at once and read latency, speed and length per column. "
@@ -46,7 +46,7 @@ if not names:
     st.warning("No model is available yet: run `studio models bootstrap` (make run does it), then reload.")
     st.stop()
 with session_scope() as s:
-    template_names = [t["name"] for t in templates.list_templates(s)]
+    template_names = [t["name"] for t in prompt_building.list_templates(s)]
 
 restore_widgets("cmp")  # the variants survive a visit to another page
 input_text = st.text_area("Input", key="cmp-input", height=120,
@@ -74,7 +74,7 @@ if st.button("Run all variants", type="primary", key="cmp-go", disabled=None in 
 
 if last := st.session_state.get("cmp-last-run"):
     with user_errors(), session_scope() as s:
-        run = compare.get_run(s, last)
+        run = runs.get_run(s, last)
         st.subheader(f"Run #{run['id']}")
         summary = pd.DataFrame([{"variant": c["label"], "latency (s)": c["latency_s"], "tokens/s": c["tokens_per_second"],
                                  "tokens": c["completion_tokens"], "words": c["words"], "prompt tokens": c["prompt_tokens"],

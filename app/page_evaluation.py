@@ -9,9 +9,8 @@ from app.common import user_errors
 from app.components.eval_dashboards import before_after_view, compare_view, curves_view, examples_view, toxicity_view
 from app.components.eval_form import eval_form
 from backend.db.engine import session_scope
-from backend.services import evaluation
-from labeling import from_models
 from labeling.campaigns import CRITERIA
+from services import campaigns_from_runs, evaluation
 
 VIEWS = ["Compare runs", "Before/after", "Training curves", "Toxicity", "Per example"]
 
@@ -54,7 +53,7 @@ def send_to_labeling(picked: list[int], labels: dict[int, str], models: dict[int
             st.session_state.pop("ev-lc-flash", None)
             created = None
             with user_errors(), session_scope(write=True) as s:  # an error rolls back: no campaign, no job
-                created = from_models.campaign_from_eval_run(s, user["id"], run, name, k=int(k), versus_run_id=versus,
+                created = campaigns_from_runs.campaign_from_eval_run(s, user["id"], run, name, k=int(k), versus_run_id=versus,
                                                              criterion=criterion)
             if created:  # kept in the session so the message outlives the fragment's next refresh
                 st.session_state["ev-lc-flash"] = (

@@ -2,7 +2,7 @@
 
 Only campaigns open to the annotator and only their own judgements are shown. The current task lives in
 session state, so picking ranks (inside a form) costs no query; a submit stores the ranking and fetches the
-next task in one transaction (``service.submit_and_next``) and the next item is drawn in the same rerun.
+next task in one transaction (``workbench.submit_and_next``) and the next item is drawn in the same rerun.
 """
 
 import time
@@ -13,7 +13,8 @@ from app.auth import current_user, is_admin
 from app.common import user_errors
 from app.components.labeling_workbench import history_panel, prefill, ranking_form, wait_for_completions
 from backend.db.engine import session_scope
-from labeling import completion_jobs, service
+from labeling import workbench
+from services import completion_jobs
 
 # NOTE: st.rerun()/st.stop() raise; called inside session_scope they would roll the transaction back.
 # Every transaction below closes before the page reruns or stops.
@@ -27,7 +28,7 @@ if flash := st.session_state.pop("lb-flash", None):
     st.toast(flash)
 
 with session_scope() as s:
-    campaigns = {c["id"]: c for c in service.campaigns_for_annotator(s, user["id"])}
+    campaigns = {c["id"]: c for c in workbench.campaigns_for_annotator(s, user["id"])}
 if not campaigns:
     st.info("No campaign is open for labeling right now. "
             + ("Create one on the **Campaigns** page." if is_admin() else "Your admin will open one for you."))
@@ -40,7 +41,7 @@ campaign = campaigns[campaign_id]
 
 def fetch_task(item_id: int | None = None) -> dict | None:
     with session_scope() as s:
-        task = service.next_task(s, campaign_id, user["id"], item_id)
+        task = workbench.next_task(s, campaign_id, user["id"], item_id)
     return task.to_dict() if task else None
 
 
@@ -52,8 +53,8 @@ if task is None or task["campaign_id"] != campaign_id:
     st.session_state["lb-task"] = task
 
 with session_scope() as s:
-    mine = service.my_progress(s, user["id"], campaign_id)
-    guidelines = service.campaign_guidelines(s, campaign_id)
+    mine = workbench.my_progress(s, user["id"], campaign_id)
+    guidelines = workbench.campaign_guidelines(s, campaign_id)
 c1, c2, c3 = st.columns([1, 1, 3], vertical_alignment="bottom")
 c1.metric("You ranked", mine["ranked"])
 c2.metric("You skipped", mine["skipped"])
@@ -68,8 +69,8 @@ def undo() -> None:
     """Take back the last submission in this campaign and show that item again, prefilled."""
     undone = task_again = None
     with user_errors(), session_scope(write=True) as s:
-        last = service.undo_last(s, user["id"], campaign_id)
-        task_again = service.next_task(s, campaign_id, user["id"], last["item_id"]).to_dict()
+        last = workbench.undo_last(s, user["id"], campaign_id)
+        task_again = workbench.next_task(s, campaign_id, user["id"], last["item_id"]).to_dict()
         undone = last  # only once both succeeded (else the transaction rolled back)
     if undone and task_again:
         prefill(undone)
@@ -103,7 +104,7 @@ else:
     if action:
         result = None
         with user_errors(), session_scope(write=True) as s:
-            result = service.submit_and_next(s, item_id, user["id"], ranks, flagged=flagged, comment=comment,
+            result = workbench.submit_and_next(s, item_id, user["id"], ranks, flagged=flagged, comment=comment,
                                              seconds_spent=time.time() - started, skipped=action == "skip")
         if result is not None:
             st.session_state["lb-task"] = result["next"].to_dict() if result["next"] else None

@@ -7,8 +7,8 @@ import streamlit as st
 from app.common import user_errors
 from backend.db.engine import session_scope
 from backend.models.store import add_model, list_models
-from backend.services import training
 from jobs.specs import parse_spec, spec_to_yaml
+from services import training
 
 st.title(":material/deployed_code: Models & adapters")
 st.caption("Trained models and adapters are registered by their jobs with where they came from; every model here "

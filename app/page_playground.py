@@ -16,7 +16,7 @@ from app.components.playground_results import (
 )
 from backend.db.engine import session_scope
 from backend.rag.collections import list_collections
-from backend.services import compare, playground, reward_scoring, templates
+from services import compare, playground, prompt_building, reward_scoring, runs
 
 st.title(":material/chat: Playground")
 st.caption("Try prompts and decoding settings on a real model. Every run is saved (see Runs).")
@@ -74,7 +74,7 @@ if not names:
     st.stop()
 with session_scope() as s:
     collections = [c["name"] for c in list_collections(s)]
-    template_names = [t["name"] for t in templates.list_templates(s)]
+    template_names = [t["name"] for t in prompt_building.list_templates(s)]
 restore_widgets("pg")  # the settings survive a visit to another page
 score_choices = reward_choices("pg-score")
 apply_reopened("pg", names, collections, template_names, score_choices[1:])
@@ -105,7 +105,7 @@ with right:
                                         "prompt": {**spec, "chat": chat, "system": system}}
     if variant and (prompt.strip() or spec.get("template")):
         with user_errors(), session_scope() as s:
-            preview = templates.preview_prompt(s, templates.PromptSpec(**variant["prompt"]), prompt, model=model,
+            preview = prompt_building.preview_prompt(s, prompt_building.PromptSpec(**variant["prompt"]), prompt, model=model,
                                                max_new_tokens=cfg.max_new_tokens)
             context_meter("pg", preview)
             with st.expander(f"Prompt preview · {preview['label']}"):
@@ -115,7 +115,7 @@ with right:
             generate(prompt, variant, None if reward == NO_SCORE else reward, best_of_n)
     elif last := st.session_state.get("pg-last-run"):
         with user_errors(), session_scope() as s:
-            show_column(compare.get_run(s, last)["columns"][st.session_state.get("pg-last-col", 0)])
+            show_column(runs.get_run(s, last)["columns"][st.session_state.get("pg-last-col", 0)])
 
     with st.expander("Next-token view: what the decoding controls do", icon=":material/bar_chart:"):
         if cfg is not None:
@@ -123,13 +123,13 @@ with right:
 
     if last := st.session_state.get("pg-last-run"):
         with session_scope() as s:
-            last_run = compare.get_run(s, last)
+            last_run = runs.get_run(s, last)
         with st.popover("Send this run to labeling", icon=":material/low_priority:"):
             send_to_labeling(last_run, "pg")
 
     st.subheader("Recent runs")
     with session_scope() as s:
-        runs = compare.list_runs(s, limit=10)
+        runs = runs.list_runs(s, limit=10)
     if runs:
         st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch",
                      column_order=["id", "created", "input", "columns"])

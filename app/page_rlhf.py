@@ -7,7 +7,7 @@ import streamlit as st
 from app.common import user_errors
 from app.components.rlhf_charts import diagnostic, reward_and_kl
 from backend.db.engine import session_scope
-from backend.services import rlhf
+from services import rlhf
 
 st.title(":material/psychology: RLHF runs")
 st.caption("PPO keeps the policy close to its reference with a per-token KL penalty: watch the reward rise while the "

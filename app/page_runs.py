@@ -6,13 +6,13 @@ import streamlit as st
 from app.common import user_errors
 from app.components.playground_results import reopen_in_playground, send_to_labeling, show_run
 from backend.db.engine import session_scope
-from backend.services import compare
+from services import compare, runs
 
 st.title(":material/history: Runs")
 st.caption("Every run is kept with its model, template, decoding settings, seed, output and timings.")
 
 with session_scope() as s:
-    runs = compare.list_runs(s, limit=200)
+    runs = runs.list_runs(s, limit=200)
 if not runs:
     st.info("No runs yet: generate something on the Playground or Compare page.")
     st.stop()
@@ -23,7 +23,7 @@ by_id = {r["id"]: r for r in runs}
 run_id = st.selectbox("Run", list(by_id), key="runs-pick",
                       format_func=lambda i: f"#{i} · {by_id[i]['created']} · {by_id[i]['input'][:60]}")
 with session_scope() as s:
-    run = compare.get_run(s, run_id)
+    run = runs.get_run(s, run_id)
 
 st.markdown(f"**Input** · {run['kind']} run of {run['created_at']}"
             + (f" · rerun of #{run['rerun_of']}" if run.get("rerun_of") else ""))
@@ -46,7 +46,7 @@ with again:
 with export:
     st.markdown("**Export**")
     with session_scope() as s:
-        files = {fmt: compare.export_run(s, run_id, fmt) for fmt in ("json", "jsonl", "csv")}
+        files = {fmt: runs.export_run(s, run_id, fmt) for fmt in ("json", "jsonl", "csv")}
     mime = {"json": "application/json", "jsonl": "application/jsonl", "csv": "text/csv"}
     for fmt, data in files.items():
         st.download_button(f"Download {fmt.upper()}", data, file_name=f"run-{run_id}.{fmt}", mime=mime[fmt],

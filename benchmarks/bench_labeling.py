@@ -39,7 +39,8 @@ def main() -> None:
 
     from backend.db.engine import get_engine, session_scope, upgrade_database
     from backend.db.tables import Ranking
-    from labeling import campaigns, completion_jobs, export, quality, service, synthetic
+    from labeling import campaigns, export, quality, synthetic, workbench
+    from services import completion_jobs
 
     upgrade_database()
     n_items = args.rankings // args.per_item
@@ -51,8 +52,8 @@ def main() -> None:
         cid = c.id
         s.execute(Ranking.__table__.delete().where(Ranking.item_id == s.scalar(
             select(func.max(Ranking.item_id)))))  # the last item needs judgements again: worst case for next_item
-        fresh = service.get_or_create_user(s, "fresh").id
-        half = service.get_or_create_user(s, "ann-0").id
+        fresh = workbench.get_or_create_user(s, "fresh").id
+        half = workbench.get_or_create_user(s, "ann-0").id
     with session_scope() as s:
         total = s.scalar(select(func.count(Ranking.id)))
     print(f"seeded {total} rankings over {n_items} items (K={args.k}) in {time.perf_counter() - began:.1f} s")
@@ -64,11 +65,11 @@ def main() -> None:
         return run
 
     results = {
-        "next_task (worst case: only the last item is open)": read(lambda s: service.next_task(s, cid, fresh)),
-        "my_progress": read(lambda s: service.my_progress(s, fresh, cid)),
-        "campaigns_for_annotator": read(lambda s: service.campaigns_for_annotator(s, fresh)),
+        "next_task (worst case: only the last item is open)": read(lambda s: workbench.next_task(s, cid, fresh)),
+        "my_progress": read(lambda s: workbench.my_progress(s, fresh, cid)),
+        "campaigns_for_annotator": read(lambda s: workbench.campaigns_for_annotator(s, fresh)),
         "list_campaigns": read(lambda s: campaigns.list_campaigns(s)),
-        "my_history (10 latest)": read(lambda s: service.my_history(s, half, cid, limit=10)),
+        "my_history (10 latest)": read(lambda s: workbench.my_history(s, half, cid, limit=10)),
         "completion job status": read(lambda s: completion_jobs.active_job(s, cid)),
         "campaign_progress": read(lambda s: campaigns.campaign_progress(s, cid)),
         "annotator_progress": read(lambda s: campaigns.annotator_progress(s, cid)),
@@ -78,17 +79,17 @@ def main() -> None:
 
     with session_scope(write=True) as s:
         campaigns.update_campaign(s, cid, overlap=args.per_item + 1)  # every item open again
-    print(f"{timed(read(lambda s: service.next_task(s, cid, fresh)), args.repeat):9.1f} ms  next_task (typical)")
-    print(f"{timed(read(lambda s: service.next_task(s, cid, half)), args.repeat):9.1f} ms  "
+    print(f"{timed(read(lambda s: workbench.next_task(s, cid, fresh)), args.repeat):9.1f} ms  next_task (typical)")
+    print(f"{timed(read(lambda s: workbench.next_task(s, cid, half)), args.repeat):9.1f} ms  "
           "next_task (annotator who judged half the items)")
 
     def submit_then_undo():
         with session_scope(write=True) as s:
-            task = service.next_task(s, cid, fresh)
+            task = workbench.next_task(s, cid, fresh)
             ranks = {c["id"]: i + 1 for i, c in enumerate(task.completions)}
-            service.submit_and_next(s, task.item_id, fresh, ranks, seconds_spent=3.0)
+            workbench.submit_and_next(s, task.item_id, fresh, ranks, seconds_spent=3.0)
         with session_scope(write=True) as s:
-            service.undo_last(s, fresh, cid)
+            workbench.undo_last(s, fresh, cid)
     print(f"{timed(submit_then_undo, args.repeat):9.1f} ms  submit_and_next + undo_last")
 
     page_timings(args.repeat, fresh)
@@ -98,7 +99,7 @@ def main() -> None:
         print(f"{timed(fn, 1):9.1f} ms  {name}")
 
     engine = get_engine()
-    stmt = service.next_item_statement(cid, fresh, args.per_item + 1, args.k, ready_only=True)
+    stmt = workbench.next_item_statement(cid, fresh, args.per_item + 1, args.k, ready_only=True)
     sql = str(stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
     with engine.connect() as conn:
         plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()

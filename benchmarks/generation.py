@@ -54,7 +54,7 @@ def run(model_ref: str | None, max_new_tokens: int, repeats: int, precision: str
     from backend.db.engine import session_scope, upgrade_database
     from backend.generation.decoding import DecodingConfig
     from backend.generation.engine import format_prompt, generate, stream
-    from backend.services.playground import open_model
+    from services.playground import open_model
 
     upgrade_database()
     with session_scope(write=True) as s:

@@ -38,7 +38,7 @@ def check_spec(session: Session, spec: Any) -> None:
     the job reads, templates use a data field, a resumed job has a usable checkpoint, early stopping has
     validation data, an evaluated adapter fits its base (shapes only, no weights), extra metrics and the
     toxicity model load. Rows are not read here: column and row problems fail the job with a readable error
-    (and ``backend.services.training.preview_examples`` shows them before launch). A job kind without an
+    (and ``services.training.preview_examples`` shows them before launch). A job kind without an
     entry in ``SPEC_CHECKS`` is queued as it is.
     """
     check = SPEC_CHECKS.get(spec.kind)

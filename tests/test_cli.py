@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from backend.cli import main
+from cli.main import main
 
 
 def run_cli(args, capsys):
@@ -72,7 +72,7 @@ def test_eval_metrics_mismatched_and_non_utf8(tmp_path, capsys):
 
 
 def test_help_is_fast_and_imports_no_heavy_library():
-    probe = ("import sys, backend.cli as c; c.build_parser(); "
+    probe = ("import sys, cli.main as c; c.build_parser(); "
              "print([m for m in ('torch','transformers','trl','datasets','streamlit') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from backend.db.engine import session_scope
 from backend.db.tables import Completion, PlaygroundRun
 from backend.errors import StudioError
-from backend.services import compare
+from services import compare, runs
 
 GREEDY = {"max_new_tokens": 6}
 SAMPLED = {"do_sample": True, "temperature": 1.3, "top_k": 20, "max_new_tokens": 6, "seed": 11,
@@ -46,8 +46,8 @@ def test_run_is_saved_with_completions_and_column_metrics(run):
         few_rows = [r for r in rows if r.source_label == "sentiment few-shot"]
         assert {r.template for r in few_rows} == {"sentiment · few-shot (2)"} and few_rows[0].seed == 11
         assert few_rows[0].model_name == "tiny" and few_rows[0].prompt_text == few["prompt"]
-        assert compare.get_run(s, run["id"]) == run
-        assert compare.list_runs(s)[0]["id"] == run["id"]
+        assert runs.get_run(s, run["id"]) == run
+        assert runs.list_runs(s)[0]["id"] == run["id"]
 
 
 def test_rerun_reproduces_and_seed_override_changes_sampling(run):
@@ -64,29 +64,13 @@ def test_rerun_reproduces_and_seed_override_changes_sampling(run):
 
 def test_export_json_and_csv(run):
     with session_scope() as s:
-        as_json = json.loads(compare.export_run(s, run["id"], "json"))
-        rows = list(csv.DictReader(io.StringIO(compare.export_run(s, run["id"], "csv"))))
+        as_json = json.loads(runs.export_run(s, run["id"], "json"))
+        rows = list(csv.DictReader(io.StringIO(runs.export_run(s, run["id"], "csv"))))
         with pytest.raises(StudioError, match="json"):
-            compare.export_run(s, run["id"], "xml")
+            runs.export_run(s, run["id"], "xml")
     assert as_json["id"] == run["id"] and len(as_json["columns"]) == 2
     assert len(rows) == 3 and rows[1]["seed"] == "11" and json.loads(rows[1]["decoding"])["top_k"] == 20
     assert rows[0]["text"] == run["columns"][0]["completions"][0]["text"]
-
-
-def test_campaign_payload(run):
-    ids = [c["id"] for col in run["columns"] for c in col["completions"]]
-    with session_scope() as s:
-        payload = compare.run_to_campaign_payload(s, run["id"], ids[1:])
-        everything = compare.run_to_campaign_payload(s, run["id"])
-        with pytest.raises(StudioError, match="at least 2"):
-            compare.run_to_campaign_payload(s, run["id"], ids[:1])
-        with pytest.raises(StudioError, match="not part of run"):
-            compare.run_to_campaign_payload(s, run["id"], [ids[0], 99999])
-    assert payload["prompt"] == "Who would use this product?" and [c["id"] for c in payload["completions"]] == ids[1:]
-    first = payload["completions"][0]
-    assert first["model"] == "tiny" and first["seed"] == 11 and first["source_label"] == "sentiment few-shot"
-    assert first["decoding"]["num_return_sequences"] == 2 and "Classify this review" in first["prompt_text"]
-    assert len(everything["completions"]) == 3
 
 
 def test_streamed_single_run_is_saved_and_next_token_view(tiny_model):
@@ -119,13 +103,13 @@ def test_bad_input_gives_clear_errors(tiny_model):
             with pytest.raises(StudioError, match=message):
                 compare.run_comparison(s, text, variants)
         with pytest.raises(StudioError, match="No playground run"):
-            compare.get_run(s, 424242)
+            runs.get_run(s, 424242)
     assert compare.decoding_summary(compare.Variant(decoding={"num_beams": 4}).decoding) == "beam 4"
 
 
 def test_export_jsonl_one_line_per_completion(run):
     with session_scope() as s:
-        lines = [json.loads(line) for line in compare.export_run(s, run["id"], "jsonl").splitlines()]
+        lines = [json.loads(line) for line in runs.export_run(s, run["id"], "jsonl").splitlines()]
     assert len(lines) == 3 and {line["run_id"] for line in lines} == {run["id"]}
     assert lines[1]["column"] == "sentiment few-shot" and lines[1]["seed"] == 11
     assert lines[0]["text"] == run["columns"][0]["completions"][0]["text"] and lines[0]["tokens_per_second"] > 0
@@ -133,8 +117,8 @@ def test_export_jsonl_one_line_per_completion(run):
 
 def test_send_run_to_campaign_copies_completions_and_sources(run):
     from backend.db.tables import CampaignItem, Prompt
-    from backend.services.playground import send_run_to_campaign
     from labeling.generation import items_missing_completions
+    from services.campaigns_from_runs import send_run_to_campaign
 
     with session_scope(write=True) as s:
         made = send_run_to_campaign(s, run["id"], "from the playground")
@@ -150,11 +134,11 @@ def test_send_run_to_campaign_copies_completions_and_sources(run):
         from backend.db.tables import Campaign
 
         assert items_missing_completions(s, s.get(Campaign, made["id"])) == []  # nothing left to generate
-        assert compare.get_run(s, run["id"]) == run  # the run itself is unchanged
+        assert runs.get_run(s, run["id"]) == run  # the run itself is unchanged
 
 
 def test_send_one_sampled_variant_and_bad_requests(run):
-    from backend.services.playground import send_run_to_campaign
+    from services.campaigns_from_runs import send_run_to_campaign
 
     with session_scope(write=True) as s:
         made = send_run_to_campaign(s, run["id"], "sampled only", columns=["sentiment few-shot"],
@@ -172,7 +156,7 @@ def test_send_one_sampled_variant_and_bad_requests(run):
 
 
 def test_parse_typed_examples():
-    from backend.services.playground import parse_typed_examples
+    from services.playground import parse_typed_examples
 
     assert parse_typed_examples("  \n") is None
     assert parse_typed_examples('{"review": "Great", "sentiment": "Positive"}\n\n{"review": 3, "sentiment": null}') == [

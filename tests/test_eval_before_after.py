@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, CampaignItem, EvalResult, EvalRun, Job, ModelRecord, Prompt
 from backend.errors import StudioError
-from backend.services import evaluation
 from jobs import queue
 from jobs.run import main as run_job
 from jobs.specs import EvalSpec, parse_spec
+from services import evaluation
 
 
 @pytest.fixture(autouse=True)
@@ -218,7 +218,7 @@ def admin_id(tiny_model):
 
 
 def test_send_run_to_labeling_creates_campaign_items_and_job(tiny_model, admin_id):
-    from labeling.from_models import campaign_from_eval_run
+    from services.campaigns_from_runs import campaign_from_eval_run
 
     with session_scope(write=True) as s:  # the base is the registered tiny model; the "PPO model" a copy of it
         base = add_run(s, "tiny", [0.5, 0.5, 0.1], [3, 4, 5], chat=False)
@@ -239,7 +239,7 @@ def test_send_run_to_labeling_creates_campaign_items_and_job(tiny_model, admin_i
 
 
 def test_send_to_labeling_errors_leave_nothing(tiny_model, admin_id):
-    from labeling.from_models import campaign_from_eval_run
+    from services.campaigns_from_runs import campaign_from_eval_run
 
     with session_scope(write=True) as s:
         run = add_run(s, "ppo-job7", [0.1, 0.2], [3, 3], method="ppo", path=tiny_model.path)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from backend.cli import main
+from cli.main import main
 
 
 def test_course_examples_through_the_cli(tmp_path, capsys):

@@ -6,8 +6,8 @@ import pytest
 from backend.db.engine import session_scope
 from backend.db.tables import EvalResult, EvalRun, Job, ModelRecord
 from backend.errors import StudioError
-from backend.services import evaluation
 from jobs import queue
+from services import evaluation
 
 # The course's dialogsum table: base, full fine-tuning, LoRA (ROUGE-1/2/L/Lsum).
 TABLE = {"base": (0.2334, 0.0760, 0.2014, 0.2015), "full": (0.4216, 0.1804, 0.3384, 0.3384),

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from backend.errors import StudioError
-from backend.generation_cli import add_template_flags, apply_template, read_examples_file
+from cli.prompt_flags import add_template_flags, apply_template, read_examples_file
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -71,7 +71,7 @@ def test_bad_flag_combinations(studio_env, tmp_path):
 
 
 def _wired() -> bool:
-    from backend.cli import build_parser
+    from cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return any("--template" in a.option_strings for a in sub.choices["generate"]._actions)
@@ -79,7 +79,7 @@ def _wired() -> bool:
 
 @pytest.mark.skipif(not _wired(), reason="backend/cli.py does not call add_template_flags/apply_template yet")
 def test_studio_generate_with_template_end_to_end(tiny_model, capsys):
-    from backend.cli import main
+    from cli.main import main
 
     main(["generate", "--model", "tiny", "--prompt", "Who would use this product?", "--template", "sentiment",
           "--shots", "2", "--max-new-tokens", "4", "--do-sample", "--seed", "1", "--stop", "\n", "--json"])

@@ -5,7 +5,7 @@ import pytest
 from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.models.store import add_model
-from backend.services.playground import run_generation
+from services.playground import run_generation
 
 pytestmark = pytest.mark.integration
 

@@ -271,7 +271,7 @@ def test_list_and_get(studio_env):
 # --- CLI: studio job submit | list | cancel | logs ---------------------------------------------------
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
-    from backend.cli import main
+    from cli.main import main
 
     try:
         main(list(argv))

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import User
 from backend.errors import StudioError
-from labeling import accounts, service
+from labeling import accounts, workbench
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_authenticate(studio_env, fast_hash):
 def test_name_only_users_cannot_sign_in_until_given_a_password(studio_env, fast_hash):
     with session_scope(write=True) as s:
         admin = accounts.sign_up(s, "alice", "password-1")
-        imported = service.get_or_create_user(s, "imported-annotator")
+        imported = workbench.get_or_create_user(s, "imported-annotator")
         with pytest.raises(StudioError, match="Wrong name"):
             accounts.authenticate(s, "imported-annotator", "")
         with pytest.raises(StudioError, match="taken"):

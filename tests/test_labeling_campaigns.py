@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, PlaygroundRun, Prompt
 from backend.errors import StudioError
-from labeling import campaigns, service, synthetic
+from labeling import campaigns, synthetic, workbench
 
 
 def count(table) -> int:
@@ -157,16 +157,16 @@ def test_progress_per_campaign_and_annotator(studio_env):
     with session_scope(write=True) as s:
         c = synthetic.seed_campaign(s, "prog", n_items=6, k=3, overlap=2, annotators=["a", "b", "c"], per_item=2)
         cid = c.id
-        service.create_campaign(s, "empty", ["x", "y"])  # no completions yet
+        workbench.create_campaign(s, "empty", ["x", "y"])  # no completions yet
         # a third ranking of item 1 (over the overlap) and one skip
-        user = service.get_or_create_user(s, "d")
-        task = service.next_task(s, cid, user.id)
+        user = workbench.get_or_create_user(s, "d")
+        task = workbench.next_task(s, cid, user.id)
         assert task is None  # every item has its 2 judgements: nothing for d
         campaigns.update_campaign(s, cid, overlap=3)
-        task = service.next_task(s, cid, user.id)
-        service.submit_ranking(s, task.item_id, user.id, {c["id"]: i + 1 for i, c in enumerate(task.completions)})
-        task = service.next_task(s, cid, user.id)
-        service.submit_ranking(s, task.item_id, user.id, {}, skipped=True)
+        task = workbench.next_task(s, cid, user.id)
+        workbench.submit_ranking(s, task.item_id, user.id, {c["id"]: i + 1 for i, c in enumerate(task.completions)})
+        task = workbench.next_task(s, cid, user.id)
+        workbench.submit_ranking(s, task.item_id, user.id, {}, skipped=True)
         campaigns.update_campaign(s, cid, overlap=2)
     with session_scope() as s:
         p = campaigns.campaign_progress(s, cid)

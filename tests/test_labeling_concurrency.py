@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Ranking
 from backend.errors import StudioError
-from labeling import service, synthetic
+from labeling import synthetic, workbench
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,16 +48,16 @@ def test_20_annotators_x_50_submissions_lose_and_duplicate_nothing(studio_env):
     with session_scope(write=True) as s:
         # overlap 20 over 50 items: every annotator ranks every item, so all 20 race on the same items
         cid = synthetic.seed_campaign(s, "race", n_items=per_user, k=3, overlap=n_users).id
-        users = [service.get_or_create_user(s, f"annotator-{i}").id for i in range(n_users)]
+        users = [workbench.get_or_create_user(s, f"annotator-{i}").id for i in range(n_users)]
     submitted: Counter = Counter()
 
     def annotate(i: int) -> None:
         user = users[i]
         with session_scope() as s:
-            task = service.next_task(s, cid, user)
+            task = workbench.next_task(s, cid, user)
         while task is not None:  # exactly what the page does: submit, show the next task it got back
             with session_scope(write=True) as s:
-                task = service.submit_and_next(s, task.item_id, user, rank_all(task), seconds_spent=1.0)["next"]
+                task = workbench.submit_and_next(s, task.item_id, user, rank_all(task), seconds_spent=1.0)["next"]
             submitted[user] += 1
 
     errors = run_threads(annotate, n_users)
@@ -74,15 +74,15 @@ def test_20_annotators_x_50_submissions_lose_and_duplicate_nothing(studio_env):
 def test_double_submit_race_gives_one_row_and_a_clear_error(studio_env):
     with session_scope(write=True) as s:
         cid = synthetic.seed_campaign(s, "double", n_items=1, k=3).id
-        user = service.get_or_create_user(s, "ann").id
+        user = workbench.get_or_create_user(s, "ann").id
     with session_scope() as s:
-        task = service.next_task(s, cid, user)
+        task = workbench.next_task(s, cid, user)
     refused: list[str] = []
 
     def click(_: int) -> None:
         try:
             with session_scope(write=True) as s:
-                service.submit_ranking(s, task.item_id, user, rank_all(task))
+                workbench.submit_ranking(s, task.item_id, user, rank_all(task))
         except StudioError as exc:
             refused.append(str(exc))
 
@@ -96,17 +96,17 @@ def test_double_submit_race_gives_one_row_and_a_clear_error(studio_env):
 WORKER = """
 import json, sys
 from backend.db.engine import session_scope
-from labeling import service
+from labeling import workbench
 campaign_id, name = int(sys.argv[1]), sys.argv[2]
 with session_scope(write=True) as s:
-    user = service.get_or_create_user(s, name).id
+    user = workbench.get_or_create_user(s, name).id
 done = 0
 with session_scope() as s:
-    task = service.next_task(s, campaign_id, user)
+    task = workbench.next_task(s, campaign_id, user)
 while task is not None:
     ranks = {c["id"]: i + 1 for i, c in enumerate(task.completions)}
     with session_scope(write=True) as s:
-        task = service.submit_and_next(s, task.item_id, user, ranks)["next"]
+        task = workbench.submit_and_next(s, task.item_id, user, ranks)["next"]
     done += 1
 print(json.dumps({"done": done}))
 """
@@ -135,17 +135,17 @@ def test_concurrent_undo_and_submit_by_different_annotators(studio_env, n_thread
     """Undo touches only its own user's rows while others keep submitting."""
     with session_scope(write=True) as s:
         cid = synthetic.seed_campaign(s, "undo", n_items=10, k=2, overlap=n_threads).id
-        users = [service.get_or_create_user(s, f"u{i}").id for i in range(n_threads)]
+        users = [workbench.get_or_create_user(s, f"u{i}").id for i in range(n_threads)]
 
     def work(i: int) -> None:
         for _ in range(10):
             with session_scope(write=True) as s:
-                task = service.next_task(s, cid, users[i])
-                service.submit_ranking(s, task.item_id, users[i], rank_all(task))
+                task = workbench.next_task(s, cid, users[i])
+                workbench.submit_ranking(s, task.item_id, users[i], rank_all(task))
         if i % 2 == 0:  # even annotators undo their last three
             for _ in range(3):
                 with session_scope(write=True) as s:
-                    service.undo_last(s, users[i], cid)
+                    workbench.undo_last(s, users[i], cid)
 
     assert not run_threads(work, n_threads)
     with session_scope() as s:

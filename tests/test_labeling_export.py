@@ -7,8 +7,8 @@ import pytest
 
 from backend.db.engine import session_scope
 from backend.errors import StudioError
-from labeling import export, service, synthetic
-from labeling.cli import register
+from cli.labels import register
+from labeling import export, synthetic, workbench
 from labeling.records import ItemRecord, load_items
 
 
@@ -142,9 +142,9 @@ def test_export_refusals_change_nothing(studio_env, tmp_path):
 def test_all_tied_rankings_give_no_pairs_and_say_so(studio_env, tmp_path):
     with session_scope(write=True) as s:
         cid = synthetic.seed_campaign(s, "ties", n_items=1).id
-        user = service.get_or_create_user(s, "ann").id
-        task = service.next_task(s, cid, user)
-        service.submit_ranking(s, task.item_id, user, {c["id"]: 1 for c in task.completions})
+        user = workbench.get_or_create_user(s, "ann").id
+        task = workbench.next_task(s, cid, user)
+        workbench.submit_ranking(s, task.item_id, user, {c["id"]: 1 for c in task.completions})
     with session_scope() as s, pytest.raises(StudioError, match="no preference pair"):
         export.export_campaign(s, "ties", tmp_path / "x.jsonl")
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from backend.db.engine import session_scope
 from backend.db.tables import Completion
 from backend.errors import StudioError
-from labeling import campaigns, service
+from labeling import campaigns, workbench
 from labeling.generation import generate_campaign_completions
 
 SOURCES = [
@@ -49,8 +49,8 @@ def test_k_completions_per_item_across_sources_with_provenance(tiny_model):
     assert {c.seed for c in hot} == {11} and all(c.decoding["temperature"] == 1.3 for c in hot)
     # every item is now ready for annotators, and a second run has nothing to do
     with session_scope(write=True) as s:
-        user = service.get_or_create_user(s, "ann").id
-        assert service.next_task(s, cid, user) is not None
+        user = workbench.get_or_create_user(s, "ann").id
+        assert workbench.next_task(s, cid, user) is not None
     assert generate_campaign_completions(None, cid)["total"] == 0
 
 

@@ -13,7 +13,8 @@ from jobs.context import JobCancelled, JobContext
 from jobs.run import main as run_job
 from jobs.runners import label_completions
 from jobs.specs import LabelCompletionsSpec, parse_spec
-from labeling import accounts, campaigns, completion_jobs
+from labeling import accounts, campaigns
+from services import completion_jobs
 
 SOURCES = [
     {"model": "tiny", "decoding": {"do_sample": True, "temperature": 0.7, "max_new_tokens": 4}, "label": "cool"},

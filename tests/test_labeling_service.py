@@ -7,7 +7,7 @@ from backend.db.engine import session_scope
 from backend.db.tables import CampaignItem, Completion, Ranking
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
-from labeling import service
+from labeling import workbench
 
 SHORT = DecodingConfig(do_sample=True, temperature=0.9, max_new_tokens=6)
 
@@ -15,7 +15,7 @@ SHORT = DecodingConfig(do_sample=True, temperature=0.9, max_new_tokens=6)
 @pytest.fixture
 def campaign(studio_env):
     with session_scope(write=True) as s:
-        c = service.create_campaign(s, "c1", ["Say hi.", "Name a fruit.", "  ", "Say hi."], k=3, overlap=2)
+        c = workbench.create_campaign(s, "c1", ["Say hi.", "Name a fruit.", "  ", "Say hi."], k=3, overlap=2)
         for item in s.scalars(select(CampaignItem).where(CampaignItem.campaign_id == c.id)):
             s.add_all(Completion(prompt_id=item.prompt_id, item_id=item.id, model_name="stub", prompt_text="p",
                                  text=f"answer {j} to {item.id}", source_label="stub") for j in range(3))
@@ -24,26 +24,26 @@ def campaign(studio_env):
 
 def _item_with_completions(campaign_id, user_name="ann"):
     with session_scope(write=True) as s:
-        user = service.get_or_create_user(s, user_name)
-        item = service.next_item(s, campaign_id, user.id)
-        ids = [c.id for c in service.item_completions(s, item.id)]
+        user = workbench.get_or_create_user(s, user_name)
+        item = workbench.next_item(s, campaign_id, user.id)
+        ids = [c.id for c in workbench.item_completions(s, item.id)]
         return user.id, item.id, ids
 
 
 def test_campaign_dedupes_and_drops_empty_prompts(campaign):
     with session_scope() as s:
-        [row] = service.list_campaigns(s)
+        [row] = workbench.list_campaigns(s)
     assert row["items"] == 2 and row["needed"] == 4 and row["rankings"] == 0
 
 
 def test_completions_are_generated_once_with_provenance(tiny_model):
     with session_scope(write=True) as s:
-        c = service.create_campaign(s, "gen", ["Say hi."], k=3)
-        item_id = service.next_item(s, c.id, service.get_or_create_user(s, "ann").id).id
-        ids = [c.id for c in service.ensure_completions(s, item_id, "tiny", SHORT)]
+        c = workbench.create_campaign(s, "gen", ["Say hi."], k=3)
+        item_id = workbench.next_item(s, c.id, workbench.get_or_create_user(s, "ann").id).id
+        ids = [c.id for c in workbench.ensure_completions(s, item_id, "tiny", SHORT)]
     assert len(ids) == 3
     with session_scope(write=True) as s:
-        again = service.ensure_completions(s, item_id, "tiny", SHORT)
+        again = workbench.ensure_completions(s, item_id, "tiny", SHORT)
         assert [c.id for c in again] == ids
         assert all(c.model_name == "tiny" and c.decoding["do_sample"] and c.source_label for c in again)
 
@@ -51,12 +51,12 @@ def test_completions_are_generated_once_with_provenance(tiny_model):
 def test_ranking_saved_once_and_next_item_moves_on(campaign):
     user_id, item_id, ids = _item_with_completions(campaign)
     with session_scope(write=True) as s:
-        service.submit_ranking(s, item_id, user_id, {ids[0]: 2, ids[1]: 1, ids[2]: 3}, seconds_spent=4.2)
+        workbench.submit_ranking(s, item_id, user_id, {ids[0]: 2, ids[1]: 1, ids[2]: 3}, seconds_spent=4.2)
     with pytest.raises(StudioError, match="already"), session_scope(write=True) as s:
-        service.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
+        workbench.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
     with session_scope() as s:
         assert s.scalar(select(func.count(Ranking.id))) == 1
-        assert service.next_item(s, campaign, user_id).id != item_id
+        assert workbench.next_item(s, campaign, user_id).id != item_id
 
 
 @pytest.mark.parametrize("ranks_of, flagged_of, message", [
@@ -68,7 +68,7 @@ def test_ranking_saved_once_and_next_item_moves_on(campaign):
 def test_invalid_rankings_are_refused_and_change_nothing(campaign, ranks_of, flagged_of, message):
     user_id, item_id, ids = _item_with_completions(campaign)
     with pytest.raises(StudioError, match=message), session_scope(write=True) as s:
-        service.submit_ranking(s, item_id, user_id, ranks_of(ids), flagged=flagged_of(ids))
+        workbench.submit_ranking(s, item_id, user_id, ranks_of(ids), flagged=flagged_of(ids))
     with session_scope() as s:
         assert s.scalar(select(func.count(Ranking.id))) == 0
 
@@ -76,19 +76,19 @@ def test_invalid_rankings_are_refused_and_change_nothing(campaign, ranks_of, fla
 def test_flags_and_ties_are_accepted(campaign):
     user_id, item_id, ids = _item_with_completions(campaign)
     with session_scope(write=True) as s:
-        row = service.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 1}, flagged={ids[2]})
+        row = workbench.submit_ranking(s, item_id, user_id, {ids[0]: 1, ids[1]: 1}, flagged={ids[2]})
         assert row.flags == [ids[2]]
 
 
 def test_overlap_serves_item_to_second_annotator_until_met(campaign):
     u1, item_id, ids = _item_with_completions(campaign, "a")
     with session_scope(write=True) as s:
-        service.submit_ranking(s, item_id, u1, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
-        u2 = service.get_or_create_user(s, "b").id
-        assert service.next_item(s, campaign, u2).id == item_id
-        service.submit_ranking(s, item_id, u2, {ids[0]: 1, ids[1]: 3, ids[2]: 2})
-        u3 = service.get_or_create_user(s, "c").id
-        assert service.next_item(s, campaign, u3).id != item_id
+        workbench.submit_ranking(s, item_id, u1, {ids[0]: 1, ids[1]: 2, ids[2]: 3})
+        u2 = workbench.get_or_create_user(s, "b").id
+        assert workbench.next_item(s, campaign, u2).id == item_id
+        workbench.submit_ranking(s, item_id, u2, {ids[0]: 1, ids[1]: 3, ids[2]: 2})
+        u3 = workbench.get_or_create_user(s, "c").id
+        assert workbench.next_item(s, campaign, u3).id != item_id
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -99,13 +99,13 @@ def test_overlap_serves_item_to_second_annotator_until_met(campaign):
 ])
 def test_bad_campaigns_are_refused(studio_env, kwargs, message):
     with pytest.raises(StudioError, match=message), session_scope(write=True) as s:
-        service.create_campaign(s, **kwargs)
+        workbench.create_campaign(s, **kwargs)
     with session_scope() as s:
-        assert service.list_campaigns(s) == []
+        assert workbench.list_campaigns(s) == []
 
 
 def test_demo_campaign_uses_project_prompts(studio_env):
     with session_scope(write=True) as s:
-        c = service.create_demo_campaign(s)
+        c = workbench.create_demo_campaign(s)
     with session_scope() as s:
-        assert service.list_campaigns(s)[0]["items"] == 20 and c.k == 3
+        assert workbench.list_campaigns(s)[0]["items"] == 20 and c.k == 3

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, Completion, PlaygroundRun
-from backend.services import compare
+from services import compare, runs
 
 
 def ok(at: AppTest) -> AppTest:
@@ -232,7 +232,7 @@ def test_compare_runs_three_variants_side_by_side(studio):
     button(at, "Run all variants").click().run()
     ok(at)
     with session_scope() as s:
-        run = compare.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
+        run = runs.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
     assert len(run["columns"]) == 3 and run["kind"] == "compare"
     assert [c["label"].split(" · ")[-1] for c in run["columns"]][:2] == ["greedy", "sample T0.7 p0.9 k50"]
     summary = at.dataframe[0].value

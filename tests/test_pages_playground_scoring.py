@@ -11,8 +11,8 @@ from test_reward_scoring import build_reward_model, register_reward_model
 
 from backend.db.engine import session_scope
 from backend.db.tables import Completion, PlaygroundRun
-from backend.services import compare, reward_scoring
-from backend.services.reward_scoring import TOXICITY
+from services import reward_scoring, runs
+from services.reward_scoring import TOXICITY
 
 SCORED = re.compile(r"^Completion (\d) · .* · reward (-?\d+\.\d{3})( · .*best of (\d) by (.+)\*\*)?$")
 
@@ -82,7 +82,7 @@ def test_streamed_completion_scored_by_a_registered_reward_model(studio, tiny_mo
     button(at, "Generate").click().run()
     ok(at)
     with session_scope() as s:
-        run = compare.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
+        run = runs.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
         col = run["columns"][0]
         expected = reward_scoring.score_pairs(s, "tiny-rm", [col["text"]], [col["completions"][0]["text"]])
     assert col["completions"][0]["score"] == pytest.approx(expected[0])
@@ -111,7 +111,7 @@ def test_compare_shows_rewards_per_column(studio):
     button(at, "Run all variants").click().run()
     ok(at)
     with session_scope() as s:
-        run = compare.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
+        run = runs.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
     summary = at.dataframe[0].value
     assert list(summary["reward (best)"]) == pytest.approx([c["reward"]["best"] for c in run["columns"]])
     assert list(summary["reward (mean)"]) == pytest.approx([c["reward"]["mean"] for c in run["columns"]])

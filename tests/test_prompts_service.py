@@ -6,8 +6,8 @@ import pytest
 
 from backend.db.engine import session_scope
 from backend.errors import StudioError
-from backend.services import templates as svc
-from backend.services.templates import PromptSpec, build_prompt
+from services import templates as svc
+from services.prompt_building import PromptSpec, build_prompt
 
 REVIEWS = [
     {"review": "The pizza was cold and the delivery late.", "sentiment": "Negative"},

@@ -119,7 +119,7 @@ def test_collection_bad_input(studio_env):
 
 
 def test_rag_prompt_fills_context_and_returns_citations(collection):
-    from backend.services.templates import PromptSpec, build_prompt
+    from services.prompt_building import PromptSpec, build_prompt
 
     with session_scope() as s:
         built = build_prompt(s, PromptSpec(rag_collection="course notes", rag_k=2), "When is my refund paid?")

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from backend.db.engine import session_scope
 from backend.db.tables import PlaygroundRun
 from backend.errors import StudioError
-from backend.services import compare, reward_scoring
-from backend.services.reward_scoring import TOXICITY, best_first, score_pairs
+from services import compare, reward_scoring, runs
+from services.reward_scoring import TOXICITY, score_pairs
+from services.runs import best_first
 
 PROMPTS = ["Tell me about cake.", "Tell me about cake.", "What is the capital of France?"]
 ANSWERS = ["Cake is a sweet baked food.", "banana apple donut", "The capital of France is Paris."]
@@ -160,7 +161,7 @@ def test_best_of_n_run_keeps_its_scores_and_orders_them(reward_model):
         scored = reward_scoring.score_run(s, run["id"], reward_model, best_of_n=True)
     with session_scope() as s:  # reopened later (Runs page): the scores come back from the run's meta
         meta = s.scalars(select(PlaygroundRun.meta).where(PlaygroundRun.id == run["id"])).one()
-        again = compare.get_run(s, run["id"])
+        again = runs.get_run(s, run["id"])
     assert again == scored and again["reward"] == {"source": "tiny-rm", "best_of_n": True}
     assert meta["reward"]["source"] == "tiny-rm" and set(meta["reward"]["scores"]) == {str(c["id"]) for c in generated}
     col = again["columns"][0]
@@ -175,8 +176,8 @@ def test_best_of_n_run_keeps_its_scores_and_orders_them(reward_model):
     assert col["reward"]["best"] == pytest.approx(max(expected))
     assert col["reward"]["mean"] == pytest.approx(sum(expected) / 4)
     with session_scope() as s:
-        lines = [json.loads(line) for line in compare.export_run(s, run["id"], "jsonl").splitlines()]
-        assert "score" in compare.export_run(s, run["id"], "csv").splitlines()[0].split(",")
+        lines = [json.loads(line) for line in runs.export_run(s, run["id"], "jsonl").splitlines()]
+        assert "score" in runs.export_run(s, run["id"], "csv").splitlines()[0].split(",")
     assert [line["score"] for line in lines] == pytest.approx(got)
 
 

@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
-from backend.services.rlhf import KL_ALARM_NATS, reward_hacking, run_view
 from jobs import queue
 from jobs.specs import parse_spec
+from services.rlhf import KL_ALARM_NATS, reward_hacking, run_view
 
 PAGE = Path(__file__).resolve().parent.parent / "app" / "page_rlhf.py"
 

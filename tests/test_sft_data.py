@@ -8,11 +8,11 @@ import pytest
 from backend.db.engine import session_scope
 from backend.db.tables import Job
 from backend.errors import StudioError
-from backend.services.training import preview_examples
 from jobs import queue
 from jobs.data import apply_length_policy, load_sft_data
 from jobs.run import main as run_job
 from jobs.specs import EvalSpec, SFTSpec
+from services.training import preview_examples
 
 FLAN = ["flan-briefly", "flan-what-summary", "flan-talking-about"]
 

@@ -8,10 +8,10 @@ import pytest
 
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
-from backend.services.training import estimate_trainable
 from jobs import queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
+from services.training import estimate_trainable
 
 
 def write_dataset(folder, n=8, splits=("train", "test")):

@@ -9,10 +9,10 @@ from sqlalchemy import update
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
-from backend.services.training import resumable_jobs
 from jobs import queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
+from services.training import resumable_jobs
 
 
 def write_dataset(folder, n=8):

@@ -10,9 +10,9 @@ from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
 from backend.models.store import register_model
-from backend.services import evaluation, training
 from jobs import queue
 from jobs.specs import EvalSpec
+from services import evaluation, training
 
 
 def make_adapter(base_dir, out, method="lora"):

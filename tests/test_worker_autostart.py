@@ -6,8 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from backend.db.engine import session_scope
-from backend.services.workers import ensure_local_worker
 from jobs.queue import alive_workers
+from services.workers import ensure_local_worker
 
 
 def _ensure() -> bool:

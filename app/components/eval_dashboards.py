@@ -8,7 +8,7 @@ import streamlit as st
 from app.common import user_errors
 from app.components.training_curves import curves_chart
 from backend.db.engine import session_scope
-from backend.services import evaluation, training
+from services import evaluation, training
 
 SCORES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
 

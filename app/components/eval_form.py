@@ -12,8 +12,8 @@ from app.components.decoding_controls import decoding_controls, load_decoding
 from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
-from backend.services import evaluation
 from jobs.specs import DEMO_DIALOGSUM, DEMO_PROVOCATIVE, EvalSpec, parse_spec
+from services import evaluation
 
 KEY = "ev-dec"  # decoding widgets' key prefix
 BARE_PROMPT = "{prompt}"  # a template that passes a prompt set's `prompt` column through unchanged

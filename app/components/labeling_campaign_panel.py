@@ -7,7 +7,8 @@ import streamlit as st
 from app.common import user_errors
 from backend.db.engine import session_scope
 from jobs import queue
-from labeling import campaigns, completion_jobs
+from labeling import campaigns
+from services import completion_jobs
 
 STATUS_ACTIONS = {  # status → the buttons that move it on (label, target status)
     "open": [("Close", "closed"), ("Archive", "archived")],

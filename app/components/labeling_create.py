@@ -8,8 +8,8 @@ from app.common import model_names, user_errors
 from app.components.decoding_controls import decoding_controls, load_decoding
 from backend.db.engine import session_scope
 from backend.generation.decoding import PRESETS
-from labeling import completion_jobs
 from labeling.campaigns import CRITERIA, default_guidelines, load_prompt_set
+from services import completion_jobs
 
 PROMPT_SETS = ("Demo prompts", "Upload a file", "Dataset split", "Playground runs")
 DEMO_SETS = {"labeling": "everyday requests (60)", "provocative": "provocative requests, for harmlessness (80)"}
@@ -38,7 +38,7 @@ def _prompt_set() -> dict[str, Any] | None:
             "split": c2.text_input("Split", "test", key="lc-ds-split"),
             "column": c3.text_input("Prompt column", "dialogue", key="lc-ds-col"),
             "limit": c4.number_input("Limit (0 = all)", 0, 100_000, 20, key="lc-ds-limit")}}
-    from backend.services.compare import list_runs
+    from services.runs import list_runs
 
     with session_scope() as s:
         runs = {r["id"]: r["input"] for r in list_runs(s, limit=200)}

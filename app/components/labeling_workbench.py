@@ -5,7 +5,7 @@ from typing import Any
 import streamlit as st
 
 from backend.db.engine import session_scope
-from labeling import service
+from labeling import workbench
 
 FLAG = "F"
 
@@ -65,7 +65,7 @@ def ranking_form(task: dict[str, Any]) -> tuple[str | None, dict[int, int], set[
 def history_panel(user_id: int, campaign_id: int) -> None:
     """The annotator's own latest judgements in this campaign (never anyone else's)."""
     with session_scope() as s:
-        rows = service.my_history(s, user_id, campaign_id, limit=10)
+        rows = workbench.my_history(s, user_id, campaign_id, limit=10)
     if not rows:
         st.caption("Nothing submitted yet in this campaign.")
         return
@@ -81,6 +81,6 @@ def wait_for_completions(campaign_id: int, user_id: int, job: dict[str, Any]) ->
             f"{job['status']}, {job['progress']:.0%} done). The next item appears here as soon as it is ready.",
             icon=":material/hourglass_top:")
     with session_scope() as s:
-        ready = service.next_item(s, campaign_id, user_id, ready_only=True) is not None
+        ready = workbench.next_item(s, campaign_id, user_id, ready_only=True) is not None
     if ready:
         st.rerun(scope="app")

@@ -14,7 +14,7 @@ from app.common import user_errors
 from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.generation.nexttoken import STAGE_LABELS, explain_controls
-from backend.services import compare
+from services import compare
 
 COLORS = ["#9aa5b1", "#f0a04b", "#4c78a8", "#54a24b", "#e45756", "#b279a2", "#72b7b2"]
 

@@ -9,8 +9,8 @@ import streamlit as st
 from app.common import user_errors
 from backend.db.engine import session_scope
 from backend.errors import StudioError
-from backend.services import templates as template_service
-from backend.services.playground import parse_typed_examples
+from services import templates as template_service
+from services.playground import parse_typed_examples
 
 NO_TEMPLATE = "(none: send the prompt as typed)"
 NO_COLLECTION = "(none)"

@@ -1,7 +1,7 @@
 """Show a saved run's columns (completions, speed, citations, final answers) and offer its follow-ups.
 
 Used by the Playground (one column), Compare (2–4 side by side) and Runs pages; a run is the dict that
-``backend.services.compare.get_run`` returns.
+``services.runs.get_run`` returns.
 """
 
 from typing import Any
@@ -90,7 +90,7 @@ def show_run(run: dict[str, Any]) -> None:
 
 def send_to_labeling(run: dict[str, Any], key: str) -> None:
     """A form that turns the run into a labeling campaign (the prompt, with the chosen variants as sources)."""
-    from backend.services.playground import send_run_to_campaign
+    from services.campaigns_from_runs import send_run_to_campaign
 
     labels = [c["label"] for c in run["columns"]]
     with st.form(f"{key}-send"):

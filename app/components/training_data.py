@@ -20,7 +20,7 @@ def _help(name: str) -> str:
 
 def _uploaded_path(key: str) -> str | None:
     """A new upload (saved under the data dir) or one uploaded before."""
-    from backend.services.training import save_upload, uploaded_datasets
+    from services.training import save_upload, uploaded_datasets
 
     upload = st.file_uploader("Dataset file (JSONL, CSV or Parquet, UTF-8)", type=["jsonl", "json", "csv", "parquet"],
                               key=f"{key}-upload", help="One example per row, with the template's fields "
@@ -81,7 +81,7 @@ def data_controls(values: dict[str, Any], d: SFTSpec, key: str) -> None:
 def preview(spec: SFTSpec, key: str, n: int = 3) -> None:
     """The first rows exactly as the job formats them (chat template applied), with token counts."""
     from backend.db.engine import session_scope
-    from backend.services.training import preview_examples
+    from services.training import preview_examples
 
     if not st.toggle("Preview formatted examples", key=f"{key}-preview",
                      help="Reads the first rows and formats them with the template and the model's chat template."):

@@ -19,7 +19,7 @@ FRESH = "Start fresh"
 
 @st.cache_data(show_spinner="Reading the model's layers…", max_entries=32)
 def _lora_choices(model: str, url: str) -> list[str]:
-    from backend.services.training import lora_target_choices
+    from services.training import lora_target_choices
 
     with session_scope(url=url) as s:
         return lora_target_choices(s, model)
@@ -27,7 +27,7 @@ def _lora_choices(model: str, url: str) -> list[str]:
 
 @st.cache_data(show_spinner="Counting trainable parameters…", max_entries=64)
 def _estimate(spec_json: str, url: str) -> dict[str, Any]:
-    from backend.services.training import estimate_trainable
+    from services.training import estimate_trainable
 
     with session_scope(url=url) as s:
         return estimate_trainable(s, SFTSpec.model_validate_json(spec_json))
@@ -73,7 +73,7 @@ def _method_controls(values: dict[str, Any], d: SFTSpec, key: str) -> None:
 
 
 def _resume_picker(values: dict[str, Any], key: str) -> None:
-    from backend.services.training import resumable_jobs
+    from services.training import resumable_jobs
 
     with session_scope() as s:
         jobs = {f"#{j['job']} {j['name']} ({j['status']}, {j['checkpoint']})": j["job"] for j in resumable_jobs(s)}

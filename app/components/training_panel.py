@@ -6,8 +6,8 @@ import streamlit as st
 from app.common import user_errors
 from app.components.training_curves import curves_chart
 from backend.db.engine import session_scope
-from backend.services import training
 from jobs import queue
+from services import training
 
 ACTIVE = ("queued", "running")
 
@@ -19,11 +19,8 @@ def _cancel(job_id: int) -> None:
 
 
 def _output(model_id: int) -> dict | None:
-    from backend.db.tables import ModelRecord
-
     with session_scope() as s:
-        record = s.get(ModelRecord, model_id)
-        return training.model_lineage(s, record.name) if record is not None else None
+        return training.output_lineage(s, model_id)
 
 
 def job_panel(job_id: int) -> None:

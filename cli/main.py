@@ -88,11 +88,11 @@ def cmd_models(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    from backend.services.playground import run_generation
+    from services.playground import run_generation
 
     cfg = _decoding_from_args(args)
     session_scope = _db()
-    from backend.generation_cli import apply_template
+    from cli.prompt_flags import apply_template
 
     prompt = apply_template(args, args.prompt if args.prompt is not None else sys.stdin.read())
     with session_scope(write=True) as s:
@@ -137,8 +137,8 @@ def cmd_job(args) -> None:
 
 def _wait(job_id: int) -> None:
     from backend.db.engine import session_scope
-    from backend.services.workers import ensure_local_worker
     from jobs import queue
+    from services.workers import ensure_local_worker
 
     with session_scope() as s:
         if ensure_local_worker(s):
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "int8"])
     g.add_argument("--json", action="store_true", help="Print text, token counts, timings and settings as JSON.")
     _add_decoding_flags(g)
-    from backend.generation_cli import add_template_flags
+    from cli.prompt_flags import add_template_flags
 
     add_template_flags(g)
     g.set_defaults(func=cmd_generate)
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
-    from labeling.cli import register as register_labels
+    from cli.labels import register as register_labels
 
     register_labels(sub)
     return p

@@ -3,7 +3,7 @@
 Every run is saved: a ``playground_runs`` row (the input, each variant's full settings, per-column
 timings) and one ``completions`` row per completion with ``run_id`` (model, template, decoding,
 seed, exact prompt, output, timings). A saved run can be reopened, rerun, exported as JSON or CSV,
-or handed to a labeling campaign (``run_to_campaign_payload``).
+or handed to a labeling campaign (``services.campaigns_from_runs``).
 
 NOTE: models are resolved, loaded and prompts built first, ending each short read transaction
 before the slow parts (loading, generating: seconds to minutes on a CPU), so a write session never
@@ -11,16 +11,12 @@ holds SQLite's write lock while a model runs; the rows are written afterwards in
 transaction.
 """
 
-import csv
-import io
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Completion, PlaygroundRun, Prompt
@@ -29,9 +25,8 @@ from backend.generation.decoding import DecodingConfig, decoding_warnings
 from backend.generation.engine import GenerationResult, StreamChunk, generate, stream
 from backend.models.loader import PRECISIONS, LoadedModel, load_model
 from backend.models.store import ResolvedModel, resolve
-from backend.prompts.cot import extract_final_answer
-from backend.services.reward_scoring import attach_scores
-from backend.services.templates import BuiltPrompt, PromptSpec, build_prompt
+from services import runs
+from services.prompt_building import BuiltPrompt, PromptSpec, build_prompt
 
 MAX_VARIANTS = 4
 
@@ -149,7 +144,7 @@ def _save(session: Session, input_text: str, prepared: list[PreparedVariant],
                 prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
                 finish_reason=r.finish_reason, run_id=run.id, source_label=p.label[:300]))
     session.flush()
-    return get_run(session, run.id)
+    return runs.get_run(session, run.id)
 
 
 def run_comparison(session: Session, input_text: str, variants: list[Variant | dict[str, Any]],
@@ -192,108 +187,14 @@ def save_streamed_run(session: Session, input_text: str, prepared: PreparedVaria
     return _save(session, input_text, [prepared], [([result], result.seconds)], "single")
 
 
-def _run(session: Session, run_id: int) -> PlaygroundRun:
-    run = session.get(PlaygroundRun, run_id)
-    if run is None:
-        raise StudioError(f"No playground run {run_id}.")
-    return run
-
-
-def get_run(session: Session, run_id: int) -> dict[str, Any]:
-    """A saved run with its columns and completions, as ``run_comparison`` returned it."""
-    run = _run(session, run_id)
-    rows = session.scalars(select(Completion).where(Completion.run_id == run_id).order_by(Completion.id)).all()
-    columns = []
-    for col in run.meta.get("columns", []):
-        cot = bool(col.get("cot"))
-        columns.append({**col, "completions": [
-            {"id": c.id, "text": c.text, "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
-             "seconds": round(c.seconds, 4), "answer": extract_final_answer(c.text) if cot else None}
-            for c in rows if c.source_label == col["label"][:300]]})
-    reward = run.meta.get("reward")  # scores from ``reward_scoring.score_run``, if the run was scored
-    attach_scores(reward, columns)
-    return {"id": run.id, "input": run.input, "created_at": run.created_at.isoformat(timespec="seconds"),
-            "kind": run.meta.get("kind"), "rerun_of": run.meta.get("rerun_of"), "variants": run.variants,
-            "columns": columns, **({"reward": {k: reward[k] for k in ("source", "best_of_n")}} if reward else {})}
-
-
-def list_runs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """Recent runs, newest first: id, time, input preview, columns."""
-    runs = session.scalars(select(PlaygroundRun).order_by(PlaygroundRun.id.desc()).limit(limit))
-    return [{"id": r.id, "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "kind": r.meta.get("kind"),
-             "input": r.input[:120], "columns": [c["label"] for c in r.meta.get("columns", [])]} for r in runs]
-
-
 def rerun(session: Session, run_id: int, *, seed: int | None = None) -> dict[str, Any]:
     """Run a saved run again with its saved settings (same seeds reproduce it); ``seed`` overrides every variant's."""
-    run = _run(session, run_id)
+    run = runs.find_run(session, run_id)
     variants = [dict(v) for v in run.variants]
     if seed is not None:
         for v in variants:
             v["decoding"] = {**v.get("decoding", {}), "seed": seed}
     return run_comparison(session, run.input, variants, meta={"rerun_of": run_id})
-
-
-def export_run(session: Session, run_id: int, fmt: str = "json") -> str:
-    """A run as JSON (everything), JSONL or CSV (one row per completion with its settings and timings)."""
-    data = get_run(session, run_id)
-    if fmt == "json":
-        return json.dumps(data, indent=2, ensure_ascii=False)
-    if fmt == "jsonl":  # one line per completion, with its column's settings and timings
-        lines = []
-        for col in data["columns"]:
-            for c in col["completions"]:
-                lines.append(json.dumps({
-                    "run_id": data["id"], "input": data["input"], "column": col["label"], "model": col["model"],
-                    "template": col["prompt_label"], "prompt": col["prompt"], "decoding": col["decoding"],
-                    "seed": col["decoding"].get("seed"), "latency_s": col["latency_s"],
-                    "tokens_per_second": col["tokens_per_second"], "completion_id": c["id"], "text": c["text"],
-                    "completion_tokens": c["completion_tokens"], "seconds": c["seconds"],
-                    "finish_reason": c["finish_reason"], "answer": c["answer"],
-                    **({"score": c["score"]} if "score" in c else {})}, ensure_ascii=False))
-        return "".join(line + "\n" for line in lines)
-    if fmt != "csv":
-        raise StudioError("Export as 'json', 'jsonl' or 'csv'.")
-    buffer = io.StringIO()
-    fields = ["run_id", "column", "model", "template", "completion_id", "text", "completion_tokens", "seconds",
-              "finish_reason", "seed", "latency_s", "tokens_per_second", "decoding", "input", "prompt"]
-    fields += ["score"] if data.get("reward") else []
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for col in data["columns"]:
-        for c in col["completions"]:
-            writer.writerow({"run_id": data["id"], "column": col["label"], "model": col["model"],
-                             "template": col["prompt_label"], "completion_id": c["id"], "text": c["text"],
-                             "completion_tokens": c["completion_tokens"], "seconds": c["seconds"],
-                             "finish_reason": c["finish_reason"], "seed": col["decoding"].get("seed"),
-                             "latency_s": col["latency_s"], "tokens_per_second": col["tokens_per_second"],
-                             "decoding": json.dumps(col["decoding"]), "input": data["input"], "prompt": col["prompt"],
-                             **({"score": c.get("score")} if data.get("reward") else {})})
-    return buffer.getvalue()
-
-
-def run_to_campaign_payload(session: Session, run_id: int, completion_ids: list[int] | None = None) -> dict[str, Any]:
-    """What a labeling campaign needs from a run: the prompt and the chosen completions with their provenance.
-
-    Args:
-        completion_ids: the completions to rank (at least 2, all from this run); None = all of the run's.
-
-    Returns:
-        ``{"run_id", "prompt", "completions": [{"id", "text", "model", "model_id", "source_label",
-        "decoding", "seed", "template", "prompt_text"}]}``.
-    """
-    run = _run(session, run_id)
-    rows = {c.id: c for c in session.scalars(select(Completion).where(Completion.run_id == run_id))}
-    ids = list(dict.fromkeys(completion_ids)) if completion_ids is not None else sorted(rows)
-    foreign = [i for i in ids if i not in rows]
-    if foreign:
-        raise StudioError(f"Completion(s) {', '.join(map(str, foreign))} are not part of run {run_id}.")
-    if len(ids) < 2:
-        raise StudioError("Pick at least 2 completions: annotators rank completions against each other.")
-    return {"run_id": run.id, "prompt": run.input, "completions": [
-        {"id": c.id, "text": c.text, "model": c.model_name, "model_id": c.model_id, "source_label": c.source_label,
-         "decoding": c.decoding, "seed": c.seed, "template": c.template, "prompt_text": c.prompt_text}
-        for c in (rows[i] for i in ids)]}
 
 
 def inspect_next_token(session: Session, input_text: str, variant: Variant | dict[str, Any], step: int = 0,

@@ -1,4 +1,7 @@
-"""Close the loop: send an evaluated model's prompts to a new labeling campaign.
+"""Close the loop: turn a playground run or an evaluation run into a labeling campaign.
+
+``send_run_to_campaign`` makes a one-item campaign from a saved playground/compare run, copying the run's
+completions in so annotators can rank at once.
 
 An evaluation run holds the prompts a model answered (``EvalResult.input``: the rendered prompt, before the chat
 template). ``campaign_from_eval_run`` makes a campaign over those prompts whose K completions come from that model
@@ -12,10 +15,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.tables import EvalResult, EvalRun, Job, ModelRecord
+from backend.db.tables import CampaignItem, Completion, EvalResult, EvalRun, Job, ModelRecord
 from backend.errors import StudioError
-from labeling.campaigns import DEFAULT_SAMPLING
-from labeling.completion_jobs import launch_campaign
+from labeling.campaigns import DEFAULT_SAMPLING, campaign_summary, create_campaign
+from services import runs
+from services.completion_jobs import launch_campaign
+
+MAX_CAMPAIGN_K = 9  # labeling campaigns rank 2–9 completions per prompt
 
 
 def _run(session: Session, run_id: int) -> EvalRun:
@@ -80,3 +86,54 @@ def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: s
         sources.append(other)
     return launch_campaign(session, admin_id, name, prompts=prompts, source=f"eval:{run_id}", k=k,
                            criterion=criterion, overlap=overlap, sources=sources, batch_size=batch_size)
+
+
+def send_run_to_campaign(session: Session, run_id: int, name: str, *, columns: list[str] | None = None,
+                         criterion: str = "helpfulness", overlap: int = 1) -> dict[str, Any]:
+    """Make a labeling campaign from a saved run: its prompt is one item, its chosen variants are the sources.
+
+    The run's completions become the item's K completions (copied, so the run stays as it was and one run
+    can feed several campaigns): annotators can rank them at once, nothing is generated again. Each chosen
+    variant gives the same number of completions, so the campaign's round-robin of sources holds.
+
+    Args:
+        session: a write session.
+        run_id: a playground or compare run.
+        name: the new campaign's name.
+        columns: the labels of the variants to send (None = all of them).
+        criterion, overlap: as in ``labeling.campaigns.create_campaign``.
+
+    Returns:
+        The campaign summary (``labeling.campaigns.campaign_summary``).
+    """
+    run = runs.get_run(session, run_id)
+    by_label = {c["label"]: (c, v) for c, v in zip(run["columns"], run["variants"], strict=False)}
+    chosen = list(by_label) if columns is None else list(dict.fromkeys(columns))
+    unknown = [c for c in chosen if c not in by_label]
+    if unknown:
+        raise StudioError(f"Run {run_id} has no variant '{unknown[0]}' (it has: {', '.join(by_label)}).")
+    picked = [by_label[c] for c in chosen if by_label[c][0]["completions"]]
+    if not picked:
+        raise StudioError("Choose at least one variant of the run to send.")
+    per_source = min(min(len(c["completions"]) for c, _ in picked), MAX_CAMPAIGN_K // len(picked))
+    k = per_source * len(picked)
+    if k < 2:
+        raise StudioError("Annotators rank completions against each other: choose at least two variants, or one "
+                          "that made several completions.")
+    texts = {c.get("text") for c, _ in picked}
+    prompt = texts.pop() if len(texts) == 1 and None not in texts else run["input"]
+    sources = [{"model": c["model"], "decoding": c["decoding"], "label": c["label"],
+                "chat": bool((v or {}).get("prompt", {}).get("chat", True))} for c, v in picked]
+    campaign = create_campaign(session, name, [prompt], k=k, criterion=criterion, overlap=overlap,
+                               source="playground", sources=sources)
+    item = session.scalars(select(CampaignItem).where(CampaignItem.campaign_id == campaign.id)).one()
+    for column, _ in picked:
+        for done in column["completions"][:per_source]:
+            c = session.get(Completion, done["id"])
+            session.add(Completion(
+                prompt_id=item.prompt_id, item_id=item.id, model_id=c.model_id, model_name=c.model_name,
+                prompt_text=c.prompt_text, text=c.text, decoding=c.decoding, seed=c.seed, template=c.template,
+                prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds,
+                finish_reason=c.finish_reason, source_label=column["label"][:300]))
+    session.flush()
+    return {**campaign_summary(session, campaign.id), "run_id": run_id, "completions_per_source": per_source}

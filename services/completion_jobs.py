@@ -84,7 +84,7 @@ def complete_next_item(campaign_id: int, user_id: int, session_factory=None) -> 
     """
     from backend.db.engine import session_scope
     from labeling.generation import generate_campaign_completions
-    from labeling.service import next_item
+    from labeling.workbench import next_item
 
     factory = session_factory or session_scope
     with factory() as s:

@@ -12,7 +12,7 @@ Two kinds of reward source:
 Loaded reward models are cached per process like generation models (``backend.models.loader``), at most
 ``MAX_CACHED`` of them (least recently used goes first), and read-only. Scores of a saved run live in its
 ``PlaygroundRun.meta["reward"]``: ``{"source", "best_of_n", "scores": {completion id: score}}``;
-``backend.services.compare.get_run`` puts them back on the completions.
+``services.runs.get_run`` puts them back on the completions.
 """
 
 import threading
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import PlaygroundRun
 from backend.errors import StudioError
+from services import runs
 
 TOXICITY = "toxicity (packaged)"
 MAX_CACHED = 2  # reward models kept loaded; each is a full model's weights
@@ -131,11 +132,6 @@ def score_pairs(session: Session, name: str, prompts: list[str], completions: li
     return score_with(resolve_source(session, name), prompts, completions)
 
 
-def best_first(scores: list[float | None]) -> list[int]:
-    """Indices of ``scores``, best first (ties keep generation order; unscored ones go last)."""
-    return sorted(range(len(scores)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
-
-
 def score_run(session: Session, run_id: int, name: str, *, best_of_n: bool = False) -> dict[str, Any]:
     """Score every completion of a saved run and keep the scores with it.
 
@@ -146,12 +142,10 @@ def score_run(session: Session, run_id: int, name: str, *, best_of_n: bool = Fal
         best_of_n: order each column's completions best first and mark the best (the run remembers it).
 
     Returns:
-        ``compare.get_run``'s dict; each completion has ``score`` (and ``n``: its place in generation order),
+        ``runs.get_run``'s dict; each completion has ``score`` (and ``n``: its place in generation order),
         each column ``reward``: ``{source, best_of_n, best, mean}``.
     """
-    from backend.services.compare import get_run
-
-    run = get_run(session, run_id)
+    run = runs.get_run(session, run_id)
     source = resolve_source(session, name)
     session.commit()  # NOTE: no transaction (so no SQLite lock) while a reward model loads and scores
     pairs = [(col.get("text") or run["input"], c["text"], c["id"]) for col in run["columns"] for c in col["completions"]]
@@ -161,22 +155,6 @@ def score_run(session: Session, run_id: int, name: str, *, best_of_n: bool = Fal
                                        "best_of_n": best_of_n,
                                        "scores": {str(i): s for (_, _, i), s in zip(pairs, scores, strict=True)}}}
     session.flush()
-    return get_run(session, run_id)
+    return runs.get_run(session, run_id)
 
 
-def attach_scores(reward: dict[str, Any] | None, columns: list[dict[str, Any]]) -> None:
-    """Put a run's saved scores on its completions (in place); best-of-n runs get them ordered best first."""
-    if not reward:
-        return
-    for col in columns:
-        done = col["completions"]
-        for n, c in enumerate(done, 1):
-            c["n"], c["score"] = n, reward["scores"].get(str(c["id"]))
-        scored = [c["score"] for c in done if c["score"] is not None]
-        if reward.get("best_of_n"):
-            done[:] = [done[i] for i in best_first([c["score"] for c in done])]
-            if len(done) > 1 and done[0]["score"] is not None:
-                done[0]["best"] = True
-        col["reward"] = {"source": reward["source"], "best_of_n": bool(reward.get("best_of_n")),
-                         "best": max(scored) if scored else None,
-                         "mean": sum(scored) / len(scored) if scored else None}

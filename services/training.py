@@ -274,3 +274,9 @@ def model_lineage(session: Session, model_name: str) -> dict[str, Any]:
             "trainable_params": meta.get("trainable_params") or meta.get("adapter_meta", {}).get("trainable_params"),
             "total_params": meta.get("total_params"), "train_runtime": meta.get("train_runtime"),
             "merged_from": meta.get("merged_from"), "spec": spec}
+
+
+def output_lineage(session: Session, model_id: int) -> dict[str, Any] | None:
+    """``model_lineage`` of a job's output model by its id; None when the model was deleted."""
+    record = session.get(ModelRecord, model_id)
+    return model_lineage(session, record.name) if record is not None else None

@@ -2,7 +2,7 @@
 
 ``add_template_flags(parser)`` adds the flags; ``apply_template(args, text)`` returns the prompt
 with the template applied (the input fills the template's last empty ``{slot}``), built by the same
-service as the playground (``backend.services.templates.build_prompt``). Without any of these
+service as the playground (``services.prompt_building.build_prompt``). Without any of these
 flags the text passes through unchanged. Nothing heavy is imported at module level (``studio
 --help`` stays instant).
 """
@@ -97,7 +97,7 @@ def apply_template(args: argparse.Namespace, text: str) -> str:
     from pydantic import ValidationError
 
     from backend.db.engine import session_scope
-    from backend.services.templates import PromptSpec, build_prompt
+    from services.prompt_building import PromptSpec, build_prompt
 
     args.template_label = None
     used = any([args.template, args.var, args.examples, args.shots, args.cot, args.rag])

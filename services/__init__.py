@@ -1,0 +1,1 @@
+"""Services: one plain function per user action, DB session first (what pages and the CLI call)."""

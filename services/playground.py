@@ -1,0 +1,74 @@
+"""Playground services: load a model, generate (batched or streamed) and keep every run."""
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from backend.db.tables import Completion, Prompt
+from backend.errors import StudioError
+from backend.generation.decoding import DecodingConfig
+from backend.generation.engine import GenerationResult, format_prompt, generate
+from backend.models.loader import LoadedModel, load_model
+from backend.models.store import ResolvedModel, resolve
+
+
+def check_prompt(text: str) -> None:
+    if not text or not text.strip():
+        raise StudioError("The prompt is empty: type something for the model to continue.")
+
+
+def open_model(session: Session, model_ref: str | None, precision: str = "auto") -> tuple[ResolvedModel, LoadedModel]:
+    resolved = resolve(session, model_ref)
+    return resolved, load_model(resolved, precision=precision)
+
+
+def record_completion(session: Session, resolved: ResolvedModel, user_text: str, prompt_text: str,
+                      result: GenerationResult, *, source: str = "playground", template: str | None = None,
+                      item_id: int | None = None) -> Completion:
+    """Save a completion with everything needed to reproduce it."""
+    prompt = Prompt(text=user_text, source=source)
+    session.add(prompt)
+    session.flush()
+    row = Completion(prompt_id=prompt.id, item_id=item_id, model_id=resolved.id, model_name=resolved.name,
+                     prompt_text=prompt_text, text=result.text, decoding=result.settings,
+                     seed=result.settings.get("seed"), template=template, prompt_tokens=result.prompt_tokens,
+                     completion_tokens=result.completion_tokens, seconds=result.seconds,
+                     finish_reason=result.finish_reason)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def run_generation(session: Session, model_ref: str | None, text: str, cfg: DecodingConfig, *, chat: bool = True,
+                   system: str | None = None, precision: str = "auto") -> dict[str, Any]:
+    """Generate ``cfg.num_return_sequences`` completions for one prompt and save them."""
+    check_prompt(text)
+    resolved, loaded = open_model(session, model_ref, precision)
+    prompt_text = format_prompt(loaded.tokenizer, text, chat, system)
+    results = generate(loaded, [prompt_text], cfg)[0]
+    for r in results:
+        record_completion(session, resolved, text, prompt_text, r)
+    return {"model": resolved.name, "prompt": prompt_text, "chat": chat,
+            "completions": [r.to_dict() for r in results]}
+
+
+def parse_typed_examples(text: str) -> list[dict[str, str]] | None:
+    """Worked examples typed in the page: one JSON object per line (``{"review": …, "sentiment": …}``).
+
+    Returns None for an empty box (the caller then uses the dataset's or the template's own examples).
+    """
+    import json
+
+    rows: list[dict[str, str]] = []
+    for n, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise StudioError(f"Typed examples, line {n}: not valid JSON ({exc.msg}). Write one object per line, "
+                              'like {"review": "Great!", "sentiment": "Positive"}.') from None
+        if not isinstance(row, dict):
+            raise StudioError(f"Typed examples, line {n}: write an object with named fields, not {type(row).__name__}.")
+        rows.append({str(k): "" if v is None else str(v) for k, v in row.items()})
+    return rows or None
