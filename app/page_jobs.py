@@ -9,7 +9,8 @@ from app.components.training_form import sft_job_form
 from app.components.training_panel import job_panel
 from backend.db.engine import session_scope
 from jobs import queue
-from jobs.specs import KINDS, list_presets, load_spec_file, parse_spec, spec_to_yaml
+from jobs.registry import KINDS, parse_spec
+from jobs.spec_files import list_presets, load_spec_file, spec_to_yaml
 
 # Evaluation jobs have their own page; every other kind (labeling, reward, PPO, DPO…) gets the generic form.
 OTHER_KINDS = [k for k in KINDS if k not in ("sft", "eval")]
@@ -20,7 +21,7 @@ st.caption("Jobs run in a background worker: close the browser or restart the st
 
 def generic_job_form(kind: str) -> None:
     """A form generated from the kind's spec class, starting from one of its presets when there are any."""
-    spec_cls = KINDS[kind]
+    spec_cls = KINDS[kind].spec
     presets = {n: p for n, p in list_presets().items() if n.split("-", 1)[0] == kind}
     preset = st.selectbox("Start from preset", ["(defaults)", *presets], key=f"jobs-{kind}-preset")
     defaults = load_spec_file(presets[preset]) if preset in presets else spec_cls()

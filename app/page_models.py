@@ -7,7 +7,8 @@ import streamlit as st
 from app.common import user_errors
 from backend.db.engine import session_scope
 from backend.models.store import add_model, list_models
-from jobs.specs import parse_spec, spec_to_yaml
+from jobs.registry import parse_spec
+from jobs.spec_files import spec_to_yaml
 from services import training
 
 st.title(":material/deployed_code: Models & adapters")

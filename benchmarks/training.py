@@ -92,7 +92,7 @@ def run_plain(model_path: str, steps: int, batch: int, max_length: int, out: Pat
 
 def run_studio(model_path: str, steps: int, batch: int, max_length: int) -> dict:
     from backend.db.engine import session_scope
-    from jobs import queue
+    from jobs import artifacts, queue
     from jobs.run import main as run_job
     from jobs.specs import SFTSpec
 
@@ -105,7 +105,7 @@ def run_studio(model_path: str, steps: int, batch: int, max_length: int) -> dict
         job_id = queue.submit(s, spec).id
     began = time.perf_counter()
     if run_job(job_id) != 0:
-        raise SystemExit(f"studio job {job_id} failed: see {queue.log_path(job_id)}")
+        raise SystemExit(f"studio job {job_id} failed: see {artifacts.log_path(job_id)}")
     end_to_end = time.perf_counter() - began
     with session_scope() as s:
         metrics = queue.job_metrics(s, job_id)

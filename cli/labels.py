@@ -1,6 +1,6 @@
 """``studio labels …``: export preference pairs and import rankings (the same services as the pages).
 
-Wire into ``backend/cli.py``'s ``build_parser`` with ``register(sub)``. Services raise StudioError for user
+Wired into ``cli/main.py``'s ``build_parser`` with ``register(sub)``. Services raise StudioError for user
 mistakes; the main CLI prints them and exits with status 2.
 """
 

@@ -108,11 +108,11 @@ def cmd_generate(args) -> None:
 
 
 def cmd_job(args) -> None:
-    from jobs import queue
+    from jobs import artifacts, queue
 
     session_scope = _db()
     if args.job_cmd == "submit":
-        from jobs.specs import load_spec_file
+        from jobs.spec_files import load_spec_file
 
         spec = load_spec_file(args.spec)
         with session_scope(write=True) as s:
@@ -132,7 +132,7 @@ def cmd_job(args) -> None:
     elif args.job_cmd == "logs":
         with session_scope() as s:
             queue.get_job(s, args.id)
-        print(queue.read_log_tail(args.id, max_bytes=args.bytes), end="")
+        print(artifacts.read_log_tail(args.id, max_bytes=args.bytes), end="")
 
 
 def _wait(job_id: int) -> None:

@@ -24,18 +24,11 @@ from backend.db.tables import Job, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
 from jobs import queue
+from jobs.artifacts import job_dir
 from jobs.context import JobCancelled, JobContext, start_heartbeat
-from jobs.specs import parse_spec, spec_to_yaml
+from jobs.registry import KINDS, parse_spec
+from jobs.spec_files import spec_to_yaml
 
-RUNNERS = {  # job kind -> module with ``run(spec, ctx)``; one line per kind
-    "sft": "jobs.runners.sft",
-    "eval": "jobs.runners.evaluate",
-    "label_completions": "jobs.runners.label_completions",
-    "reward": "jobs.runners.reward",
-    "ppo": "jobs.runners.ppo",
-    "dpo": "jobs.runners.dpo",
-    "grpo": "jobs.runners.grpo",
-}
 MAX_ERROR_CHARS = 2000
 
 
@@ -92,11 +85,11 @@ def main(job_id: int) -> int:
     output_model_id = None
     try:
         spec = parse_spec(spec_data)
-        out_dir = queue.job_dir(job_id)
+        out_dir = job_dir(job_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "job_spec.yaml").write_text(spec_to_yaml(spec), encoding="utf-8")
         print(f"job {job_id}: {spec.kind}\n{spec_to_yaml(spec)}", flush=True)
-        runner = importlib.import_module(RUNNERS[spec.kind])
+        runner = importlib.import_module(KINDS[spec.kind].runner)
         output_model_id = runner.run(JobContext(job_id, spec, out_dir))
         status, error = "succeeded", None
     except JobCancelled:

@@ -1,28 +1,29 @@
 """Job specifications: one pydantic class per job kind, shared by the form, the CLI and the runner.
 
 Every field has a default and a description; the Jobs page builds its help text from them and
-``studio job submit spec.yaml`` validates the same class. Shared argument groups (``TrainArgs``,
-``LoraArgs``) are reused by every training method.
+``studio job submit spec.yaml`` validates the same class. Shared argument groups are reused: ``TrainArgs`` and
+``LoraArgs`` by every training method, ``PolicyPromptArgs`` and ``RLLoopArgs`` by the online RL methods (PPO, GRPO).
+Which kinds exist, and what runs and checks each, is ``jobs.registry``; YAML files and presets are
+``jobs.spec_files``.
 """
 
-from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import DEFAULT_SUMMARY_TEMPLATE
 
 DEMO_DIALOGSUM = "demo:dialogsum"
 
 
-class _Strict(BaseModel):
+class SpecModel(BaseModel):
+    """Base of every spec and argument group: unknown fields are refused (a typo never passes silently)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class TrainArgs(_Strict):
+class TrainArgs(SpecModel):
     max_steps: int = Field(30, ge=-1, description="Optimizer steps to run; -1 = use epochs. A few dozen steps "
                            "already move a 135M model; hundreds for real gains.")
     epochs: float = Field(1.0, gt=0, le=100, description="Passes over the training data (used when max_steps is -1).")
@@ -73,7 +74,7 @@ class TrainArgs(_Strict):
         return self
 
 
-class LoraArgs(_Strict):
+class LoraArgs(SpecModel):
     r: int = Field(16, ge=1, le=512, description="Rank of the update matrices: 4–32 is typical; gains plateau "
                    "above 16.")
     alpha: int = Field(32, ge=1, le=1024, description="Scaling of the update (alpha / r); 2 × r is a common choice.")
@@ -83,7 +84,7 @@ class LoraArgs(_Strict):
                                       "projections).")
 
 
-class PromptTuningArgs(_Strict):
+class PromptTuningArgs(SpecModel):
     num_virtual_tokens: int = Field(20, ge=1, le=512, description="Soft-prompt length: trainable embeddings put "
                                     "before every input. 20–100 is usually enough; each costs hidden_size "
                                     "parameters and one token of context.")
@@ -106,7 +107,7 @@ def _none_if_blank(value: Any) -> Any:
     return None if isinstance(value, str) and value.strip() in ("", "None", "none", "null") else value
 
 
-class SFTSpec(_Strict):
+class SFTSpec(SpecModel):
     """Supervised fine-tuning on prompt → completion pairs (loss on the completion only)."""
 
     kind: Literal["sft"] = "sft"
@@ -146,7 +147,7 @@ class SFTSpec(_Strict):
     _blank_resume = field_validator("resume_from_job", mode="before")(_none_if_blank)
 
 
-class EvalSpec(_Strict):
+class EvalSpec(SpecModel):
     """Generate on a dataset split and score the outputs: ROUGE, BLEU and perplexity against references (when the
     data has them), toxicity, length, and a reward model's score (when one is given)."""
 
@@ -210,7 +211,7 @@ class EvalSpec(_Strict):
 
 # --- labeling jobs ---------------------------------------------------------------------------------
 
-class LabelCompletionsSpec(_Strict):
+class LabelCompletionsSpec(SpecModel):
     """Generate the missing completions of a labeling campaign (K per item from its model × decoding sources)."""
 
     kind: Literal["label_completions"] = "label_completions"
@@ -228,7 +229,7 @@ class LabelCompletionsSpec(_Strict):
 DEMO_PROVOCATIVE = "demo:provocative"
 
 
-class PreferenceDataArgs(_Strict):
+class PreferenceDataArgs(SpecModel):
     campaign: str | None = Field(None, description="Labeling campaign (id or name) whose rankings give the pairs. "
                                  "Give this or `dataset`.")
     dataset: str | None = Field(None, description="A preference file or folder (JSONL/CSV/Parquet) with columns "
@@ -259,7 +260,7 @@ def _preference_train_args() -> TrainArgs:
     return TrainArgs(max_steps=40, learning_rate=1e-4, batch_size=8, max_length=256, warmup_ratio=0.0)
 
 
-class RewardSpec(_Strict):
+class RewardSpec(SpecModel):
     """Train a scalar reward model r(prompt, completion) on preference pairs: loss −log σ(r_chosen − r_rejected)."""
 
     kind: Literal["reward"] = "reward"
@@ -278,7 +279,7 @@ class RewardSpec(_Strict):
                                    "overfitting to completions seen in many pairs).")
 
 
-class DPOSpec(_Strict):
+class DPOSpec(SpecModel):
     """Direct preference optimization with TRL's DPOTrainer: learn from pairs without a reward model or PPO."""
 
     kind: Literal["dpo"] = "dpo"
@@ -297,7 +298,7 @@ class DPOSpec(_Strict):
     train: TrainArgs = Field(default_factory=_preference_train_args)
 
 
-class RewardSourceArgs(_Strict):
+class RewardSourceArgs(SpecModel):
     source: Literal["toxicity", "reward_model", "classifier"] = Field(
         "toxicity", description="toxicity = 1 − p(toxic) from the packaged profanity classifier (offline); "
         "reward_model = a reward model trained by a reward job; classifier = one class's logit of a text classifier "
@@ -320,15 +321,23 @@ class RewardSourceArgs(_Strict):
         return self
 
 
-class PPOArgs(_Strict):
-    max_steps: int = Field(20, ge=1, le=100_000, description="PPO iterations (one rollout batch and its update "
-                           "each). Tens show a trend on a CPU; real runs use thousands.")
-    batch_size: int = Field(8, ge=1, le=1024, description="Completions generated and scored per step.")
+class RLLoopArgs(SpecModel):
+    """The optimisation loop of an online RL method (PPO, GRPO): steps, batch, step size, seed, precision."""
+
+    max_steps: int = Field(20, ge=1, le=100_000, description="Optimizer iterations (one rollout batch and its "
+                           "update each). Tens show a trend on a CPU; real runs use thousands.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Completions generated and scored per step (GRPO: "
+                            "prompts × num_generations, a multiple of num_generations).")
+    learning_rate: float = Field(5e-5, gt=0, le=1.0, description="LoRA: 1e-5–2e-4; full fine-tuning: 1e-6–1e-5.")
+    seed: int = Field(42, ge=0, description="Seed for sampling and data order.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
+
+
+class PPOArgs(RLLoopArgs):
     mini_batch_size: int = Field(4, ge=1, le=1024, description="Completions per gradient step inside a PPO epoch "
                                  "(at most batch_size).")
     ppo_epochs: int = Field(4, ge=1, le=32, description="Passes over each rollout batch: 2–4; more reuses the data "
                             "harder and clips more.")
-    learning_rate: float = Field(5e-5, gt=0, le=1.0, description="LoRA: 1e-5–1e-4; full fine-tuning: 1e-6–1e-5.")
     clip_range: float = Field(0.2, gt=0, le=1, description="ε of the clipped ratio: 0.1–0.3 (0.2 is standard).")
     clip_range_value: float = Field(0.2, gt=0, description="Clip of the value update around the old value.")
     vf_coef: float = Field(0.1, ge=0, description="c1, weight of the value loss: 0.1–1.")
@@ -347,8 +356,6 @@ class PPOArgs(_Strict):
                                  "their mean).")
     score_clip: float | None = Field(None, gt=0, description="Clip scores to ±this before use (empty = off).")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
-    seed: int = Field(42, ge=0, description="Seed for sampling and data order.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
 
     _blank = field_validator("score_clip", mode="before")(_none_if_blank)
 
@@ -363,32 +370,38 @@ class PPOArgs(_Strict):
         return self
 
 
-def _ppo_decoding() -> DecodingConfig:
+def ppo_decoding() -> DecodingConfig:
     return DecodingConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32)
 
 
-class PPOSpec(_Strict):
-    """Our own PPO with a KL guard: the policy learns to raise a reward while a per-token penalty keeps it close
-    to the frozen reference."""
+class PolicyPromptArgs(SpecModel):
+    """What an online RL job (PPO, GRPO) improves, on which prompts, scored by what."""
 
-    kind: Literal["ppo"] = "ppo"
+    kind: str
     name: str = Field("", max_length=120, description="A name for the job and the policy it produces.")
     policy_model: str = Field("smollm2-135m-instruct", description="Model to improve: a base or SFT model, or an SFT "
                               "LoRA adapter (merged first).")
-    reference_model: str | None = Field(None, description="Frozen reference for the KL penalty; empty = the policy's "
-                                        "starting model. With LoRA it must be that model (the reference is the "
-                                        "policy with its adapters off).")
     prompts: str = Field(DEMO_PROVOCATIVE, description="Prompt dataset: demo:provocative (prompts inviting rude "
                          "answers) or a JSONL/CSV/Parquet file or folder with a prompt column.")
     prompt_field: str = Field("prompt", description="Column holding the prompt text.")
     split: str = Field("train", description="Split whose prompts are used for rollouts.")
     chat_format: bool = Field(True, description="Wrap prompts in the model's chat template.")
-    peft: Literal["lora", "none"] = Field("lora", description="lora = adapters, reference = adapters off (one model "
-                                          "in memory); none = full-parameter PPO (a second, frozen copy is loaded).")
+    peft: Literal["lora", "none"] = Field("lora", description="lora = adapters, the KL reference is the policy with "
+                                          "its adapters off (one model in memory); none = full-parameter training.")
     lora: LoraArgs = Field(default_factory=lambda: LoraArgs(dropout=0.0))
-    decoding: DecodingConfig = Field(default_factory=_ppo_decoding, description="How rollouts are sampled; "
-                                     "log-probabilities use the same temperature.")
     reward: RewardSourceArgs = Field(default_factory=RewardSourceArgs, description="What scores each completion.")
+
+
+class PPOSpec(PolicyPromptArgs):
+    """Our own PPO with a KL guard: the policy learns to raise a reward while a per-token penalty keeps it close
+    to the frozen reference."""
+
+    kind: Literal["ppo"] = "ppo"
+    reference_model: str | None = Field(None, description="Frozen reference for the KL penalty; empty = the policy's "
+                                        "starting model. With LoRA it must be that model (the reference is the "
+                                        "policy with its adapters off).")
+    decoding: DecodingConfig = Field(default_factory=ppo_decoding, description="How rollouts are sampled; "
+                                     "log-probabilities use the same temperature.")
     ppo: PPOArgs = Field(default_factory=PPOArgs, description="PPO hyperparameters.")
     eval_split: str = Field("test", description="Split of held-out prompts for evaluation and stopping.")
     eval_prompts: int = Field(16, ge=0, le=10_000, description="Held-out prompts scored at the start, every "
@@ -420,29 +433,15 @@ class PPOSpec(_Strict):
         return self
 
 
-class GRPOSpec(_Strict):
+class GRPOSpec(RLLoopArgs, PolicyPromptArgs):
     """Group-relative policy optimization with TRL's GRPOTrainer: several completions per prompt, each scored by
     the reward source; a completion's advantage is its score against its group's mean (no value head)."""
 
     kind: Literal["grpo"] = "grpo"
-    name: str = Field("", max_length=120, description="A name for the job and the policy it produces.")
-    policy_model: str = Field("smollm2-135m-instruct", description="Model to improve: a base or SFT model, or an SFT "
-                              "LoRA adapter (merged first). It is also the frozen reference of the KL term.")
-    prompts: str = Field(DEMO_PROVOCATIVE, description="Prompt dataset: demo:provocative or a JSONL/CSV/Parquet file "
-                         "or folder with a prompt column.")
-    prompt_field: str = Field("prompt", description="Column holding the prompt text.")
-    split: str = Field("train", description="Split whose prompts are used.")
-    chat_format: bool = Field(True, description="Wrap prompts in the model's chat template.")
-    peft: Literal["lora", "none"] = Field("lora", description="lora = adapters (the reference is the policy with "
-                                          "adapters off); none = full-parameter training.")
-    lora: LoraArgs = Field(default_factory=lambda: LoraArgs(dropout=0.0))
-    reward: RewardSourceArgs = Field(default_factory=RewardSourceArgs, description="What scores each completion.")
+    # GRPO's group-normalised advantages tolerate a larger step than PPO's (TRL's LoRA examples use 1e-4).
+    learning_rate: float = Field(1e-4, gt=0, le=1.0, description="LoRA: 1e-5–2e-4; full fine-tuning: 1e-6–1e-5.")
     num_generations: int = Field(4, ge=2, le=64, description="Completions per prompt (the group): 4–16; the "
                                  "advantage needs differences inside a group.")
-    batch_size: int = Field(8, ge=2, le=1024, description="Completions per step (prompts × num_generations); a "
-                            "multiple of num_generations.")
-    max_steps: int = Field(20, ge=1, le=100_000, description="Optimizer steps (one generation batch each).")
-    learning_rate: float = Field(1e-4, gt=0, le=1.0, description="LoRA: 1e-5–1e-4; full: 1e-6–1e-5.")
     beta: float = Field(0.04, ge=0, le=10, description="KL coefficient against the reference; 0 = no KL term (and "
                         "no reference pass).")
     temperature: float = Field(1.0, gt=0, le=5, description="Sampling temperature of the group's completions.")
@@ -451,8 +450,6 @@ class GRPOSpec(_Strict):
                                                                    "averaged: dapo/dr_grpo avoid grpo's length bias.")
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Divide advantages by the std "
                                                              "of the group, of the batch, or not at all (Dr. GRPO).")
-    seed: int = Field(42, ge=0, description="Seed for sampling and data order.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
 
     @model_validator(mode="after")
     def _groups(self) -> "GRPOSpec":
@@ -460,75 +457,3 @@ class GRPOSpec(_Strict):
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
                              f"({self.num_generations}): each step holds whole groups")
         return self
-
-
-# One entry per job kind (one line each): the form, the CLI, the queue and the runner all read this.
-KINDS: dict[str, type[_Strict]] = {
-    "sft": SFTSpec,
-    "eval": EvalSpec,
-    "label_completions": LabelCompletionsSpec,
-    "reward": RewardSpec,
-    "ppo": PPOSpec,
-    "dpo": DPOSpec,
-    "grpo": GRPOSpec,
-}
-JobSpec = Annotated[Union[tuple(KINDS.values())], Field(discriminator="kind")]  # noqa: UP007 (built at run time)
-_adapter = TypeAdapter(JobSpec)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _problem(error: dict) -> str:
-    where = ".".join(str(p) for p in error["loc"][1:]) or "spec"  # loc[0] is the kind (the union's tag)
-    msg = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        msg = "unknown field (check its spelling and nesting)"
-    if error["type"] in ("literal_error", "enum") or error["type"].startswith(("greater", "less")):
-        msg += f" (got {error.get('input')!r})"
-    return f"{where}: {msg}"
-
-
-def parse_spec(data: Any) -> _Strict:
-    """Validate a spec dict; errors become one readable, one-line ``StudioError``."""
-    if data is None:
-        raise StudioError(f"The job spec is empty: it needs at least `kind` ({' | '.join(KINDS)}).")
-    if not isinstance(data, dict):
-        raise StudioError(f"A job spec is a mapping of fields (kind: {' | '.join(KINDS)}, …), "
-                          f"not {type(data).__name__}.")
-    kind = data.get("kind")
-    if kind is None:
-        raise StudioError(f"A job spec needs `kind`, one of: {', '.join(KINDS)}.")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise StudioError(f"kind: unknown job kind {_one_line(repr(kind))[:60]}; use one of: {', '.join(KINDS)}.")
-    try:
-        return _adapter.validate_python(data)
-    except ValidationError as exc:
-        problems = "; ".join(_problem(e) for e in exc.errors())
-        raise StudioError(_one_line(f"Invalid {kind} job spec — {problems}")) from None
-
-
-def load_spec_file(path: str | Path) -> _Strict:
-    path = Path(path)
-    if not path.is_file():
-        raise StudioError(f"No spec file at {path}.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise StudioError(_one_line(f"{path} is not valid YAML: {exc}")) from None
-    except UnicodeDecodeError:
-        raise StudioError(f"{path} is not UTF-8 text.") from None
-    return parse_spec(data)
-
-
-def spec_to_yaml(spec: BaseModel) -> str:
-    """YAML that ``load_spec_file`` / ``parse_spec`` read back into an equal spec."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-
-
-def list_presets() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.yaml"))}

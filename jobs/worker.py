@@ -28,7 +28,7 @@ from sqlalchemy import update
 from backend.db.engine import session_scope, upgrade_database
 from backend.db.tables import Job, Worker, utcnow
 from backend.settings import get_settings
-from jobs import queue
+from jobs import artifacts, queue
 
 CANCEL_GRACE_SECONDS = 30.0  # a cancelled job gets this long to stop at a step boundary
 KILL_GRACE_SECONDS = 10.0  # after SIGTERM, this long before SIGKILL
@@ -49,7 +49,7 @@ def _note(job_id: int, text: str) -> None:
     """A line from the worker in the job's log (where the user looks), and on the worker's output."""
     print(f"[worker] job {job_id}: {text}", flush=True)
     try:
-        with queue.log_path(job_id).open("a", encoding="utf-8") as fh:
+        with artifacts.log_path(job_id).open("a", encoding="utf-8") as fh:
             fh.write(f"[worker] {text}\n")
     except OSError:
         pass
@@ -94,7 +94,7 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
     cancel_grace = CANCEL_GRACE_SECONDS if cancel_grace is None else cancel_grace
     settings = get_settings()
     tick = min(settings.heartbeat_seconds, 1.0)
-    log = queue.log_path(job_id)
+    log = artifacts.log_path(job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:  # the child holds its own copy of the descriptor
         child = subprocess.Popen(_child_command(job_id), stdout=fh,

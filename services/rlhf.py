@@ -50,7 +50,7 @@ def reward_hacking(steps: list[dict[str, float]], kl_target: float | None) -> di
 
 def run_view(session: Session, job_id: int) -> dict[str, Any]:
     """Everything the page draws for one PPO run: per-step curves, evaluations, samples, flag and summary."""
-    from jobs import queue
+    from jobs import artifacts, queue
 
     job = session.get(Job, job_id)
     if job is None or job.kind not in RLHF_KINDS:
@@ -63,7 +63,7 @@ def run_view(session: Session, job_id: int) -> dict[str, Any]:
              for s, row in sorted(by_step.items()) if "eval/reward" in row]
     ppo = (job.spec or {}).get("ppo", {})
     kl_target = ppo.get("kl_target") if ppo.get("adaptive_kl", True) else None
-    folder = queue.job_dir(job_id)
+    folder = artifacts.job_dir(job_id)
     samples_file, summary_file = folder / "samples.jsonl", folder / "ppo_summary.json"
     samples = [json.loads(line) for line in samples_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if samples_file.is_file() else []

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
 from backend.settings import get_settings
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.specs import EvalSpec, SFTSpec
 
 CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "train/tokens_per_second")
@@ -196,7 +196,7 @@ def training_summaries(session: Session, kind: str = "sft", limit: int = 50) -> 
 
 def resumable_jobs(session: Session) -> list[dict[str, Any]]:
     """Failed or cancelled SFT jobs with a checkpoint, for the form's ``resume_from_job`` picker."""
-    return queue.resumable_jobs(session)
+    return artifacts.resumable_jobs(session)
 
 
 # --- what the SFT form offers -------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import pytest
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
-from jobs import queue
+from jobs import artifacts, queue
+from jobs.registry import parse_spec
 from jobs.run import main as run_job
-from jobs.specs import parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +52,7 @@ def test_dpo_lora_moves_the_adapter_and_logs_preference_metrics(tiny_model, tmp_
         keys = {m["key"] for m in queue.job_metrics(s, job.id)}
     assert {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
             "data/train_pairs", "eval_loss"} <= keys
-    weights = load_file(queue.job_dir(job.id) / "model" / "adapter_model.safetensors")
+    weights = load_file(artifacts.job_dir(job.id) / "model" / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
 
 
@@ -64,7 +64,7 @@ def test_dpo_full_fine_tuning_with_ipo_loss(tiny_model, tmp_path):
     job = run_spec(spec)
     assert job.status == "succeeded", job.error
     base = load_file(f"{tiny_model.path}/model.safetensors")
-    tuned = load_file(queue.job_dir(job.id) / "model" / "model.safetensors")
+    tuned = load_file(artifacts.job_dir(job.id) / "model" / "model.safetensors")
     assert any(not (base[k] == tuned[k]).all() for k in set(base) & set(tuned))
     with session_scope() as s:
         assert s.get(ModelRecord, job.output_model_id).kind == "full"

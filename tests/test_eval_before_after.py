@@ -11,8 +11,9 @@ from backend.db.engine import session_scope
 from backend.db.tables import Campaign, CampaignItem, EvalResult, EvalRun, Job, ModelRecord, Prompt
 from backend.errors import StudioError
 from jobs import queue
+from jobs.registry import parse_spec
 from jobs.run import main as run_job
-from jobs.specs import EvalSpec, parse_spec
+from jobs.specs import EvalSpec
 from services import evaluation
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from backend.db.engine import session_scope
 from backend.db.tables import EvalResult, EvalRun, Job
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.runners.evaluate import METRIC_KEYS
 from jobs.specs import EvalSpec
@@ -65,7 +65,7 @@ def test_eval_writes_runs_results_and_metrics(tiny_model, tmp_path, chat_format)
     assert {f"eval/{k}" for k in METRIC_KEYS} <= keys
     progress = [m["value"] for m in metrics if m["key"] == "eval/progress"]
     assert progress == [pytest.approx(4 / 5), pytest.approx(1.0)]  # two batches of at most 4
-    log_text = (queue.job_dir(job_id) / "job_spec.yaml").read_text()
+    log_text = (artifacts.job_dir(job_id) / "job_spec.yaml").read_text()
     assert "kind: eval" in log_text
 
 

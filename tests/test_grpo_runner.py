@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
-from jobs import queue
+from jobs import artifacts, queue
+from jobs.registry import parse_spec
 from jobs.run import main as run_job
 from jobs.runners.grpo import make_reward_func
-from jobs.specs import parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,7 +40,7 @@ def test_grpo_job_trains_logs_and_registers_the_adapter(tiny_model):
         keys = {(m["step"], m["key"]) for m in queue.job_metrics(s, job_id)}
     for step in (1, 2):
         assert {(step, "reward"), (step, "reward_std"), (step, "rewards/toxicity/mean")} <= keys, sorted(keys)
-    out = queue.job_dir(job_id)
+    out = artifacts.job_dir(job_id)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {s["step"] for s in samples} == {1, 2}
     assert all(0.0 <= s["reward"] <= 1.0 and s["prompt"] for s in samples)  # 1 − p(toxic) on demo prompts

@@ -3,7 +3,9 @@
 import pytest
 
 from backend.errors import StudioError
-from jobs.specs import KINDS, EvalSpec, SFTSpec, list_presets, load_spec_file, parse_spec, spec_to_yaml
+from jobs.registry import KINDS, parse_spec
+from jobs.spec_files import list_presets, load_spec_file, spec_to_yaml
+from jobs.specs import EvalSpec, SFTSpec
 
 PRESETS = list_presets()
 
@@ -12,10 +14,24 @@ def test_presets_exist():
     assert {"eval-dialogsum", "sft-lora-dialogsum", "sft-lora-tiny-cpu"} <= set(PRESETS)
 
 
+def test_every_kind_has_a_preset():
+    kinds = {load_spec_file(path).kind for path in PRESETS.values()}
+    assert kinds == set(KINDS)
+
+
+def test_every_kind_names_an_importable_runner_and_a_check():
+    import importlib.util
+
+    for name, kind in KINDS.items():
+        assert kind.spec.model_fields["kind"].default == name
+        assert importlib.util.find_spec(kind.runner) is not None, kind.runner
+        assert callable(kind.check)
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_validates(name):
     spec = load_spec_file(PRESETS[name])
-    assert isinstance(spec, KINDS[spec.kind])
+    assert isinstance(spec, KINDS[spec.kind].spec)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from backend.db.engine import session_scope
 from backend.db.tables import Job, JobMetric, utcnow
 from backend.errors import StudioError
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.specs import EvalSpec, SFTSpec
 
 
@@ -251,12 +251,12 @@ def test_metrics_round_trip(studio_env):
 
 def test_log_tail(studio_env):
     (job_id,) = add_jobs(1)
-    assert queue.read_log_tail(job_id) == ""
-    path = queue.log_path(job_id)
+    assert artifacts.read_log_tail(job_id) == ""
+    path = artifacts.log_path(job_id)
     path.parent.mkdir(parents=True)
     path.write_text("start\n" + "x" * 100 + "\nend\n", encoding="utf-8")
-    assert queue.read_log_tail(job_id).startswith("start")
-    assert queue.read_log_tail(job_id, max_bytes=4) == "end\n"
+    assert artifacts.read_log_tail(job_id).startswith("start")
+    assert artifacts.read_log_tail(job_id, max_bytes=4) == "end\n"
 
 
 def test_list_and_get(studio_env):
@@ -295,8 +295,8 @@ def test_cli_job_flow(tiny_model, tmp_path, capsys):
     (line,) = out.strip().splitlines()
     assert line.split()[:3] == ["1", "eval", "queued"] and "cli eval" in line
 
-    queue.log_path(1).parent.mkdir(parents=True)
-    queue.log_path(1).write_text("loading model\ngenerated 2/2\n", encoding="utf-8")
+    artifacts.log_path(1).parent.mkdir(parents=True)
+    artifacts.log_path(1).write_text("loading model\ngenerated 2/2\n", encoding="utf-8")
     code, out, _ = cli(capsys, "job", "logs", "1")
     assert code == 0 and out == "loading model\ngenerated 2/2\n"
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from backend.db.engine import session_scope
 from backend.db.tables import EvalResult, EvalRun, Job, Worker
-from jobs import queue, worker
+from jobs import artifacts, queue, worker
 from jobs.specs import EvalSpec
 
 
@@ -90,9 +90,9 @@ def test_worker_runs_failing_then_good_eval(tiny_model, fast_env, tmp_path):
 
     job = job_row(good)
     assert job.status == "succeeded", job.error
-    log = queue.log_path(good).read_text(encoding="utf-8")
+    log = artifacts.log_path(good).read_text(encoding="utf-8")
     assert f"job {good} succeeded" in log and "generated 6/6" in log
-    assert f"job {bad} failed" in queue.log_path(bad).read_text(encoding="utf-8")
+    assert f"job {bad} failed" in artifacts.log_path(bad).read_text(encoding="utf-8")
     with session_scope() as s:
         run = s.scalar(select(EvalRun).where(EvalRun.job_id == good))
         assert run is not None and run.n_examples == 6
@@ -116,7 +116,7 @@ def test_cancel_running_eval(tiny_model, fast_env, tmp_path):
     assert not thread.is_alive()
     job = job_row(job_id)
     assert job.status == "cancelled" and job.error is None
-    assert f"job {job_id} cancelled" in queue.log_path(job_id).read_text(encoding="utf-8")
+    assert f"job {job_id} cancelled" in artifacts.log_path(job_id).read_text(encoding="utf-8")
     with session_scope() as s:
         assert s.scalar(select(EvalRun).where(EvalRun.job_id == job_id)) is None
         progress = max(m["value"] for m in queue.job_metrics(s, job_id) if m["key"] == "eval/progress")
@@ -131,7 +131,7 @@ def test_worker_process_sigterm_stops_its_job(tiny_model, fast_env, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "jobs.worker", "--poll", "0.1", "--max-jobs", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:  # stop it once the job process runs its spec (its SIGTERM handler is installed by then)
-        wait_for(lambda: f"job {job_id}: eval" in queue.read_log_tail(job_id))
+        wait_for(lambda: f"job {job_id}: eval" in artifacts.read_log_tail(job_id))
         child_pid = job_row(job_id).pid
         assert child_pid and pid_alive(child_pid)
         proc.send_signal(signal.SIGTERM)
@@ -144,7 +144,7 @@ def test_worker_process_sigterm_stops_its_job(tiny_model, fast_env, tmp_path):
     job = job_row(job_id)
     assert job.status == "failed"
     assert "interrupted" in job.error or "worker" in job.error
-    log = queue.read_log_tail(job_id)
+    log = artifacts.read_log_tail(job_id)
     assert "the worker is stopping (SystemExit)" in log
     with session_scope() as s:
         assert all(w.stopped_at is not None for w in s.scalars(select(Worker)))
@@ -172,7 +172,7 @@ def test_child_dying_silently_is_failed(fast_env, monkeypatch):
     assert worker.run_job_process(job_id, "test-worker") == 3
     job = job_row(job_id)
     assert job.status == "failed" and "code 3" in job.error
-    assert "partial output" in queue.read_log_tail(job_id)
+    assert "partial output" in artifacts.read_log_tail(job_id)
 
 
 def test_child_killed_is_failed_with_signal(fast_env, monkeypatch):
@@ -193,7 +193,7 @@ def test_cancel_ignored_escalates_to_kill(fast_env, monkeypatch):
     assert worker.run_job_process(job_id, "test-worker", cancel_grace=0.3) == -signal.SIGKILL
     assert time.monotonic() - began < 10
     assert job_row(job_id).status == "cancelled"
-    log = queue.read_log_tail(job_id)
+    log = artifacts.read_log_tail(job_id)
     assert "terminating the job process" in log and "killing it" in log
 
 

@@ -10,9 +10,10 @@ from backend.db.engine import session_scope
 from backend.db.tables import Campaign, Completion, Job, JobMetric
 from backend.errors import StudioError
 from jobs.context import JobCancelled, JobContext
+from jobs.registry import parse_spec
 from jobs.run import main as run_job
 from jobs.runners import label_completions
-from jobs.specs import LabelCompletionsSpec, parse_spec
+from jobs.specs import LabelCompletionsSpec
 from labeling import accounts, campaigns
 from services import completion_jobs
 

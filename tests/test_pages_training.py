@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import EvalResult, EvalRun, Job, ModelRecord
-from jobs import queue
+from jobs import artifacts, queue
 
 SFT = "sft-sft-lora-tiny-cpu"  # widget key prefix of the SFT form started from that preset
 
@@ -37,7 +37,7 @@ def jobs_page() -> AppTest:
 
 
 def queue_tiny_job(**update) -> int:
-    from jobs.specs import list_presets, load_spec_file
+    from jobs.spec_files import list_presets, load_spec_file
 
     spec = load_spec_file(list_presets()["sft-lora-tiny-cpu"]).model_copy(update={"base_model": "tiny", **update})
     with session_scope(write=True) as s:
@@ -129,7 +129,7 @@ def test_resume_picker_lists_failed_jobs_with_checkpoints(studio):
     job_id = queue_tiny_job(name="crashed")
     with session_scope(write=True) as s:
         queue.finish(s, job_id, "failed", "killed")
-    checkpoint = queue.job_dir(job_id) / "checkpoints" / "checkpoint-2"
+    checkpoint = artifacts.job_dir(job_id) / "checkpoints" / "checkpoint-2"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text("{}", encoding="utf-8")
     at = jobs_page()
@@ -142,9 +142,9 @@ def test_resume_picker_lists_failed_jobs_with_checkpoints(studio):
 
 def test_generic_form_renders_other_kinds(studio, monkeypatch):
     """A kind another team registers (reward, PPO, DPO, labeling…) gets the spec-generated form."""
-    from jobs import specs
+    from jobs import registry
 
-    others = [k for k in specs.KINDS if k not in ("sft", "eval")]
+    others = [k for k in registry.KINDS if k not in ("sft", "eval")]
     if not others:
         pytest.skip("no other job kinds registered in this tree")
     at = page("page_jobs.py")
@@ -164,8 +164,8 @@ def test_job_panel_shows_status_curves_and_log(studio):
             queue.log_metrics(s, job_id, step, {"loss": loss, "learning_rate": 3e-4 / step, "grad_norm": 1.5,
                                                 "train/tokens_per_second": 900.0})
         queue.log_metrics(s, job_id, 3, {"eval_loss": 1.9})
-    queue.log_path(job_id).parent.mkdir(parents=True, exist_ok=True)
-    queue.log_path(job_id).write_text("train: 1/3\rtrain: 3/3\ndone\n", encoding="utf-8")
+    artifacts.log_path(job_id).parent.mkdir(parents=True, exist_ok=True)
+    artifacts.log_path(job_id).write_text("train: 1/3\rtrain: 3/3\ndone\n", encoding="utf-8")
     at = page("page_jobs.py")
     assert not at.exception
     assert panel_metrics(at)[:4] == [("Status", "queued"), ("Step", "3"), ("Loss", "1.8"), ("Trainable", "1,000")]

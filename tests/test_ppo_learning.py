@@ -11,7 +11,7 @@ from statistics import mean
 import pytest
 import torch
 
-from jobs.specs import PPOArgs, _ppo_decoding
+from jobs.specs import PPOArgs, ppo_decoding
 
 PROMPTS = [f"Say something about cake number {i}" for i in range(32)]
 
@@ -40,7 +40,7 @@ def make_trainer(model_dir, *, peft: str, kl_coef: float, learning_rate: float, 
         reference = copy.deepcopy(lm).requires_grad_(False).eval()
     args = PPOArgs(max_steps=steps, batch_size=16, mini_batch_size=8, ppo_epochs=4, learning_rate=learning_rate,
                    kl_coef=kl_coef, adaptive_kl=False, seed=0)
-    decoding = _ppo_decoding().model_copy(update={"max_new_tokens": 8})
+    decoding = ppo_decoding().model_copy(update={"max_new_tokens": 8})
     return PPOTrainer(PolicyWithValueHead(lm), tokenizer, even_share, args, decoding, reference=reference)
 
 

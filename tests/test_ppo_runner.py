@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
-from jobs import queue
+from jobs import artifacts, queue
+from jobs.registry import parse_spec
 from jobs.run import main as run_job
-from jobs.specs import parse_spec
 
 STEP_KEYS = {"objective/scores", "objective/kl", "objective/entropy", "objective/non_score_reward",
              "objective/rlhf_reward", "policy/approxkl", "policy/clipfrac", "policy/entropy", "val/loss",
@@ -57,7 +57,7 @@ def test_ppo_job_logs_every_key_and_registers_the_adapter(tiny_model, capsys):
     for step in (1, 2):
         assert STEP_KEYS <= {m["key"] for m in metrics if m["step"] == step}, step
     assert {"eval/reward", "eval/toxicity", "eval/kl"} <= {m["key"] for m in metrics if m["step"] == 0}
-    out = queue.job_dir(job_id)
+    out = artifacts.job_dir(job_id)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [s["step"] for s in samples] == [1, 1, 2, 2]
     assert all(0.0 <= s["reward"] <= 1.0 and s["prompt"] for s in samples)  # 1 − p(toxic)
@@ -80,7 +80,7 @@ def test_stop_threshold_on_held_out_prompts(tiny_model, monkeypatch, capsys):
     job_id = submit(ppo_spec(ppo={"max_steps": 5, "batch_size": 2, "mini_batch_size": 2, "ppo_epochs": 1},
                              eval_steps=1, eval_prompts=2, eval_samples=3, stop_toxicity=1.0))
     assert run_job(job_id) == 0
-    summary = json.loads((queue.job_dir(job_id) / "ppo_summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((artifacts.job_dir(job_id) / "ppo_summary.json").read_text(encoding="utf-8"))
     assert summary["stopped"] == "stop_toxicity" and summary["steps"] == 1
     assert summary["first_eval"]["eval/completions"] == 6  # 2 held-out prompts × 3 samples each
     assert torch.get_num_threads() == 2 and "torch uses 2 CPU thread(s)" in capsys.readouterr().out

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
-from jobs import queue
+from jobs import artifacts, queue
+from jobs.registry import parse_spec
 from jobs.run import main as run_job
 from jobs.runners.reward import batches, pairwise_loss
-from jobs.specs import parse_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -88,7 +88,7 @@ def test_reward_job_on_a_preference_file(tiny_model, tmp_path):
         assert record.kind == "reward" and record.job_id == job_id and record.meta["start_model"] == "tiny"
         keys = {m["key"] for m in queue.job_metrics(s, job_id)}
     assert {"loss", "accuracy", "margin", "eval_accuracy", "eval_loss", "data/train_pairs"} <= keys
-    report = json.loads((queue.job_dir(job_id) / "reward_report.json").read_text(encoding="utf-8"))
+    report = json.loads((artifacts.job_dir(job_id) / "reward_report.json").read_text(encoding="utf-8"))
     assert report["held_out"] and report["test_pairs"] == 8 and report["train_pairs"] == 24
     assert report["eval_accuracy"] >= 0.75, report  # the lexical preference is learned and generalises
     assert len(report["chosen"]) == len(report["rejected"]) == 8
@@ -112,14 +112,14 @@ def test_reward_job_on_a_campaign_reports_human_agreement(tiny_model):
                                 train={"max_steps": 20, "batch_size": 6, "learning_rate": 5e-3, "warmup_ratio": 0.0,
                                        "max_length": 64}))
     assert run_job(job_id) == 0
-    report = json.loads((queue.job_dir(job_id) / "reward_report.json").read_text(encoding="utf-8"))
+    report = json.loads((artifacts.job_dir(job_id) / "reward_report.json").read_text(encoding="utf-8"))
     assert report["source"] == "campaign rm-demo" and report["held_out"]
     assert 0.0 < report["human_pairwise_agreement"] <= 1.0
     assert report["eval_accuracy"] > 0.5, report
     with session_scope() as s:
         metrics = queue.job_metrics(s, job_id)
     assert any(m["key"] == "human_agreement" for m in metrics)
-    assert (queue.job_dir(job_id) / "model" / "config.json").is_file()  # LoRA merged: a plain classifier
+    assert (artifacts.job_dir(job_id) / "model" / "config.json").is_file()  # LoRA merged: a plain classifier
 
 
 def test_too_few_pairs_and_missing_data_are_refused(tiny_model, tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
-from jobs import queue
-from jobs.specs import parse_spec
+from jobs import artifacts, queue
+from jobs.registry import parse_spec
 from services.rlhf import KL_ALARM_NATS, reward_hacking, run_view
 
 PAGE = Path(__file__).resolve().parent.parent / "app" / "page_rlhf.py"
@@ -49,7 +49,7 @@ def fake_run(hacked: bool) -> int:
                                                 "kl_coef": 0.05})
         queue.log_metrics(s, job_id, 0, {"eval/reward": 0.80, "eval/toxicity": 0.20, "eval/kl": 0.0})
         queue.log_metrics(s, job_id, 5, {"eval/reward": 0.90, "eval/toxicity": 0.10, "eval/kl": 2.0})
-    folder = queue.job_dir(job_id)
+    folder = artifacts.job_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     samples = [{"step": st, "prompt": f"Roast my friend {st}", "completion": f"You are lovely {st}", "reward": 0.9}
                for st in (1, 2, 5)]

@@ -8,7 +8,7 @@ import pytest
 
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
 from services.training import estimate_trainable
@@ -60,7 +60,7 @@ def test_prompt_tuning_trains_only_the_soft_prompt(tiny_model, tmp_path):
     assert estimate["trainable"] == 6 * 64  # virtual tokens × hidden size
     job = run(spec)
     assert job.status == "succeeded", job.error
-    out = queue.job_dir(job.id) / "model"
+    out = artifacts.job_dir(job.id) / "model"
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 6
     prompt = load_file(out / "adapter_model.safetensors")["prompt_embeddings"]

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
 from services.training import resumable_jobs
@@ -52,7 +52,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model, tmp_path):
     data = write_dataset(tmp_path / "data")
     first = submit(sft_spec(data, max_steps=2))
     assert run_job(first) == 0
-    checkpoints = sorted(p.name for p in (queue.job_dir(first) / "checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted(p.name for p in (artifacts.job_dir(first) / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-1", "checkpoint-2"]
     set_status(first, "failed")  # as if it had died after its second checkpoint
     with session_scope() as s:
@@ -82,7 +82,7 @@ def test_resume_refused_at_submit(tiny_model, tmp_path, change, match):
         s.add(job)
         s.flush()
         old = job.id
-    checkpoint = queue.job_dir(old) / "checkpoints" / "checkpoint-1"
+    checkpoint = artifacts.job_dir(old) / "checkpoints" / "checkpoint-1"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
     values = {"max_steps": 5, "resume_from_job": old, **change}

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
 
@@ -56,9 +56,9 @@ def test_lora_sft_smoke(tiny_model, tmp_path):
     assert job.status == "succeeded", job.error
     assert job.error is None and job.finished_at is not None
 
-    out = queue.job_dir(job_id) / "model"
+    out = artifacts.job_dir(job_id) / "model"
     assert (out / "adapter_config.json").is_file()
-    assert (queue.job_dir(job_id) / "job_spec.yaml").is_file()
+    assert (artifacts.job_dir(job_id) / "job_spec.yaml").is_file()
     with session_scope() as s:
         record = s.get(ModelRecord, job.output_model_id)
         assert record.kind == "adapter" and record.source == "job"
@@ -96,7 +96,7 @@ def test_full_sft_changes_base_weights(tiny_model, tmp_path):
     assert run_job(job_id) == 0
     job = job_row(job_id)
     assert job.status == "succeeded", job.error
-    out = queue.job_dir(job_id) / "model"
+    out = artifacts.job_dir(job_id) / "model"
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     with session_scope() as s:
         record = s.get(ModelRecord, job.output_model_id)
@@ -168,7 +168,7 @@ def test_already_cancelled_job_does_not_run(tiny_model, tmp_path):
         assert queue.request_cancel(s, job_id) == "cancelled"
     assert run_job(job_id) == 0
     assert job_row(job_id).status == "cancelled"
-    assert not (queue.job_dir(job_id) / "model").exists()
+    assert not (artifacts.job_dir(job_id) / "model").exists()
     assert run_job(987654) == 2
 
 

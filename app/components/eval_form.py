@@ -12,7 +12,8 @@ from app.components.decoding_controls import decoding_controls, load_decoding
 from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
-from jobs.specs import DEMO_DIALOGSUM, DEMO_PROVOCATIVE, EvalSpec, parse_spec
+from jobs.registry import parse_spec
+from jobs.specs import DEMO_DIALOGSUM, DEMO_PROVOCATIVE, EvalSpec
 from services import evaluation
 
 KEY = "ev-dec"  # decoding widgets' key prefix

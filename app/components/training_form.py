@@ -11,7 +11,9 @@ from app.components.training_data import data_controls, preview
 from backend.db.engine import session_scope
 from backend.settings import get_settings
 from jobs import queue
-from jobs.specs import LoraArgs, PromptTuningArgs, SFTSpec, list_presets, load_spec_file, parse_spec, spec_to_yaml
+from jobs.registry import parse_spec
+from jobs.spec_files import list_presets, load_spec_file, spec_to_yaml
+from jobs.specs import LoraArgs, PromptTuningArgs, SFTSpec
 
 METHODS = {"LoRA": "lora", "Prompt tuning": "prompt_tuning", "Full fine-tuning": "none"}
 FRESH = "Start fresh"

@@ -6,7 +6,7 @@ import streamlit as st
 from app.common import user_errors
 from app.components.training_curves import curves_chart
 from backend.db.engine import session_scope
-from jobs import queue
+from jobs import artifacts, queue
 from services import training
 
 ACTIVE = ("queued", "running")
@@ -58,7 +58,7 @@ def job_panel(job_id: int) -> None:
         with st.expander("All metrics (last value of each)"):
             st.dataframe(last.reset_index(), hide_index=True, width="stretch")
     with st.expander("Log", expanded=status == "failed"):
-        log = queue.read_log_tail(job_id, 4000)
+        log = artifacts.read_log_tail(job_id, 4000)
         # Progress bars redraw their line with \r: show each line as it was last drawn.
         st.code("\n".join(line.rsplit("\r", 1)[-1] for line in log.split("\n")) or "(no log yet)",
                 language="text", height=300 if log.count("\n") > 15 else "content")

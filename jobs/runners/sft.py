@@ -103,7 +103,7 @@ def run(ctx: JobContext) -> int | None:
     from trl import SFTTrainer
 
     from backend.models.loader import load_tokenizer, resolve_device
-    from jobs.queue import resume_checkpoint
+    from jobs.artifacts import resume_checkpoint
 
     spec: SFTSpec = ctx.spec
     with session_scope(write=True) as s:

@@ -1,0 +1,34 @@
+"""Job specs as YAML files: read one (validated), write one, and the shipped presets (``jobs/presets/*.yaml``)."""
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from backend.errors import StudioError
+from jobs.registry import parse_spec
+from jobs.specs import SpecModel
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def load_spec_file(path: str | Path) -> SpecModel:
+    path = Path(path)
+    if not path.is_file():
+        raise StudioError(f"No spec file at {path}.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise StudioError(" ".join(f"{path} is not valid YAML: {exc}".split())) from None
+    except UnicodeDecodeError:
+        raise StudioError(f"{path} is not UTF-8 text.") from None
+    return parse_spec(data)
+
+
+def spec_to_yaml(spec: BaseModel) -> str:
+    """YAML that ``load_spec_file`` / ``parse_spec`` read back into an equal spec."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def list_presets() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.yaml"))}
