@@ -58,7 +58,8 @@ def lora_config(lora, model, model_name: str, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig
 
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, task_type=task_type,
-                      target_modules=lora_targets(model, lora.target_modules, model_name))
+                      target_modules=lora_targets(model, lora.target_modules, model_name),
+                      use_rslora=lora.use_rslora, use_dora=lora.use_dora)
 
 
 def peft_config(spec: SFTSpec, model, base_path: str, base_name: str):

@@ -82,6 +82,10 @@ class LoraArgs(SpecModel):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
                                       min_length=1, description="Module names to adapt (default: attention "
                                       "projections).")
+    use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale the update by alpha / √r instead of "
+                             "alpha / r, so higher ranks keep learning (useful from r = 32 up).")
+    use_dora: bool = Field(False, description="DoRA: learn each weight's magnitude apart from its direction; often "
+                           "closer to full fine-tuning at the same rank, ~1.5× slower steps.")
 
 
 class PromptTuningArgs(SpecModel):
