@@ -12,14 +12,14 @@ st.title(":material/history: Runs")
 st.caption("Every run is kept with its model, template, decoding settings, seed, output and timings.")
 
 with session_scope() as s:
-    runs = runs.list_runs(s, limit=200)
-if not runs:
+    saved = runs.list_runs(s, limit=200)
+if not saved:
     st.info("No runs yet: generate something on the Playground or Compare page.")
     st.stop()
 
-st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch", height=220,
+st.dataframe(pd.DataFrame(saved), hide_index=True, width="stretch", height=220,
              column_order=["id", "created", "kind", "input", "columns"])
-by_id = {r["id"]: r for r in runs}
+by_id = {r["id"]: r for r in saved}
 run_id = st.selectbox("Run", list(by_id), key="runs-pick",
                       format_func=lambda i: f"#{i} · {by_id[i]['created']} · {by_id[i]['input'][:60]}")
 with session_scope() as s:

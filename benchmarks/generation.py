@@ -38,10 +38,6 @@ PROMPT = (
 )
 
 
-def _median_time(fn, repeats: int) -> float:
-    return statistics.median(_timed(fn) for _ in range(repeats))
-
-
 def _timed(fn) -> float:
     began = time.perf_counter()
     fn()

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.lookup import get_or_raise
 from backend.db.tables import Job
 from backend.errors import StudioError
 from backend.settings import get_settings
@@ -44,9 +45,7 @@ def checkpoints(job_id: int) -> list[Path]:
 def resume_checkpoint(session: Session, spec: SFTSpec) -> Path:
     """The checkpoint ``spec.resume_from_job`` continues from; raises ``StudioError`` when it cannot resume."""
     job_id = spec.resume_from_job
-    old = session.get(Job, job_id)
-    if old is None:
-        raise StudioError(f"resume_from_job: there is no job {job_id}.")
+    old = get_or_raise(session, Job, job_id, message=f"resume_from_job: there is no job {job_id}.")
     if old.kind != "sft":
         raise StudioError(f"resume_from_job: job {job_id} is a {old.kind} job; resume an SFT job.")
     if old.status not in ("failed", "cancelled"):

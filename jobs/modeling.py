@@ -32,7 +32,7 @@ def meta_model(path: str, name: str | None = None):
         return AutoModelForCausalLM.from_config(config)
 
 
-def _adaptable_layers(model) -> list[str]:
+def adaptable_layers(model) -> list[str]:
     import torch
     from transformers.pytorch_utils import Conv1D
 
@@ -44,7 +44,7 @@ def lora_targets(model, wanted: list[str], model_name: str) -> list[str] | str:
     """Check LoRA target names against the model's adaptable layers (peft matches name suffixes)."""
     if wanted == ["all-linear"]:
         return "all-linear"
-    layers = _adaptable_layers(model)
+    layers = adaptable_layers(model)
     unknown = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in layers)]
     if unknown:
         leaves = sorted({n.rsplit(".", 1)[-1] for n in layers} - {"lm_head"})

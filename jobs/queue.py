@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from backend.db.lookup import get_or_raise
 from backend.db.tables import Job, JobMetric, Worker, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
@@ -118,10 +119,7 @@ def list_jobs(session: Session, limit: int = 200) -> list[Job]:
 
 
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise StudioError(f"There is no job {job_id}.")
-    return job
+    return get_or_raise(session, Job, job_id, "job")
 
 
 def job_metrics(session: Session, job_id: int) -> list[dict[str, Any]]:

@@ -40,10 +40,6 @@ JobSpec = Annotated[Union[tuple(k.spec for k in KINDS.values())], Field(discrimi
 _adapter = TypeAdapter(JobSpec)
 
 
-def spec_class(kind: str) -> type[SpecModel]:
-    return KINDS[kind].spec
-
-
 def check_spec(session: Session, spec: SpecModel) -> None:
     """Run the kind's submit-time check (the spec itself is already valid); raises ``StudioError``."""
     KINDS[spec.kind].check(session, spec)

@@ -41,7 +41,7 @@ def _beat(worker_id: str, job_id: int | None = None, pid: int | None = None) -> 
             queue.heartbeat_job(s, job_id, pid)
 
 
-def _child_command(job_id: int) -> list[str]:
+def child_command(job_id: int) -> list[str]:
     return [sys.executable, "-m", "jobs.run", str(job_id)]
 
 
@@ -97,7 +97,7 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
     log = artifacts.log_path(job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:  # the child holds its own copy of the descriptor
-        child = subprocess.Popen(_child_command(job_id), stdout=fh,
+        child = subprocess.Popen(child_command(job_id), stdout=fh,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

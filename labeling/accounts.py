@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.db.lookup import get_or_raise
 from backend.db.tables import User
 from backend.errors import StudioError
 
@@ -107,10 +108,7 @@ def authenticate(session: Session, name: str, password: str) -> User:
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise StudioError("This account no longer exists: sign in again.")
-    return user
+    return get_or_raise(session, User, user_id, message="This account no longer exists: sign in again.")
 
 
 def lookup(session: Session, user_id: int) -> dict[str, Any] | None:
@@ -170,16 +168,6 @@ def set_password(session: Session, admin_id: int, user_id: int, password: str) -
     _check_password(password)
     user = get_user(session, user_id)
     user.password_hash = hash_password(password)
-    session.flush()
-    return user
-
-
-def change_password(session: Session, user_id: int, old: str, new: str) -> User:
-    user = get_user(session, user_id)
-    if not verify_password(old or "", user.password_hash):
-        raise StudioError("The current password is wrong.")
-    _check_password(new)
-    user.password_hash = hash_password(new)
     session.flush()
     return user
 

@@ -19,7 +19,7 @@ Statistics (each returns ``None`` when it is undefined, e.g. nothing to compare)
   annotators is flagged; every other completion scores the mean of its *fractional* ranks (tied places
   averaged, so (1, 1, 2) and (1, 1, 3) both count as 1.5, 1.5, 3) over the annotators who ranked it; the
   scores become dense ranks, equal scores tie.
-- ``annotator_stats`` / ``annotator_pair_stats``: per annotator (agreement with the others, agreement and τ-b
+- ``annotator_report``: per annotator (agreement with the others, agreement and τ-b
   against the leave-one-out consensus of the others, tie and flag rates) and per annotator pair, so an
   admin can spot someone who misread the instructions (e.g. ranked in reverse: τ-b near −1).
 """
@@ -255,13 +255,3 @@ def annotator_report(items: Sequence[Item]) -> tuple[list[dict], list[dict]]:
                   "agreement": share(r["agree"], r["compared"]), "tau_b": _mean(r["taus"])}
                  for (a, b), r in sorted(pairs.items())]
     return annotators, pair_rows
-
-
-def annotator_stats(items: Sequence[Item]) -> list[dict]:
-    """Per annotator rows of ``annotator_report``."""
-    return annotator_report(items)[0]
-
-
-def annotator_pair_stats(items: Sequence[Item]) -> list[dict]:
-    """Per annotator pair rows of ``annotator_report``."""
-    return annotator_report(items)[1]

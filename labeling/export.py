@@ -120,20 +120,6 @@ def write_rows(rows: list[dict], path: str | Path, fmt: str = "jsonl", columns: 
     raise StudioError(f"Format must be one of {', '.join(FORMATS)}, not '{fmt}'.")
 
 
-def to_datasets(rows: list[dict], test_size: float = 0.1, seed: int = 0):
-    """A ``datasets.DatasetDict`` with ``train`` (and ``test`` when ``test_size`` > 0), split by prompt."""
-    import datasets
-
-    train, test = split_by_prompt(rows, test_size, seed)
-    columns = _columns(rows)
-    features = datasets.Features({c: datasets.Value("float64" if c == "margin" else "string") for c in columns})
-
-    def build(part: list[dict]):
-        return datasets.Dataset.from_dict({c: [r[c] for r in part] for c in columns}, features=features)
-
-    return datasets.DatasetDict({"train": build(train), **({"test": build(test)} if test_size > 0 else {})})
-
-
 def campaign_rows(session: Session, campaign: int | str, **options: Any) -> tuple[list[dict], dict[str, int]]:
     """Preference rows of a campaign (``options`` as in ``preference_rows``); refuses when there are none."""
     from labeling.campaigns import find_campaign
@@ -147,14 +133,6 @@ def campaign_rows(session: Session, campaign: int | str, **options: Any) -> tupl
                           f"({stats['items']} items kept, {stats['dropped_for_disagreement']} dropped for "
                           "disagreement; ties and flags give no pairs).")
     return rows, stats
-
-
-def campaign_dataset(session: Session, campaign: int | str, *, test_size: float = 0.1, seed: int = 0,
-                     **options: Any):
-    """The campaign's preference pairs as a ``datasets.DatasetDict`` for the jobs."""
-    check_options(options.get("strategy", "all"), options.get("max_disagreement"), test_size)
-    rows, _ = campaign_rows(session, campaign, **options)
-    return to_datasets(rows, test_size, seed)
 
 
 def export_campaign(session: Session, campaign: int | str, out: str | Path, *, fmt: str | None = None,

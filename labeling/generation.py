@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.db.completions import completion_row
+from backend.db.lookup import get_or_raise
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
@@ -66,12 +68,12 @@ def _seed(cfg: DecodingConfig, campaign_id: int, first_item: int, source_index: 
 
 
 def _generate_batch(batch: list[tuple[int, int, str, int]], campaign_id: int, k: int, sources: list[dict],
-                    models: list, device: str | None, precision: str) -> tuple[dict[int, list[dict]], dict[int, str]]:
-    """Completions (as Completion kwargs) per item of the batch, and the items that failed with why."""
+                    models: list, device: str | None, precision: str) -> tuple[dict[int, list[Completion]], dict[int, str]]:
+    """Completions (unsaved rows) per item of the batch, and the items that failed with why."""
     from backend.generation.engine import format_prompt, generate
     from backend.models.loader import load_model
 
-    made: dict[int, list[dict]] = defaultdict(list)
+    made: dict[int, list[Completion]] = defaultdict(list)
     failed: dict[int, str] = {}
     for s_idx, (source, resolved) in enumerate(zip(sources, models, strict=True)):
         loaded = load_model(resolved, device, precision)
@@ -95,12 +97,9 @@ def _generate_batch(batch: list[tuple[int, int, str, int]], campaign_id: int, k:
                         failed[item_id] = f"{source['label']}: {exc}"
                         outputs.append([])
             for (item_id, prompt_id, prompt_text), results in zip(items, outputs, strict=True):
-                made[item_id].extend({
-                    "prompt_id": prompt_id, "item_id": item_id, "model_id": resolved.id,
-                    "model_name": resolved.name, "prompt_text": prompt_text, "text": r.text, "decoding": r.settings,
-                    "seed": cfg.seed, "template": "chat" if chat else None, "prompt_tokens": r.prompt_tokens,
-                    "completion_tokens": r.completion_tokens, "seconds": r.seconds,
-                    "finish_reason": r.finish_reason, "source_label": source["label"]} for r in results)
+                made[item_id].extend(completion_row(r, resolved, prompt_text, prompt_id=prompt_id, item_id=item_id,
+                                                    template="chat" if chat else None, source_label=source["label"])
+                                     for r in results)
     return {i: rows for i, rows in made.items() if i not in failed}, failed
 
 
@@ -125,9 +124,7 @@ def generate_campaign_completions(session_factory: Session | SessionFactory | No
 
     factory = _as_factory(session_factory)
     with factory(write=False) as s:
-        campaign = s.get(Campaign, campaign_id)
-        if campaign is None:
-            raise StudioError(f"There is no campaign {campaign_id}.")
+        campaign = get_or_raise(s, Campaign, campaign_id, "campaign")
         if campaign.status == "archived":
             raise StudioError(f"Campaign '{campaign.name}' is archived: unarchive it to generate completions.")
         sources = effective_sources(campaign)
@@ -152,7 +149,7 @@ def generate_campaign_completions(session_factory: Session | SessionFactory | No
             for item_id, rows in made.items():
                 if current.get(item_id, 0) != before[item_id]:
                     continue  # another run filled this item meanwhile: keep theirs, never exceed K
-                s.add_all(Completion(**row) for row in rows)
+                s.add_all(rows)
                 report["completions"] += len(rows)
         report["failed"].extend({"item_id": i, "reason": why} for i, why in failed.items())
         report["done"] += len(batch)

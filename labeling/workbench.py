@@ -5,7 +5,7 @@ stored, written once (a unique constraint per item and annotator: a double click
 second row) and never edited in place: what people did is the truth; pairs are derived from it
 (``labeling.pairs``). Annotator-facing functions take the user id and only ever read that user's rankings.
 
-Campaign administration lives in ``labeling.campaigns`` (re-exported here for the pages and older callers).
+Campaign administration lives in ``labeling.campaigns``.
 """
 
 import math
@@ -17,27 +17,11 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend.db.lookup import get_or_raise
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
-from backend.generation.decoding import DecodingConfig
 from labeling.accounts import get_user as _user
-from labeling.campaigns import (  # noqa: F401  (re-exported: pages and tests import them from here)
-    DEFAULT_GUIDELINES,
-    DEFAULT_SAMPLING,
-    annotator_progress,
-    archive_campaign,
-    campaign_progress,
-    campaign_summary,
-    close_campaign,
-    create_campaign,
-    create_campaign_from,
-    find_campaign,
-    list_campaigns,
-    reopen_campaign,
-    set_status,
-    unarchive_campaign,
-    update_campaign,
-)
+from labeling.campaigns import find_campaign, list_campaigns
 from labeling.pairs import validate_ranks
 
 LETTERS = "ABCDEFGHI"
@@ -75,9 +59,7 @@ def get_or_create_user(session: Session, name: str, role: str = "annotator") -> 
 
 
 def _open_campaign(session: Session, campaign_id: int) -> Campaign:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise StudioError(f"There is no campaign {campaign_id}.")
+    campaign = get_or_raise(session, Campaign, campaign_id, "campaign")
     if campaign.status != "open":
         raise StudioError(f"Campaign '{campaign.name}' is {campaign.status}: it takes no more rankings.")
     return campaign
@@ -106,9 +88,7 @@ def next_item(session: Session, campaign_id: int, user_id: int, *, ready_only: b
     Args:
         ready_only: serve only items whose K completions exist (the workbench; completions come from a job).
     """
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise StudioError(f"There is no campaign {campaign_id}.")
+    campaign = get_or_raise(session, Campaign, campaign_id, "campaign")
     return session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
                                               ready_only=ready_only))
 
@@ -168,46 +148,6 @@ def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | N
                 completions=[{"id": cid, "letter": LETTERS[i], "text": text} for i, (cid, text) in enumerate(shown)])
 
 
-def ensure_completions(session: Session, item_id: int, model_ref: str | None = None,
-                       cfg: DecodingConfig = DEFAULT_SAMPLING) -> list[Completion]:
-    """Generate the item's K completions once (sampled, one batch) and store them with provenance.
-
-    On-demand path of the single-model workbench; campaigns with sources use
-    ``labeling.generation.generate_campaign_completions`` in a background job instead.
-    """
-    from backend.generation.engine import format_prompt, generate
-    from backend.models.loader import load_model
-    from backend.models.store import resolve
-
-    existing = item_completions(session, item_id)
-    item = session.get(CampaignItem, item_id)
-    campaign = session.get(Campaign, item.campaign_id)
-    missing = campaign.k - len(existing)
-    if missing <= 0:
-        return existing
-    resolved = resolve(session, model_ref)
-    loaded = load_model(resolved)
-    text = item_prompt(session, item)
-    prompt_text = format_prompt(loaded.tokenizer, text, chat=True)
-    cfg = cfg.model_copy(update={"num_return_sequences": missing, "seed": cfg.seed if cfg.seed is not None else item_id})
-    prompt_id = item.prompt_id
-    # NOTE: end the transaction before generating (seconds on a CPU): holding SQLite's write lock
-    # meanwhile would make every other writer (jobs, annotators) wait and fail on the busy timeout.
-    session.commit()
-    results = generate(loaded, [prompt_text], cfg)[0]
-    existing = item_completions(session, item_id)
-    if len(existing) >= campaign.k:  # another annotator's page filled the item while we generated
-        return existing
-    for r in results[: campaign.k - len(existing)]:
-        session.add(Completion(prompt_id=prompt_id, item_id=item_id, model_id=resolved.id,
-                               model_name=resolved.name, prompt_text=prompt_text, text=r.text,
-                               decoding=r.settings, seed=cfg.seed, prompt_tokens=r.prompt_tokens,
-                               completion_tokens=r.completion_tokens, seconds=r.seconds,
-                               finish_reason=r.finish_reason, source_label=f"{resolved.name} · on demand"))
-    session.flush()
-    return item_completions(session, item_id)
-
-
 def validate_ranking(completion_ids: list[int], ranks: dict[int, int], flagged: set[int]) -> None:
     """Every unflagged completion has a rank in 1..K, ranks are consistent (``pairs.validate_ranks``),
     flagged completions have none. All completions may be flagged (the item then gives no pair)."""
@@ -238,9 +178,7 @@ def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int
     """
     flagged = set(flagged or ())
     _user(session, user_id)
-    item = session.get(CampaignItem, item_id)
-    if item is None:
-        raise StudioError("This item no longer exists.")
+    item = get_or_raise(session, CampaignItem, item_id, message="This item no longer exists.")
     _open_campaign(session, item.campaign_id)
     ids = [c.id for c in item_completions(session, item_id)]
     if not ids:
@@ -339,10 +277,3 @@ def campaigns_for_annotator(session: Session, user_id: int) -> list[dict[str, An
 def campaign_guidelines(session: Session, campaign_id: int) -> str:
     return find_campaign(session, campaign_id).guidelines
 
-
-def create_demo_campaign(session: Session, n_prompts: int = 20) -> Campaign:
-    """A helpfulness campaign over the project's demo prompt set (K = 3)."""
-    from backend.data.demo_data import generate_labeling_prompts
-
-    prompts = [p["prompt"] for p in generate_labeling_prompts()[:n_prompts]]
-    return create_campaign(session, "demo-helpfulness", prompts, k=3, source="demo")

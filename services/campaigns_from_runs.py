@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.completions import copy_completion
+from backend.db.lookup import get_or_raise
 from backend.db.tables import CampaignItem, Completion, EvalResult, EvalRun, Job, ModelRecord
 from backend.errors import StudioError
 from labeling.campaigns import DEFAULT_SAMPLING, campaign_summary, create_campaign
@@ -22,13 +24,6 @@ from services import runs
 from services.completion_jobs import launch_campaign
 
 MAX_CAMPAIGN_K = 9  # labeling campaigns rank 2–9 completions per prompt
-
-
-def _run(session: Session, run_id: int) -> EvalRun:
-    run = session.get(EvalRun, run_id)
-    if run is None:
-        raise StudioError(f"There is no evaluation run {run_id}.")
-    return run
 
 
 def run_source(session: Session, run: EvalRun) -> dict[str, Any]:
@@ -47,7 +42,7 @@ def run_source(session: Session, run: EvalRun) -> dict[str, Any]:
 
 def run_prompts(session: Session, run_id: int) -> list[str]:
     """The prompts of an evaluation run, in example order (what the model was asked, without the chat template)."""
-    _run(session, run_id)
+    get_or_raise(session, EvalRun, run_id, "evaluation run")
     return list(session.scalars(select(EvalResult.input).where(EvalResult.eval_run_id == run_id)
                                 .order_by(EvalResult.idx)))
 
@@ -73,13 +68,13 @@ def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: s
         StudioError: unknown run, a run without prompts, the same model twice, a duplicate campaign name, K out of
             range, … — in the caller's transaction, so nothing is left half-written.
     """
-    run = _run(session, run_id)
+    run = get_or_raise(session, EvalRun, run_id, "evaluation run")
     prompts = run_prompts(session, run_id)
     if not prompts:
         raise StudioError(f"Evaluation run #{run_id} has no prompts to label.")
     sources = [run_source(session, run)]
     if versus_run_id is not None:
-        other = run_source(session, _run(session, versus_run_id))
+        other = run_source(session, get_or_raise(session, EvalRun, versus_run_id, "evaluation run"))
         if other["model"] == sources[0]["model"]:
             raise StudioError(f"Runs #{run_id} and #{versus_run_id} evaluated the same model "
                               f"'{other['model']}': pick another model to compare with, or label this one alone.")
@@ -129,11 +124,7 @@ def send_run_to_campaign(session: Session, run_id: int, name: str, *, columns: l
     item = session.scalars(select(CampaignItem).where(CampaignItem.campaign_id == campaign.id)).one()
     for column, _ in picked:
         for done in column["completions"][:per_source]:
-            c = session.get(Completion, done["id"])
-            session.add(Completion(
-                prompt_id=item.prompt_id, item_id=item.id, model_id=c.model_id, model_name=c.model_name,
-                prompt_text=c.prompt_text, text=c.text, decoding=c.decoding, seed=c.seed, template=c.template,
-                prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds,
-                finish_reason=c.finish_reason, source_label=column["label"][:300]))
+            session.add(copy_completion(session.get(Completion, done["id"]), prompt_id=item.prompt_id, item_id=item.id,
+                                        source_label=column["label"][:300]))
     session.flush()
     return {**campaign_summary(session, campaign.id), "run_id": run_id, "completions_per_source": per_source}

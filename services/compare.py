@@ -19,7 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Completion, PlaygroundRun, Prompt
+from backend.db.completions import completion_row
+from backend.db.lookup import get_or_raise
+from backend.db.tables import PlaygroundRun, Prompt
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig, decoding_warnings
 from backend.generation.engine import GenerationResult, StreamChunk, generate, stream
@@ -136,13 +138,9 @@ def _save(session: Session, input_text: str, prepared: list[PreparedVariant],
     prompt = Prompt(text=input_text, source="playground")
     session.add_all([run, prompt])
     session.flush()
-    for p, (results, _) in zip(prepared, outputs, strict=True):
-        for r in results:
-            session.add(Completion(
-                prompt_id=prompt.id, model_id=p.resolved.id, model_name=p.resolved.name, prompt_text=p.built.prompt,
-                text=r.text, decoding=r.settings, seed=r.settings.get("seed"), template=p.built.label[:200],
-                prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
-                finish_reason=r.finish_reason, run_id=run.id, source_label=p.label[:300]))
+    session.add_all(completion_row(r, p.resolved, p.built.prompt, prompt_id=prompt.id, run_id=run.id,
+                                   template=p.built.label, source_label=p.label)
+                    for p, (results, _) in zip(prepared, outputs, strict=True) for r in results)
     session.flush()
     return runs.get_run(session, run.id)
 
@@ -189,7 +187,7 @@ def save_streamed_run(session: Session, input_text: str, prepared: PreparedVaria
 
 def rerun(session: Session, run_id: int, *, seed: int | None = None) -> dict[str, Any]:
     """Run a saved run again with its saved settings (same seeds reproduce it); ``seed`` overrides every variant's."""
-    run = runs.find_run(session, run_id)
+    run = get_or_raise(session, PlaygroundRun, run_id, "playground run")
     variants = [dict(v) for v in run.variants]
     if seed is not None:
         for v in variants:

@@ -6,17 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.data.rlhf_prompts import ensure_demo_prompts
+from backend.db.lookup import get_or_raise
 from backend.db.tables import EvalResult, EvalRun
 from jobs import queue
 from jobs.specs import EvalSpec
 
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "toxicity", "length_words")
-
-
-def submit_evaluations(session: Session, models: list[str], max_examples: int = 40) -> list[int]:
-    """Queue one evaluation job per model on the demo test split; returns the job ids."""
-    return [queue.submit(session, EvalSpec(model=m, name=f"eval {m}", max_examples=max_examples)).id
-            for m in models]
 
 
 def eval_runs(session: Session) -> list[dict[str, Any]]:
@@ -94,12 +89,7 @@ def _runs(session: Session, run_ids: list[int]) -> list[EvalRun]:
 
     if not run_ids:
         raise StudioError("Pick at least one evaluation run.")
-    runs = []
-    for run_id in dict.fromkeys(run_ids):
-        run = session.get(EvalRun, run_id)
-        if run is None:
-            raise StudioError(f"There is no evaluation run {run_id}.")
-        runs.append(run)
+    runs = [get_or_raise(session, EvalRun, run_id, "evaluation run") for run_id in dict.fromkeys(run_ids)]
     first = runs[0]
     for run in runs[1:]:
         if (run.dataset, run.split, run.n_examples) != (first.dataset, first.split, first.n_examples):

@@ -4,6 +4,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from backend.db.completions import completion_row
 from backend.db.tables import Completion, Prompt
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
@@ -23,17 +24,12 @@ def open_model(session: Session, model_ref: str | None, precision: str = "auto")
 
 
 def record_completion(session: Session, resolved: ResolvedModel, user_text: str, prompt_text: str,
-                      result: GenerationResult, *, source: str = "playground", template: str | None = None,
-                      item_id: int | None = None) -> Completion:
+                      result: GenerationResult) -> Completion:
     """Save a completion with everything needed to reproduce it."""
-    prompt = Prompt(text=user_text, source=source)
+    prompt = Prompt(text=user_text, source="playground")
     session.add(prompt)
     session.flush()
-    row = Completion(prompt_id=prompt.id, item_id=item_id, model_id=resolved.id, model_name=resolved.name,
-                     prompt_text=prompt_text, text=result.text, decoding=result.settings,
-                     seed=result.settings.get("seed"), template=template, prompt_tokens=result.prompt_tokens,
-                     completion_tokens=result.completion_tokens, seconds=result.seconds,
-                     finish_reason=result.finish_reason)
+    row = completion_row(result, resolved, prompt_text, prompt_id=prompt.id)
     session.add(row)
     session.flush()
     return row

@@ -140,14 +140,6 @@ def save_template(session: Session, name: str, text: str, *, task: str = "custom
     return {**template.to_dict(), "id": row.id, "source": "saved"}
 
 
-def delete_template(session: Session, name: str) -> None:
-    row = session.scalar(select(PromptTemplate).where(PromptTemplate.name == name))
-    if row is None:
-        raise StudioError("Built-in templates cannot be deleted." if name in LIBRARY else f"No saved template '{name}'.")
-    session.delete(row)
-    session.flush()
-
-
 # ------------------------------------------------------------------------------------------ examples
 def _example_pool(template: FewShotTemplate, spec: PromptSpec) -> list[dict[str, Any]]:
     if spec.examples:

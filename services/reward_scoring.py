@@ -79,14 +79,15 @@ def load_reward_model(source: RewardSource, device: str | None = None) -> tuple[
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        scorer = _load_uncached(source, device)
+        scorer = load_uncached(source, device)
         _cache[key] = (scorer, threading.Lock())
         while len(_cache) > MAX_CACHED:
             _cache.popitem(last=False)
         return _cache[key]
 
 
-def _load_uncached(source: RewardSource, device: str):
+def load_uncached(source: RewardSource, device: str):
+    """Load a reward model from its folder, every call (``load_reward_model`` keeps what this returns)."""
     from jobs.rl.rewards import RewardModelReward
 
     try:
@@ -121,15 +122,6 @@ def score_with(source: RewardSource, prompts: list[str], completions: list[str])
     except RuntimeError as exc:
         raise StudioError(f"Reward model '{source.name}' failed while scoring "
                           f"({str(exc).splitlines()[0][:200]}).") from None
-
-
-def score_pairs(session: Session, name: str, prompts: list[str], completions: list[str]) -> list[float]:
-    """Score (prompt, completion) pairs with ``TOXICITY`` or a registered reward model (by name).
-
-    Returns:
-        One float per pair; the same inputs always give the same scores.
-    """
-    return score_with(resolve_source(session, name), prompts, completions)
 
 
 def score_run(session: Session, run_id: int, name: str, *, best_of_n: bool = False) -> dict[str, Any]:

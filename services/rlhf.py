@@ -18,9 +18,6 @@ from backend.errors import StudioError
 
 RLHF_KINDS = ("ppo",)
 KL_ALARM_NATS = 10.0  # without a target: 10 nats per completion is far from the reference for any length
-CURVES = ("objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy", "policy/entropy",
-          "policy/clipfrac", "policy/approxkl", "val/loss", "val/clipfrac", "loss/policy", "kl_coef",
-          "completion_length")
 
 
 def ppo_runs(session: Session) -> list[dict[str, Any]]:

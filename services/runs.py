@@ -13,21 +13,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.db.lookup import get_or_raise
 from backend.db.tables import Completion, PlaygroundRun
 from backend.errors import StudioError
 from backend.prompts.cot import extract_final_answer
 
 
-def find_run(session: Session, run_id: int) -> PlaygroundRun:
-    run = session.get(PlaygroundRun, run_id)
-    if run is None:
-        raise StudioError(f"No playground run {run_id}.")
-    return run
-
-
 def get_run(session: Session, run_id: int) -> dict[str, Any]:
     """A saved run with its columns and completions, as ``run_comparison`` returned it."""
-    run = find_run(session, run_id)
+    run = get_or_raise(session, PlaygroundRun, run_id, "playground run")
     rows = session.scalars(select(Completion).where(Completion.run_id == run_id).order_by(Completion.id)).all()
     columns = []
     for col in run.meta.get("columns", []):

@@ -210,12 +210,12 @@ def lora_target_choices(session: Session, model_name: str) -> list[str]:
     These are exactly the names ``LoraArgs.target_modules`` accepts for that model (plus ``all-linear``).
     """
     from backend.models.store import resolve
-    from jobs.modeling import _adaptable_layers, meta_model
+    from jobs.modeling import adaptable_layers, meta_model
 
     base = resolve(session, model_name)
     if base.kind == "adapter":
         raise StudioError(f"'{base.name}' is an adapter: start SFT from a base or full model.")
-    layers = _adaptable_layers(meta_model(base.path, base.name))
+    layers = adaptable_layers(meta_model(base.path, base.name))
     return sorted({name.rsplit(".", 1)[-1] for name in layers} - {"lm_head"})
 
 

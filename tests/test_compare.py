@@ -102,7 +102,7 @@ def test_bad_input_gives_clear_errors(tiny_model):
         for variants, text, message in cases:
             with pytest.raises(StudioError, match=message):
                 compare.run_comparison(s, text, variants)
-        with pytest.raises(StudioError, match="No playground run"):
+        with pytest.raises(StudioError, match="no playground run"):
             runs.get_run(s, 424242)
     assert compare.decoding_summary(compare.Variant(decoding={"num_beams": 4}).decoding) == "beam 4"
 
@@ -151,7 +151,7 @@ def test_send_one_sampled_variant_and_bad_requests(run):
             send_run_to_campaign(s, run["id"], "bad", columns=["nope"])
         with pytest.raises(StudioError, match="already exists"):
             send_run_to_campaign(s, run["id"], "sampled only")
-        with pytest.raises(StudioError, match="No playground run"):
+        with pytest.raises(StudioError, match="no playground run"):
             send_run_to_campaign(s, 999, "missing")
 
 

@@ -163,7 +163,7 @@ def claim_one() -> int:
 
 
 def fake_child(monkeypatch, code: str) -> None:
-    monkeypatch.setattr(worker, "_child_command", lambda job_id: [sys.executable, "-c", code])
+    monkeypatch.setattr(worker, "child_command", lambda job_id: [sys.executable, "-c", code])
 
 
 def test_child_dying_silently_is_failed(fast_env, monkeypatch):
@@ -218,7 +218,7 @@ def test_worker_survives_a_job_it_cannot_start(fast_env, monkeypatch):
     def broken(job_id):
         raise OSError("no such interpreter")
 
-    monkeypatch.setattr(worker, "_child_command", broken)
+    monkeypatch.setattr(worker, "child_command", broken)
     with session_scope(write=True) as s:
         s.add_all([Job(kind="eval", name=f"j{i}", spec={"kind": "eval"}) for i in range(2)])
     worker.run_worker(poll_seconds=0.05, max_jobs=2)

@@ -97,11 +97,3 @@ def test_admin_only_actions(studio_env, fast_hash):
         assert [u["name"] for u in users] == ["alice", "bob", "carol"]
         assert all("password_hash" not in u for u in users)
 
-
-def test_change_password(studio_env, fast_hash):
-    with session_scope(write=True) as s:
-        user = accounts.sign_up(s, "alice", "password-1")
-        with pytest.raises(StudioError, match="current password"):
-            accounts.change_password(s, user.id, "nope", "password-2")
-        accounts.change_password(s, user.id, "password-1", "password-2")
-        assert accounts.authenticate(s, "alice", "password-2").id == user.id

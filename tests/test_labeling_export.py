@@ -95,14 +95,6 @@ def test_write_jsonl_and_parquet_round_trip(tmp_path):
     assert not list(tmp_path.rglob(".*tmp*"))  # no temporary files left behind
 
 
-def test_to_datasets_has_trl_columns_and_splits():
-    rows = [{"prompt": f"p{i}", "chosen": "a", "rejected": "b"} for i in range(10)]
-    ds = export.to_datasets(rows, test_size=0.3, seed=0)
-    assert set(ds) == {"train", "test"} and ds["train"].column_names == ["prompt", "chosen", "rejected"]
-    assert ds["train"].num_rows == 7 and ds["test"].num_rows == 3
-    assert set(export.to_datasets(rows, test_size=0)) == {"train"}
-
-
 @pytest.fixture
 def ranked(studio_env):
     with session_scope(write=True) as s:
@@ -120,8 +112,6 @@ def test_export_campaign_single_file_and_train_test_folder(ranked, tmp_path):
                                         test_size=0.2, seed=1)
         assert set(report["files"]) == {"train", "test"} and report["rows"]["test"] > 0
         assert (tmp_path / "split" / "train.parquet").is_file() and (tmp_path / "split" / "test.parquet").is_file()
-        ds = export.campaign_dataset(s, "ranked", test_size=0.2, seed=1, consensus=True)
-        assert ds["test"].num_rows == report["rows"]["test"]
 
 
 def test_export_refusals_change_nothing(studio_env, tmp_path):

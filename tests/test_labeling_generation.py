@@ -78,7 +78,7 @@ def test_works_inside_a_callers_session_and_refuses_archived(tiny_model):
     with session_scope(write=True) as s:
         assert generate_campaign_completions(s, cid)["completions"] == 2
     with session_scope(write=True) as s:
-        campaigns.archive_campaign(s, cid)
+        campaigns.set_status(s, cid, "archived")
     with pytest.raises(StudioError, match="archived"):
         generate_campaign_completions(None, cid)
     with pytest.raises(StudioError, match="no campaign"):

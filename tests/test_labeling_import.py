@@ -10,7 +10,7 @@ from backend.db.engine import session_scope
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
 from cli.labels import register
-from labeling import export, workbench
+from labeling import campaigns, export
 from labeling.importer import import_rankings
 
 
@@ -100,7 +100,7 @@ def test_rows_for_a_known_prompt_must_carry_the_same_completions(studio_env):
 
 def test_import_into_an_existing_campaign_and_a_second_time(studio_env):
     with session_scope(write=True) as s:
-        workbench.create_campaign(s, "existing", ["my house is too hot"], k=3)
+        campaigns.create_campaign(s, "existing", ["my house is too hot"], k=3)
     report = run([row()], campaign="existing")
     assert report["accepted"] == 1 and not report["created"]
     assert counts()["CampaignItem"] == 1  # the existing item got the imported completions
@@ -110,8 +110,8 @@ def test_import_into_an_existing_campaign_and_a_second_time(studio_env):
 
 def test_archived_campaign_refuses_import(studio_env):
     with session_scope(write=True) as s:
-        cid = workbench.create_campaign(s, "old", ["x"]).id
-        workbench.archive_campaign(s, cid)
+        cid = campaigns.create_campaign(s, "old", ["x"]).id
+        campaigns.set_status(s, cid, "archived")
     with pytest.raises(StudioError, match="archived"):
         run([row()], campaign="old")
 

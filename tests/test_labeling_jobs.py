@@ -52,7 +52,7 @@ def test_queue_refuses_unknown_archived_complete_and_duplicate(tiny_model):
     with session_scope(write=True) as s, pytest.raises(StudioError, match="already making"):
         completion_jobs.queue_completions(s, cid)
     with session_scope(write=True) as s:
-        campaigns.archive_campaign(s, cid)
+        campaigns.set_status(s, cid, "archived")
         s.get(Job, job.id).status = "cancelled"
     with session_scope(write=True) as s, pytest.raises(StudioError, match="archived"):
         completion_jobs.queue_completions(s, cid)

@@ -1,7 +1,7 @@
 """The admin's quality report: agreement per annotator and pair, alpha, which source wins, time per item."""
 
 from backend.db.engine import session_scope
-from labeling import synthetic, workbench
+from labeling import campaigns, synthetic
 from labeling.quality import quality_report
 
 
@@ -31,7 +31,7 @@ def test_report_spots_the_reversed_annotator_and_the_better_source(studio_env):
 
 def test_report_on_a_campaign_without_rankings(studio_env):
     with session_scope(write=True) as s:
-        cid = workbench.create_campaign(s, "empty", ["a"]).id
+        cid = campaigns.create_campaign(s, "empty", ["a"]).id
     with session_scope() as s:
         report = quality_report(s, cid)
     assert report["alpha"] is None and report["annotators"] == [] and report["sources"] == []

@@ -6,16 +6,13 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import CampaignItem, Completion, Ranking
 from backend.errors import StudioError
-from backend.generation.decoding import DecodingConfig
-from labeling import workbench
-
-SHORT = DecodingConfig(do_sample=True, temperature=0.9, max_new_tokens=6)
+from labeling import campaigns, workbench
 
 
 @pytest.fixture
 def campaign(studio_env):
     with session_scope(write=True) as s:
-        c = workbench.create_campaign(s, "c1", ["Say hi.", "Name a fruit.", "  ", "Say hi."], k=3, overlap=2)
+        c = campaigns.create_campaign(s, "c1", ["Say hi.", "Name a fruit.", "  ", "Say hi."], k=3, overlap=2)
         for item in s.scalars(select(CampaignItem).where(CampaignItem.campaign_id == c.id)):
             s.add_all(Completion(prompt_id=item.prompt_id, item_id=item.id, model_name="stub", prompt_text="p",
                                  text=f"answer {j} to {item.id}", source_label="stub") for j in range(3))
@@ -34,18 +31,6 @@ def test_campaign_dedupes_and_drops_empty_prompts(campaign):
     with session_scope() as s:
         [row] = workbench.list_campaigns(s)
     assert row["items"] == 2 and row["needed"] == 4 and row["rankings"] == 0
-
-
-def test_completions_are_generated_once_with_provenance(tiny_model):
-    with session_scope(write=True) as s:
-        c = workbench.create_campaign(s, "gen", ["Say hi."], k=3)
-        item_id = workbench.next_item(s, c.id, workbench.get_or_create_user(s, "ann").id).id
-        ids = [c.id for c in workbench.ensure_completions(s, item_id, "tiny", SHORT)]
-    assert len(ids) == 3
-    with session_scope(write=True) as s:
-        again = workbench.ensure_completions(s, item_id, "tiny", SHORT)
-        assert [c.id for c in again] == ids
-        assert all(c.model_name == "tiny" and c.decoding["do_sample"] and c.source_label for c in again)
 
 
 def test_ranking_saved_once_and_next_item_moves_on(campaign):
@@ -99,13 +84,7 @@ def test_overlap_serves_item_to_second_annotator_until_met(campaign):
 ])
 def test_bad_campaigns_are_refused(studio_env, kwargs, message):
     with pytest.raises(StudioError, match=message), session_scope(write=True) as s:
-        workbench.create_campaign(s, **kwargs)
+        campaigns.create_campaign(s, **kwargs)
     with session_scope() as s:
         assert workbench.list_campaigns(s) == []
 
-
-def test_demo_campaign_uses_project_prompts(studio_env):
-    with session_scope(write=True) as s:
-        c = workbench.create_demo_campaign(s)
-    with session_scope() as s:
-        assert workbench.list_campaigns(s)[0]["items"] == 20 and c.k == 3

@@ -174,7 +174,7 @@ def test_closed_campaign_refuses_rankings_and_undo(setup):
         task = workbench.next_task(s, cid, ann)
         workbench.submit_ranking(s, task.item_id, ann, ranks_in_order(task))
         task = workbench.next_task(s, cid, ann)
-        campaigns.close_campaign(s, cid)
+        campaigns.set_status(s, cid, "closed")
         with pytest.raises(StudioError, match="closed"):
             workbench.submit_ranking(s, task.item_id, ann, ranks_in_order(task))
         with pytest.raises(StudioError, match="closed"):
@@ -184,13 +184,13 @@ def test_closed_campaign_refuses_rankings_and_undo(setup):
         assert workbench.my_progress(s, ann, cid) == {"campaign_id": cid, "status": "closed", "ranked": 1,
                                                     "skipped": 0, "has_next": False, "waiting_for_completions": False}
         assert workbench.campaigns_for_annotator(s, ann) == []
-        campaigns.reopen_campaign(s, cid)
+        campaigns.set_status(s, cid, "open")
         assert [c["mine"] for c in workbench.campaigns_for_annotator(s, ann)] == [1]
 
 
 def test_items_without_completions_wait_for_the_generation_job(studio_env):
     with session_scope(write=True) as s:
-        cid = workbench.create_campaign(s, "pending", ["a", "b"]).id
+        cid = campaigns.create_campaign(s, "pending", ["a", "b"]).id
         ann = workbench.get_or_create_user(s, "ann").id
         assert workbench.next_task(s, cid, ann) is None
         assert workbench.my_progress(s, ann, cid)["waiting_for_completions"] is True

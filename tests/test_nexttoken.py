@@ -102,11 +102,11 @@ def gen_ids(loaded, cfg: DecodingConfig, prompt: str = PROMPT) -> tuple[list[int
     """Generated ids through exactly the kwargs the engine passes to ``model.generate``."""
     import torch
 
-    from backend.generation.engine import _generate_kwargs
+    from backend.generation.engine import generate_kwargs
 
     enc = loaded.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.inference_mode():
-        out = loaded.model.generate(**enc, **_generate_kwargs(loaded, cfg, enc.input_ids.shape[1]))
+        out = loaded.model.generate(**enc, **generate_kwargs(loaded, cfg, enc.input_ids.shape[1]))
     return out[0].tolist(), enc.input_ids.shape[1]
 
 

@@ -37,7 +37,7 @@ def test_workbench_without_open_campaign_says_so(studio):
     bob = signed_in("bob")
     seeded("closed-one")
     with session_scope(write=True) as s:
-        campaigns.close_campaign(s, 1)
+        campaigns.set_status(s, 1, "closed")
     at = open_as("page_labeling.py", bob)
     assert "Your admin will open one" in texts(at.info)
 

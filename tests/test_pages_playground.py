@@ -263,8 +263,8 @@ def test_loaded_model_is_shared_across_reruns_and_users(studio, monkeypatch):
     from backend.models import loader
 
     loader.clear_cache()
-    real, loads = loader._load_uncached, []
-    monkeypatch.setattr(loader, "_load_uncached", lambda *args: loads.append(args) or real(*args))
+    real, loads = loader.load_uncached, []
+    monkeypatch.setattr(loader, "load_uncached", lambda *args: loads.append(args) or real(*args))
     for _ in range(2):  # two AppTests are two browser sessions (two users) in one server process
         at = page("page_playground.py")
         at.text_area(key="pg-prompt").input("Hello")

@@ -84,7 +84,8 @@ def test_streamed_completion_scored_by_a_registered_reward_model(studio, tiny_mo
     with session_scope() as s:
         run = runs.get_run(s, s.scalars(select(PlaygroundRun.id)).one())
         col = run["columns"][0]
-        expected = reward_scoring.score_pairs(s, "tiny-rm", [col["text"]], [col["completions"][0]["text"]])
+        expected = reward_scoring.score_with(reward_scoring.resolve_source(s, "tiny-rm"), [col["text"]],
+                                             [col["completions"][0]["text"]])
     assert col["completions"][0]["score"] == pytest.approx(expected[0])
     assert f"Reward {expected[0]:.3f}" in texts(at.caption).splitlines()
     reward_scoring.clear_cache()

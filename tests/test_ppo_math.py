@@ -12,13 +12,18 @@ from jobs.rl.ppo import (
     clipped_policy_loss,
     clipped_value_loss,
     entropy_from_logits,
-    exact_kl,
     gae_advantages,
     kl_per_token,
     last_token_index,
     masked_whiten,
     shaped_rewards,
 )
+
+
+def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Exact KL(π ‖ π_ref) = Σ_x π(x) (log π(x) − log π_ref(x)) over the last dimension (the vocabulary)."""
+    logp, ref_logp = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
+    return (logp.exp() * (logp - ref_logp)).sum(-1)
 
 
 def assert_table(actual: torch.Tensor, expected: list[list[float]]) -> None:

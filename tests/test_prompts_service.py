@@ -6,7 +6,7 @@ import pytest
 
 from backend.db.engine import session_scope
 from backend.errors import StudioError
-from services import templates as svc
+from services import prompt_building as svc
 from services.prompt_building import PromptSpec, build_prompt
 
 REVIEWS = [
@@ -17,7 +17,7 @@ REVIEWS = [
 ]
 
 
-def test_save_list_get_delete_user_template(studio_env):
+def test_save_list_get_user_template(studio_env):
     with session_scope(write=True) as s:
         saved = svc.save_template(s, "ticket-triage", "Ticket: {ticket}\nTeam: {team}", task="classify",
                                   answer_field="team", instruction="Route each ticket to a team.",
@@ -39,12 +39,6 @@ def test_save_list_get_delete_user_template(studio_env):
         assert built.text == ("Route each ticket to a team.\n\nTicket: My card was charged twice\nTeam: billing\n\n"
                               "Ticket: I can't log in\nTeam:")
         assert svc.template_details(s, "ticket-triage")["answer_field"] == "team"
-    with session_scope(write=True) as s:
-        svc.delete_template(s, "ticket-triage")
-        with pytest.raises(StudioError, match="cannot be deleted"):
-            svc.delete_template(s, "sentiment")
-        with pytest.raises(StudioError, match="Unknown template 'ticket-triage'"):
-            svc.get_template(s, "ticket-triage")
 
 
 def test_examples_typed_from_dataset_random_and_similar(studio_env, tmp_path):

@@ -90,7 +90,7 @@ def test_collection_retrieves_the_obvious_chunk_with_citations(collection):
 
 
 def test_collection_persists_replaces_and_deletes(collection, studio_env):
-    rag._indexes.clear()  # force a reload from disk
+    rag.clear_cache()  # force a reload from disk
     with session_scope(write=True) as s:
         assert rag.retrieve(s, "course notes", "refund to my card", 1)[0]["doc"] == "refunds.txt"
         rag.add_documents(s, "course notes", [("refunds.txt", b"Refunds are no longer offered; store credit only.")])

@@ -12,7 +12,7 @@ from backend.db.engine import session_scope
 from backend.db.tables import PlaygroundRun
 from backend.errors import StudioError
 from services import compare, reward_scoring, runs
-from services.reward_scoring import TOXICITY, score_pairs
+from services.reward_scoring import TOXICITY, resolve_source, score_with
 from services.runs import best_first
 
 PROMPTS = ["Tell me about cake.", "Tell me about cake.", "What is the capital of France?"]
@@ -56,7 +56,7 @@ def reward_model(tiny_model, reward_model_dir):
 
 def scores(name: str, prompts=PROMPTS, answers=ANSWERS) -> list[float]:
     with session_scope() as s:
-        return score_pairs(s, name, prompts, answers)
+        return score_with(resolve_source(s, name), prompts, answers)
 
 
 def test_reward_model_scores_are_deterministic_floats_in_its_trained_format(reward_model, reward_model_dir, tmp_path):
@@ -84,29 +84,33 @@ def test_reward_model_scores_are_deterministic_floats_in_its_trained_format(rewa
 
 def test_reward_models_are_cached_and_the_cache_is_bounded(reward_model, reward_model_dir, tmp_path, monkeypatch):
     loads = []
-    real = reward_scoring._load_uncached
-    monkeypatch.setattr(reward_scoring, "_load_uncached", lambda *a: loads.append(a) or real(*a))
+    real = reward_scoring.load_uncached
+    monkeypatch.setattr(reward_scoring, "load_uncached", lambda *a: loads.append(a) or real(*a))
     source = reward_scoring.RewardSource("tiny-rm", str(reward_model_dir))
     one = reward_scoring.load_reward_model(source)
     assert reward_scoring.load_reward_model(source) is one
     scores(reward_model)
     scores(reward_model)
     assert len(loads) == 1  # a rerun (or another user) reuses the loaded model
-    for i in range(3):
-        other = shutil.copytree(reward_model_dir, tmp_path / f"rm{i}")
-        reward_scoring.load_reward_model(reward_scoring.RewardSource(f"rm{i}", str(other)))
-    assert len(reward_scoring._cache) == reward_scoring.MAX_CACHED == 2  # least recently used went first
-    assert reward_scoring.load_reward_model(source) is not one and len(loads) == 5
+    others = [reward_scoring.RewardSource(f"rm{i}", str(shutil.copytree(reward_model_dir, tmp_path / f"rm{i}")))
+              for i in range(3)]
+    for other in others:
+        reward_scoring.load_reward_model(other)
+    assert len(loads) == 4 and reward_scoring.MAX_CACHED == 2
+    for other in others[:0:-1]:  # the two most recent are still cached ...
+        reward_scoring.load_reward_model(other)
+    assert len(loads) == 4
+    assert reward_scoring.load_reward_model(source) is not one and len(loads) == 5  # ... the oldest went first
 
 
-def test_toxicity_is_a_reward_that_needs_no_model(studio_env):
+def test_toxicity_is_a_reward_that_needs_no_model(studio_env, monkeypatch):
     from backend.metrics.text_metrics import toxicity_scores
 
+    monkeypatch.setattr(reward_scoring, "load_uncached", lambda *a: pytest.fail(f"toxicity loaded a model: {a}"))
     clean, rude = scores(TOXICITY, ["Say something."] * 2, ["What a lovely day.", "You stupid idiot, shut up."])
     assert (clean, rude) == pytest.approx([1 - p for p in toxicity_scores(["What a lovely day.",
                                                                            "You stupid idiot, shut up."])])
     assert 0.0 <= rude < 0.5 < clean <= 1.0
-    assert reward_scoring._cache == {}
 
 
 def test_best_first_orders_by_score_ties_in_generation_order_unscored_last():

@@ -9,7 +9,7 @@ import streamlit as st
 from app.common import user_errors
 from backend.db.engine import session_scope
 from backend.errors import StudioError
-from services import templates as template_service
+from services import prompt_building as template_service
 from services.playground import parse_typed_examples
 
 NO_TEMPLATE = "(none: send the prompt as typed)"

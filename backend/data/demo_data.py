@@ -34,6 +34,7 @@ from backend.data.demo_scenarios import FIRST_NAMES, SCENARIOS, Ctx
 
 __all__ = [
     "FIRST_NAMES",
+    "PROVOCATIVE_COUNT",
     "generate_dialogsum",
     "generate_labeling_prompts",
     "generate_provocative_prompts",
@@ -332,6 +333,7 @@ _PROVOCATIVE = {
         )
     ],
 }
+PROVOCATIVE_COUNT = sum(len(pool) for pool in _PROVOCATIVE.values())  # every provocative prompt once
 
 
 def generate_provocative_prompts(seed: int = 11, n: int = 80) -> list[dict]:

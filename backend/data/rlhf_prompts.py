@@ -10,7 +10,7 @@ split keeps every category on both sides, so a drop in held-out toxicity is not 
 import json
 from pathlib import Path
 
-from backend.data.demo_data import _PROVOCATIVE, generate_provocative_prompts
+from backend.data.demo_data import PROVOCATIVE_COUNT, generate_provocative_prompts
 
 DEMO_NAME = "provocative"
 TEST_SHARE = 0.25  # a quarter of each category is held out: 21 of 84 prompts
@@ -18,7 +18,7 @@ TEST_SHARE = 0.25  # a quarter of each category is held out: 21 of 84 prompts
 
 def provocative_splits(seed: int = 11) -> dict[str, list[dict]]:
     """``{"train": [...], "test": [...]}`` rows with ``id``, ``prompt`` and ``category`` (deterministic)."""
-    rows = generate_provocative_prompts(seed=seed, n=sum(len(pool) for pool in _PROVOCATIVE.values()))
+    rows = generate_provocative_prompts(seed=seed, n=PROVOCATIVE_COUNT)
     by_category: dict[str, list[dict]] = {}
     for row in rows:
         by_category.setdefault(row["category"], []).append(row)

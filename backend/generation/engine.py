@@ -61,7 +61,7 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _check_fits(loaded: "LoadedModel", prompt_tokens: int, cfg: DecodingConfig) -> None:
+def check_fits(loaded: "LoadedModel", prompt_tokens: int, cfg: DecodingConfig) -> None:
     if prompt_tokens == 0:
         raise StudioError("The prompt is empty: type something for the model to continue.")
     window = loaded.context_window
@@ -80,7 +80,7 @@ def _logits_processors(cfg: DecodingConfig, prompt_len: int) -> list:
     return [FrequencyPresencePenalty(cfg.frequency_penalty, cfg.presence_penalty, prompt_len)]
 
 
-def _generate_kwargs(loaded: "LoadedModel", cfg: DecodingConfig, prompt_len: int) -> dict[str, Any]:
+def generate_kwargs(loaded: "LoadedModel", cfg: DecodingConfig, prompt_len: int) -> dict[str, Any]:
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     from backend.generation.penalties import StopOnSequences
@@ -113,7 +113,7 @@ def generate(loaded: "LoadedModel", prompts: list[str], cfg: DecodingConfig, bat
     tok, model = loaded.tokenizer, loaded.model
     lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
     for n in lengths:
-        _check_fits(loaded, n, cfg)
+        check_fits(loaded, n, cfg)
     results: list[list[GenerationResult]] = []
     eos_ids = set(loaded.eos_token_ids)
     _seed(cfg)
@@ -123,7 +123,7 @@ def generate(loaded: "LoadedModel", prompts: list[str], cfg: DecodingConfig, bat
         prompt_len = enc.input_ids.shape[1]
         began = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**enc, **_generate_kwargs(loaded, cfg, prompt_len))
+            out = model.generate(**enc, **generate_kwargs(loaded, cfg, prompt_len))
         seconds = time.perf_counter() - began
         new_tokens = out[:, prompt_len:]
         per_row = seconds / len(batch)  # a batch shares its time; report each prompt's share
@@ -152,9 +152,9 @@ def stream(loaded: "LoadedModel", prompt: str, cfg: DecodingConfig) -> Iterator[
     tok, model = loaded.tokenizer, loaded.model
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
     prompt_len = enc.input_ids.shape[1]
-    _check_fits(loaded, prompt_len, cfg)
+    check_fits(loaded, prompt_len, cfg)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    kwargs = {**enc, **_generate_kwargs(loaded, cfg, prompt_len), "streamer": streamer}
+    kwargs = {**enc, **generate_kwargs(loaded, cfg, prompt_len), "streamer": streamer}
     output: dict[str, Any] = {}
 
     def _run() -> None:

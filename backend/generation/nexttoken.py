@@ -228,7 +228,7 @@ def next_token_candidates(loaded: "LoadedModel", prompt_text: str, step: int, cf
     """
     import torch
 
-    from backend.generation.engine import _check_fits, _generate_kwargs
+    from backend.generation.engine import check_fits, generate_kwargs
 
     if step < 0:
         raise StudioError("The step must be 0 (the first generated token) or more.")
@@ -239,10 +239,10 @@ def next_token_candidates(loaded: "LoadedModel", prompt_text: str, step: int, cf
     prompt_len = ids.shape[1]
     greedy = cfg.model_copy(update={"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "stop": [],
                                     "max_new_tokens": max(step, 1), "min_new_tokens": min(cfg.min_new_tokens, step)})
-    _check_fits(loaded, prompt_len, greedy.model_copy(update={"max_new_tokens": step + 1}))
+    check_fits(loaded, prompt_len, greedy.model_copy(update={"max_new_tokens": step + 1}))
     with torch.inference_mode():
         if step > 0:
-            ids = model.generate(ids, attention_mask=torch.ones_like(ids), **_generate_kwargs(loaded, greedy, prompt_len))
+            ids = model.generate(ids, attention_mask=torch.ones_like(ids), **generate_kwargs(loaded, greedy, prompt_len))
             generated = ids[0, prompt_len:].tolist()
             ended = next((i for i, t in enumerate(generated) if t in loaded.eos_token_ids), None)
             if ended is not None or len(generated) < step:

@@ -56,7 +56,8 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def _load_uncached(resolved: ResolvedModel, device: str, precision: str) -> LoadedModel:
+def load_uncached(resolved: ResolvedModel, device: str, precision: str) -> LoadedModel:
+    """Load a model from disk or the hub, every call (``load_model`` keeps what this returns)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -103,7 +104,7 @@ def load_model(resolved: ResolvedModel, device: str | None = None, precision: st
     key = (resolved.path, resolved.base_path, device, precision)
     with _lock:  # one load at a time; a second caller waits and then reuses it
         if key not in _cache:
-            _cache[key] = _load_uncached(resolved, device, precision)
+            _cache[key] = load_uncached(resolved, device, precision)
         return _cache[key]
 
 

@@ -48,6 +48,20 @@ def register_model(session: Session, name: str, path: str, *, kind: str = "base"
     return record
 
 
+def registered_id(session: Session, model: ResolvedModel) -> int:
+    """The registry id of a resolved model, registering a plain folder or hub id first (under a free name)."""
+    if model.id is not None:
+        return model.id
+    existing = session.scalar(select(ModelRecord).where(ModelRecord.path == model.path).order_by(ModelRecord.id))
+    if existing is not None:
+        return existing.id
+    name, n = model.name, 2
+    while session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None:
+        name, n = f"{model.name}-{n}", n + 1
+    source = "local" if Path(model.path).is_dir() else "hub"
+    return register_model(session, name, model.path, source=source).id
+
+
 def ensure_default_registered(session: Session) -> ModelRecord | None:
     """Register the bootstrapped default model (None when it is not bootstrapped yet)."""
     from backend.models.bootstrap import default_model_dir, is_bootstrapped

@@ -175,6 +175,12 @@ _indexes: OrderedDict[tuple[str, int], Any] = OrderedDict()
 _indexes_lock = threading.Lock()
 
 
+def clear_cache() -> None:
+    """Forget the loaded indexes (the next retrieval reads them from disk again)."""
+    with _indexes_lock:
+        _indexes.clear()
+
+
 def _load_index(row: RagCollection):
     from backend.rag.index import VectorIndex
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from backend.db.engine import session_scope
-from backend.models.store import ResolvedModel, register_model
+from backend.models.store import ResolvedModel, register_model, registered_id
 from jobs.rl.checks import weights_path
 
 
@@ -52,11 +52,9 @@ def load_reward_backbone(model: ResolvedModel, dtype: torch.dtype, pad_token_id:
 
 def register_output(ctx, start: ResolvedModel, path: str, kind: str, meta: dict[str, Any]) -> int:
     """Register a job's output with its lineage; an adapter is attached to the registry row of its base."""
-    from jobs.runners.sft import _registered_base_id
-
     spec = ctx.spec
     with session_scope(write=True) as s:
-        base_id = _registered_base_id(s, start) if kind == "adapter" else None
+        base_id = registered_id(s, start) if kind == "adapter" else None
         record = register_model(s, f"{spec.name or spec.kind}-job{ctx.job_id}", path, kind=kind, source="job",
                                 base_model_id=base_id, job_id=ctx.job_id,
                                 meta={"method": spec.kind, "start_model": start.name, "start_path": start.path,

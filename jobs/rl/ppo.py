@@ -78,12 +78,6 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     raise ValueError(f"unknown KL estimator {estimator!r}: use k1 or k3")
 
 
-def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
-    """Exact KL(π ‖ π_ref) = Σ_x π(x) (log π(x) − log π_ref(x)) over the last dimension (the vocabulary)."""
-    logp, ref_logp = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
-    return (logp.exp() * (logp - ref_logp)).sum(-1)
-
-
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the next-token distribution at every position: logsumexp(z) − Σ softmax(z)·z."""
     probs = torch.softmax(logits, dim=-1)

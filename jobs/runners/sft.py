@@ -20,32 +20,12 @@ model whose lineage names the base model, the data, the spec and this job.
 
 from backend.db.engine import session_scope
 from backend.errors import StudioError
-from backend.models.store import register_model, resolve
+from backend.models.store import register_model, registered_id, resolve
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
 from jobs.data import apply_length_policy, load_sft_data
 from jobs.modeling import count_parameters, peft_config
 from jobs.specs import SFTSpec
-
-
-def _registered_base_id(session, base) -> int:
-    """The registry id of the model SFT started from, registering a plain folder or hub id first."""
-    from pathlib import Path
-
-    from sqlalchemy import select
-
-    from backend.db.tables import ModelRecord
-
-    if base.id is not None:
-        return base.id
-    existing = session.scalar(select(ModelRecord).where(ModelRecord.path == base.path).order_by(ModelRecord.id))
-    if existing is not None:
-        return existing.id
-    name, n = base.name, 2
-    while session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None:
-        name, n = f"{base.name}-{n}", n + 1
-    source = "local" if Path(base.path).is_dir() else "hub"
-    return register_model(session, name, base.path, source=source).id
 
 
 def _use_bf16(spec: SFTSpec, device: str) -> bool:
@@ -149,7 +129,7 @@ def run(ctx: JobContext) -> int | None:
     with session_scope(write=True) as s:
         # An adapter needs its base's row to load. A full model is self-contained: its lineage is kept in
         # meta because the loader reads a base_model_id as "load the base's weights" (adapters only).
-        base_id = _registered_base_id(s, base) if kind == "adapter" else None
+        base_id = registered_id(s, base) if kind == "adapter" else None
         record = register_model(s, name, str(out), kind=kind, source="job", base_model_id=base_id,
                                 job_id=ctx.job_id, meta={
                                     "method": {"none": "full"}.get(spec.peft, spec.peft), "base": base.name,
