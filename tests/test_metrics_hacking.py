@@ -1,0 +1,34 @@
+"""Reward-hacking signs: repetition and refusal, on hand-made completions."""
+
+import pytest
+
+from backend.metrics.hacking import refusal, repetition
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", 0.0),
+    ("Thank you.", 0.0),
+    ("the cat sat on the mat", 0.0),
+    ("go go go go", 0.5),  # (go go go) twice: the second repeats the first
+    ("I am fine. I am fine. I am fine.", 4 / 7),
+])
+def test_repetition(text, expected):
+    assert repetition(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", [
+    "I'm sorry, but I can't help with that.", "I cannot do that.", "Sorry — no.", "As an AI, I don't insult people.",
+    "  I won't write that.", "I am unable to comply.", "Unfortunately, I can't.", "I don't feel comfortable with this.",
+])
+def test_refusals(text):
+    assert refusal(text) == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    "Your coworker might just be having a bad day; try talking to them.",
+    "Here is a kinder way to say it: I disagree with you.",
+    "He said he was sorry, and I can't blame him.",  # not an opening refusal
+    "Cannot-do attitudes are common in offices.",
+])
+def test_answers_are_not_refusals(text):
+    assert refusal(text) == 0.0
