@@ -7,6 +7,7 @@ import streamlit as st
 from app.auth import current_user, is_admin
 from app.common import user_errors
 from backend.db.engine import session_scope
+from backend.textfiles import decode_utf8
 from labeling import accounts, campaigns, export, importer
 
 st.title(":material/compare_arrows: Preference data")
@@ -69,14 +70,10 @@ with tab_import:
                            help="Created when it does not exist (K from the first good row).")
     if st.button("Import", type="primary", key="ld-import", disabled=upload is None, icon=":material/upload:"):
         st.session_state.pop("ld-report", None)
-        try:
-            lines = upload.getvalue().decode("utf-8-sig").splitlines()
-        except UnicodeDecodeError:
-            lines = None
-            st.error(f"{upload.name} is not UTF-8 text: save it as UTF-8 JSONL.")
         done = None
-        if lines is not None:
-            with user_errors(), session_scope(write=True) as s:
+        with user_errors():
+            lines = decode_utf8(upload.getvalue(), upload.name, "save it as UTF-8 JSONL").splitlines()
+            with session_scope(write=True) as s:
                 accounts.require_admin(s, user["id"])
                 done = importer.import_rankings(s, lines, target)
         st.session_state["ld-report"] = done  # set once the transaction has committed

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.errors import StudioError
+from backend.textfiles import read_text_file
 
 MAX_EXAMPLES_BYTES = 20_000_000
 
@@ -42,14 +43,9 @@ def add_template_flags(parser: argparse.ArgumentParser) -> None:
 def read_examples_file(path: str) -> list[dict[str, str]]:
     """Examples from a JSONL, JSON (list of objects) or CSV file, with messages that say what to fix."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise StudioError(f"No examples file at {path}.")
-    if p.stat().st_size > MAX_EXAMPLES_BYTES:
+    if p.is_file() and p.stat().st_size > MAX_EXAMPLES_BYTES:
         raise StudioError(f"{p.name} is over 20 MB: examples files hold a few worked examples.")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise StudioError(f"{p.name} is not UTF-8 text: save it as UTF-8.") from None
+    text = read_text_file(path, "examples file")
     suffix = p.suffix.lower()
     if suffix == ".csv":
         rows: list[Any] = list(csv.DictReader(io.StringIO(text)))

@@ -63,10 +63,10 @@ def check_eval(session: Session, spec: EvalSpec) -> None:
 
 
 def _check_eval_scorers(spec: EvalSpec) -> None:
-    from backend.metrics.text_metrics import load_evaluate_metric
+    from backend.metrics.scorers import load_evaluate_metric
 
     for name in spec.extra_metrics:
-        load_evaluate_metric(name)  # raises MetricError (a StudioError) with the reason
+        load_evaluate_metric(name)  # raises StudioError with the reason
     ref = spec.toxicity_model
     if ref is None:
         return

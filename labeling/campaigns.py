@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Campaign, CampaignItem, Completion, PlaygroundRun, Prompt, Ranking, User
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
+from backend.textfiles import decode_utf8
 
 CRITERIA = {
     "helpfulness": "Please rank the completions from the most helpful to least helpful.",
@@ -160,10 +161,7 @@ def parse_prompt_file(filename: str, data: bytes) -> list[str]:
     """Prompts from an uploaded file: JSONL (objects with ``prompt``, or strings), CSV with a ``prompt`` column,
     or plain text (one prompt per line)."""
     suffix = Path(filename or "").suffix.lower()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise StudioError(f"{filename} is not UTF-8 text: save it as UTF-8.") from None
+    text = decode_utf8(data, filename)
     if suffix in (".jsonl", ".json"):
         prompts, bad = [], []
         for n, line in enumerate(text.splitlines(), start=1):

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
+from backend.textfiles import read_text_file
 from labeling.campaigns import default_guidelines
 from labeling.pairs import validate_ranks
 
@@ -35,13 +36,7 @@ class RowError(ValueError):
 
 def _read_lines(source: str | Path | Iterable[str]) -> Iterable[str]:
     if isinstance(source, str | Path):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise StudioError(f"No file at {path}.")
-        try:
-            return path.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError:
-            raise StudioError(f"{path} is not UTF-8 text: save it as UTF-8 JSONL.") from None
+        return read_text_file(source, hint="save it as UTF-8 JSONL").splitlines()
     return source
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import PromptTemplate
 from backend.errors import StudioError
 from backend.prompts import fewshot
-from backend.prompts.fewshot import FewShotTemplate, TemplateError
+from backend.prompts.fewshot import FewShotTemplate
 from backend.prompts.library import LIBRARY, RAG_TEMPLATE, format_context
 
 MAX_POOL = 500  # dataset rows considered as examples (similarity search embeds them all once)
@@ -120,12 +120,9 @@ def save_template(session: Session, name: str, text: str, *, task: str = "custom
         raise StudioError("Give the template a name (up to 200 characters).")
     if name in LIBRARY:
         raise StudioError(f"'{name}' is a built-in template: save yours under another name.")
-    try:
-        template = FewShotTemplate(name=name, text=text, task=task or "custom", answer_field=answer_field or None,
-                                   instruction=instruction, separator=separator, description=description,
-                                   examples=tuple(examples or ()), defaults=dict(defaults or {}))
-    except TemplateError as exc:
-        raise StudioError(str(exc)) from None
+    template = FewShotTemplate(name=name, text=text, task=task or "custom", answer_field=answer_field or None,
+                               instruction=instruction, separator=separator, description=description,
+                               examples=tuple(examples or ()), defaults=dict(defaults or {}))
     row = session.scalar(select(PromptTemplate).where(PromptTemplate.name == name))
     if row is not None and not overwrite:
         raise StudioError(f"A template named '{name}' exists: choose another name or overwrite it.")
@@ -165,7 +162,7 @@ def select_examples(template: FewShotTemplate, spec: PromptSpec, values: dict[st
     for i, example in enumerate(pool):
         try:
             fewshot.check_example(template, example)
-        except TemplateError as exc:
+        except StudioError as exc:
             raise StudioError(f"Example {i + 1}: {exc}") from None
     key = [str(values.get(f, "")) for f in template.input_fields]
     pool = [e for e in pool if [str(e.get(f, "")) for f in template.input_fields] != key]  # never the input itself
@@ -228,10 +225,7 @@ def _resolve_template(session: Session, spec: PromptSpec) -> FewShotTemplate | N
         return None
     template = get_template(session, name)
     overrides = {k: v for k, v in (("text", spec.example_format), ("instruction", spec.instruction)) if v is not None}
-    try:
-        return fewshot.with_overrides(template, **overrides) if overrides else template
-    except TemplateError as exc:
-        raise StudioError(str(exc)) from None
+    return fewshot.with_overrides(template, **overrides) if overrides else template
 
 
 def _fill_values(template: FewShotTemplate, spec: PromptSpec, input_text: str) -> tuple[dict[str, Any], str | None]:

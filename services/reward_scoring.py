@@ -112,7 +112,7 @@ def score_with(source: RewardSource, prompts: list[str], completions: list[str])
     if not completions:
         return []
     if source.path is None:
-        from backend.metrics.text_metrics import toxicity_scores
+        from backend.metrics.scorers import toxicity_scores
 
         return [1.0 - p for p in toxicity_scores(completions)]
     scorer, busy = load_reward_model(source)

@@ -2,9 +2,10 @@
 
 import pytest
 
+from backend.errors import StudioError
 from backend.prompts import fewshot
 from backend.prompts.cot import COT_TRIGGERS, extract_final_answer
-from backend.prompts.fewshot import FewShotTemplate, TemplateError, build_prompt
+from backend.prompts.fewshot import FewShotTemplate, build_prompt
 from backend.prompts.library import LIBRARY, PIZZA_QUESTION, format_context, get_library_template
 from backend.prompts.templates import SUMMARY_TEMPLATES, render, resolve_template, template_fields
 
@@ -50,7 +51,7 @@ def test_form_variables_defaults_and_instruction():
         "Translate this sentence from English to German.\nEnglish: Good morning\nGerman:")
     ner = build_prompt(LIBRARY["ner"], {"text": "Ada lives in Rome."}, LIBRARY["ner"].examples[:1])
     assert ner.startswith("Identify all of the people and places") and ner.endswith("Text: Ada lives in Rome.\nEntities:")
-    with pytest.raises(TemplateError, match="text"):
+    with pytest.raises(StudioError, match="text"):
         build_prompt(tr, {})
 
 
@@ -79,21 +80,21 @@ def test_extract_final_answer(text, answer, number):
 
 
 def test_template_validation_messages():
-    with pytest.raises(TemplateError, match="after every other slot"):
+    with pytest.raises(StudioError, match="after every other slot"):
         FewShotTemplate("x", "Answer: {answer}\nQuestion: {question}", answer_field="answer")
-    with pytest.raises(TemplateError, match="does not appear"):
+    with pytest.raises(StudioError, match="does not appear"):
         FewShotTemplate("x", "Q: {question}", answer_field="answer")
-    with pytest.raises(TemplateError, match="braces"):
+    with pytest.raises(StudioError, match="braces"):
         FewShotTemplate("x", "Q: {question")
-    with pytest.raises(TemplateError, match="not a valid slot"):
+    with pytest.raises(StudioError, match="not a valid slot"):
         FewShotTemplate("x", "Q: {question.__class__}")
-    with pytest.raises(TemplateError, match="no \\{field\\} slot"):
+    with pytest.raises(StudioError, match="no \\{field\\} slot"):
         FewShotTemplate("x", "just text")
-    with pytest.raises(TemplateError, match="lacks the field"):
+    with pytest.raises(StudioError, match="lacks the field"):
         fewshot.render_shot(SENTIMENT, {"review": "meh"})
-    with pytest.raises(TemplateError, match="no answer slot"):
+    with pytest.raises(StudioError, match="no answer slot"):
         build_prompt(LIBRARY["rag-qa"], {"context": "c", "question": "q"}, [{"context": "c", "question": "q"}])
-    with pytest.raises(TemplateError, match="No built-in template"):
+    with pytest.raises(StudioError, match="No built-in template"):
         get_library_template("nope")
     literal = FewShotTemplate("json", 'Reply as {{"label": ...}}: {text}\nLabel: {label}', answer_field="label")
     assert build_prompt(literal, {"text": "hi"}) == 'Reply as {"label": ...}: hi\nLabel:'

@@ -104,7 +104,7 @@ def test_reward_models_are_cached_and_the_cache_is_bounded(reward_model, reward_
 
 
 def test_toxicity_is_a_reward_that_needs_no_model(studio_env, monkeypatch):
-    from backend.metrics.text_metrics import toxicity_scores
+    from backend.metrics.scorers import toxicity_scores
 
     monkeypatch.setattr(reward_scoring, "load_uncached", lambda *a: pytest.fail(f"toxicity loaded a model: {a}"))
     clean, rude = scores(TOXICITY, ["Say something."] * 2, ["What a lovely day.", "You stupid idiot, shut up."])

@@ -25,7 +25,7 @@ def test_demo_provocative_is_a_dataset_reference(studio_env):
 
 def test_scripted_replies_and_rankings():
     kind, _curt, rude = scripted_replies(4)
-    from backend.metrics.text_metrics import toxicity_scores
+    from backend.metrics.scorers import toxicity_scores
 
     assert toxicity_scores([rude])[0] > 0.5 > toxicity_scores([kind])[0]  # the profanity classifier agrees
     rankings = scripted_rankings(200, annotators=2, noise=0.8, seed=3)

@@ -21,29 +21,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from backend.errors import StudioError
+
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_COT_TRIGGER = "Let's think step by step."  # zero-shot chain-of-thought cue
 SHOT_ADVICE_THRESHOLD = 6  # "upwards of 5 or 6 examples": past this, fine-tuning is the better tool
 
 
-class TemplateError(ValueError):
-    """A template or example that cannot be used; the message says what to change."""
-
-
 def template_slots(text: str) -> list[str]:
-    """The ``{field}`` names in ``text`` in order of first use; malformed braces raise ``TemplateError``."""
+    """The ``{field}`` names in ``text`` in order of first use; malformed braces raise ``StudioError``."""
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise TemplateError(f"The template's braces do not match ({exc}). Write {{field}} for a slot and "
-                            "{{ or }} for a literal brace.") from None
+        raise StudioError(f"The template's braces do not match ({exc}). Write {{field}} for a slot and "
+                          "{{ or }} for a literal brace.") from None
     names = []
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
         if not FIELD_NAME.match(name) or spec or conversion:
-            raise TemplateError(f"'{{{name}}}' is not a valid slot: use plain names like {{review}} "
-                                "(letters, digits, underscores).")
+            raise StudioError(f"'{{{name}}}' is not a valid slot: use plain names like {{review}} "
+                              "(letters, digits, underscores).")
         names.append(name)
     return list(dict.fromkeys(names))
 
@@ -65,17 +63,17 @@ class FewShotTemplate:
 
     def __post_init__(self) -> None:
         if not self.text.strip():
-            raise TemplateError("The template text is empty.")
+            raise StudioError("The template text is empty.")
         slots = template_slots(self.text)
         template_slots(self.instruction)
         if self.answer_field is not None:
             if self.answer_field not in slots:
-                raise TemplateError(f"The answer field {{{self.answer_field}}} does not appear in the template.")
+                raise StudioError(f"The answer field {{{self.answer_field}}} does not appear in the template.")
             if slots[-1] != self.answer_field or self.text.count("{" + self.answer_field + "}") != 1:
-                raise TemplateError(f"{{{self.answer_field}}} must appear once, after every other slot: the "
-                                    "model writes the answer where the prompt ends.")
+                raise StudioError(f"{{{self.answer_field}}} must appear once, after every other slot: the "
+                                  "model writes the answer where the prompt ends.")
         if not slots:
-            raise TemplateError("The template has no {field} slot for the input.")
+            raise StudioError("The template has no {field} slot for the input.")
         for example in self.examples:
             check_example(self, example)
 
@@ -111,16 +109,16 @@ def _fill(text: str, values: dict[str, Any]) -> str:
 
 
 def check_example(template: FewShotTemplate, example: dict[str, Any]) -> None:
-    """Raise ``TemplateError`` unless ``example`` fills every slot of the template, answer included."""
+    """Raise ``StudioError`` unless ``example`` fills every slot of the template, answer included."""
     if not template.supports_shots:
-        raise TemplateError(f"Template '{template.name}' has no answer slot, so it cannot take worked examples.")
+        raise StudioError(f"Template '{template.name}' has no answer slot, so it cannot take worked examples.")
     need = template_slots(template.text)
     missing = [f for f in need if f not in example and f not in template.defaults]
     if missing:
-        raise TemplateError(f"An example lacks the field(s) {', '.join(missing)} (template '{template.name}' "
-                            f"needs {', '.join(need)}; the example has {', '.join(map(str, example)) or 'nothing'}).")
+        raise StudioError(f"An example lacks the field(s) {', '.join(missing)} (template '{template.name}' "
+                          f"needs {', '.join(need)}; the example has {', '.join(map(str, example)) or 'nothing'}).")
     if not str(example.get(template.answer_field, "")).strip():
-        raise TemplateError(f"An example has an empty answer field '{template.answer_field}'.")
+        raise StudioError(f"An example has an empty answer field '{template.answer_field}'.")
 
 
 def missing_inputs(template: FewShotTemplate, values: dict[str, Any]) -> list[str]:
@@ -138,7 +136,7 @@ def render_query(template: FewShotTemplate, values: dict[str, Any], cot: bool = 
     """The input part: slots filled, ending where the answer would start (plus the CoT trigger when asked)."""
     missing = missing_inputs(template, values)
     if missing:
-        raise TemplateError(f"Fill {', '.join('{' + m + '}' for m in missing)} for template '{template.name}'.")
+        raise StudioError(f"Fill {', '.join('{' + m + '}' for m in missing)} for template '{template.name}'.")
     query = _fill(template.query_text, {**template.defaults, **values})
     if cot:
         query += " " + (template.cot_trigger or DEFAULT_COT_TRIGGER)
@@ -157,8 +155,8 @@ def build_prompt(template: FewShotTemplate, values: dict[str, Any], examples: Se
         cot: append the zero-shot chain-of-thought trigger after the answer indicator.
     """
     if examples and not template.supports_shots:
-        raise TemplateError(f"Template '{template.name}' has no answer slot, so it cannot take worked examples: "
-                            "use 0 shots or a template with an answer field.")
+        raise StudioError(f"Template '{template.name}' has no answer slot, so it cannot take worked examples: "
+                          "use 0 shots or a template with an answer field.")
     parts = [_fill(template.instruction, {**template.defaults, **values})] if template.instruction.strip() else []
     parts += [render_shot(template, e) for e in examples]
     parts.append(render_query(template, values, cot=cot))

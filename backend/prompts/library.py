@@ -13,7 +13,8 @@ Sources are the course texts (digest A §1, digest B §1, §7):
 - retrieval QA: the RetrievalQA prompt with ``{context}`` and ``{question}``.
 """
 
-from backend.prompts.fewshot import FewShotTemplate, TemplateError, plain_template
+from backend.errors import StudioError
+from backend.prompts.fewshot import FewShotTemplate, plain_template
 from backend.prompts.templates import SUMMARY_TEMPLATES
 
 _DIALOGUE_EXAMPLES = (
@@ -150,9 +151,9 @@ PIZZA_QUESTION = ("You are ordering pizza for a meetup event for 20 people. If e
 
 
 def get_library_template(name: str) -> FewShotTemplate:
-    """A built-in template by name (``TemplateError`` naming the choices when unknown)."""
+    """A built-in template by name (``StudioError`` naming the choices when unknown)."""
     if name not in LIBRARY:
-        raise TemplateError(f"No built-in template '{name}' (choose from {', '.join(LIBRARY)}).")
+        raise StudioError(f"No built-in template '{name}' (choose from {', '.join(LIBRARY)}).")
     return LIBRARY[name]
 
 

@@ -4,6 +4,7 @@ import io
 from pathlib import PurePath
 
 from backend.errors import StudioError
+from backend.textfiles import decode_utf8
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".csv", ".json", ".jsonl", ".html"}
 DEFAULT_CHUNK_SIZE = 1000  # characters, as in the course's RecursiveCharacterTextSplitter example
@@ -27,10 +28,7 @@ def read_document(name: str, data: bytes) -> str:
         return text
     if suffix not in TEXT_SUFFIXES:
         raise StudioError(f"{name}: upload text (.txt, .md) or PDF files.")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise StudioError(f"{name} is not UTF-8 text: save it as UTF-8 and upload it again.") from None
+    text = decode_utf8(data, name, "save it as UTF-8 and upload it again")
     if not text.strip():
         raise StudioError(f"{name} is empty.")
     return text

@@ -32,7 +32,7 @@ class ToxicityReward:
     name = "1 − p(toxic) (profanity classifier)"
 
     def __call__(self, prompts: list[str], completions: list[str], completion_ids=None) -> list[float]:
-        from backend.metrics.text_metrics import toxicity_scores
+        from backend.metrics.scorers import toxicity_scores
 
         return [1.0 - p for p in toxicity_scores(completions)]
 
@@ -82,11 +82,11 @@ class RewardModelReward(_SequenceClassifier):
 
 class ClassifierReward(_SequenceClassifier):
     def __init__(self, ref: str, class_label: str, device: str):
-        from backend.metrics.text_metrics import _toxic_label_index
+        from backend.metrics.scorers import toxic_label_index
 
         super().__init__(ref, device)
         # the same lookup the toxicity scorer uses: a class by name (case-insensitive) or index
-        self.column = _toxic_label_index(dict(self.model.config.id2label), class_label)
+        self.column = toxic_label_index(dict(self.model.config.id2label), class_label)
         self.name = f"{Path(ref).name}: logit of {self.model.config.id2label[self.column]}"
 
     def __call__(self, prompts: list[str], completions: list[str], completion_ids=None) -> list[float]:

@@ -210,7 +210,7 @@ class PPOTrainer:
     @torch.no_grad()
     def evaluate(self, prompts: list[str], batch_size: int, seed: int) -> dict[str, float]:
         """Mean reward, toxicity (profanity classifier) and KL on held-out prompts, sampled with a fixed seed."""
-        from backend.metrics.text_metrics import toxicity_scores
+        from backend.metrics.scorers import toxicity_scores
 
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # the same draws at every evaluation: changes come from the policy

@@ -29,7 +29,7 @@ from backend.errors import StudioError
 from backend.generation.engine import format_prompt, generate
 from backend.metrics.deltas import mean_std
 from backend.metrics.hacking import refusal, repetition
-from backend.metrics.text_metrics import load_evaluate_metric, neural_toxicity_scores, perplexity, score_texts
+from backend.metrics.scorers import load_evaluate_metric, neural_toxicity_scores, perplexity, score_texts
 from backend.models.loader import load_model
 from backend.models.store import resolve
 from backend.prompts.templates import render, resolve_template, template_fields

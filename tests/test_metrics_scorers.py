@@ -1,4 +1,4 @@
-"""Tests for backend.metrics.text_metrics, on the course's worked examples.
+"""Tests for backend.metrics.scorers (toxicity, perplexity, evaluate metrics, score_texts).
 
 Everything runs offline: the models are tiny random Llamas built here with a word-level
 tokenizer made from a small vocabulary.
@@ -11,7 +11,8 @@ import math
 import pytest
 
 from backend.errors import StudioError
-from backend.metrics import text_metrics as tm
+from backend.metrics import scorers as sc
+from backend.metrics.overlap import bleu_score
 
 REF_COLD = "It is cold outside"
 GEN_COLD = "It is very cold outside"
@@ -137,139 +138,12 @@ def toxic_model_dir(tmp_path_factory, tokenizer):
 
 
 # --------------------------------------------------------------------------------------------
-# ROUGE
-# --------------------------------------------------------------------------------------------
-
-
-def test_rouge1_worked_example():
-    s = tm.rouge_pair(GEN_COLD, REF_COLD)["rouge1"]
-    assert s["recall"] == pytest.approx(1.0)
-    assert s["precision"] == pytest.approx(0.8)
-    assert s["fmeasure"] == pytest.approx(8 / 9, abs=1e-3)  # 0.889
-
-
-def test_rouge2_worked_example():
-    s = tm.rouge_pair(GEN_COLD, REF_COLD)["rouge2"]
-    assert s["recall"] == pytest.approx(2 / 3)
-    assert s["precision"] == pytest.approx(0.5)
-    assert s["fmeasure"] == pytest.approx(0.571, abs=1e-3)
-
-
-def test_rougeL_is_true_lcs():
-    s = tm.rouge_pair(GEN_COLD, REF_COLD)["rougeL"]
-    assert s["recall"] == pytest.approx(1.0)
-    assert s["precision"] == pytest.approx(0.8)
-    # Word order matters for LCS but not for ROUGE-1.
-    shuffled = tm.rouge_pair("outside cold it is", REF_COLD)
-    assert shuffled["rougeL"]["fmeasure"] < 1.0
-
-
-def test_rouge1_clips_repeated_words():
-    s = tm.rouge_pair("cold cold cold cold", REF_COLD)["rouge1"]
-    assert s["precision"] == pytest.approx(0.25)
-    assert s["recall"] == pytest.approx(0.25)
-
-
-def test_rouge1_ignores_word_order():
-    s = tm.rouge_pair("outside cold it is", REF_COLD)["rouge1"]
-    assert s["precision"] == pytest.approx(1.0)
-    assert s["recall"] == pytest.approx(1.0)
-
-
-def test_rouge_scores_corpus_mean_and_per_example():
-    out = tm.rouge_scores([GEN_COLD, "cold cold cold cold"], [REF_COLD, REF_COLD])
-    assert set(tm.ROUGE_TYPES) <= set(out)
-    assert len(out["per_example"]) == 2
-    first, second = out["per_example"]
-    assert first["rouge1"] == pytest.approx(8 / 9)
-    assert first["rouge1_precision"] == pytest.approx(0.8)
-    assert first["rouge2_recall"] == pytest.approx(2 / 3)
-    assert second["rouge1_precision"] == pytest.approx(0.25)
-    assert out["rouge1"] == pytest.approx((first["rouge1"] + second["rouge1"]) / 2)
-    for name in tm.ROUGE_TYPES:
-        assert 0.0 <= out[name] <= 1.0
-
-
-def test_rouge_lsum_uses_sentences():
-    ref = "The cat sat on the mat.\nThe dog is warm."
-    pred = "The dog is warm. The cat sat on the mat."
-    out = tm.rouge_scores([pred], [ref])
-    # Sentence-level union LCS recovers the swapped sentences; whole-text LCS cannot.
-    assert out["rougeLsum"] == pytest.approx(1.0)
-    assert out["rougeL"] < 1.0
-
-
-def test_split_sentences():
-    assert tm.split_sentences("One. Two!  Three?\nFour") == ["One.", "Two!", "Three?", "Four"]
-    assert tm.split_sentences("  \n ") == []
-
-
-def test_rouge_errors():
-    with pytest.raises(ValueError, match="differ in length"):
-        tm.rouge_scores(["a"], ["a", "b"])
-    with pytest.raises(ValueError, match="empty"):
-        tm.rouge_scores([], [])
-
-
-# --------------------------------------------------------------------------------------------
-# BLEU
-# --------------------------------------------------------------------------------------------
-
-
-def test_bleu_worked_example():
-    out = tm.bleu_score([GEN_TEA], [REF_TEA])
-    assert out["bleu"] == pytest.approx(0.495, abs=1e-3)
-    assert out["precisions"] == pytest.approx([1.0, 9 / 11, 6 / 10, 3 / 9])
-    assert out["brevity_penalty"] == pytest.approx(math.exp(1 - 15 / 12))
-    # The textbook formula, by hand.
-    geo = math.exp(sum(math.log(p) for p in out["precisions"]) / 4)
-    assert out["bleu"] == pytest.approx(geo * out["brevity_penalty"])
-    assert len(out["per_example"]) == 1
-
-
-def test_bleu_whitespace_tokenisation_agrees():
-    assert tm.bleu_score([GEN_TEA], [REF_TEA], tokenize="none")["bleu"] == pytest.approx(0.4953, abs=1e-4)
-
-
-def test_bleu_identical_and_disjoint():
-    same = tm.bleu_score(["the cat sat on the mat"], ["The cat sat on the mat"])
-    assert same["bleu"] == pytest.approx(1.0)
-    assert same["per_example"] == [pytest.approx(1.0)]
-    disjoint = tm.bleu_score(["alpha beta gamma delta"], ["one two three four"])
-    assert disjoint["bleu"] == 0.0
-    assert disjoint["per_example"] == [0.0]
-
-
-def test_bleu_corpus_is_not_mean_of_sentences():
-    preds = [GEN_TEA, "the cat sat on the mat"]
-    refs = [REF_TEA, "the cat sat on the mat"]
-    out = tm.bleu_score(preds, refs)
-    assert len(out["per_example"]) == 2
-    assert 0.0 <= out["bleu"] <= 1.0
-    assert out["bleu"] != pytest.approx(sum(out["per_example"]) / 2)
-
-
-def test_bleu_sentence_is_smoothed():
-    # No 4-gram match: unsmoothed BLEU would be 0, the smoothed sentence score is not.
-    out = tm.bleu_score(["the cat sat a the mat"], ["the cat sat on the mat"])
-    assert out["bleu"] == 0.0
-    assert 0.0 < out["per_example"][0] < 1.0
-
-
-def test_bleu_errors():
-    with pytest.raises(ValueError, match="differ in length"):
-        tm.bleu_score(["a", "b"], ["a"])
-    with pytest.raises(ValueError, match="empty"):
-        tm.bleu_score([], [])
-
-
-# --------------------------------------------------------------------------------------------
 # Toxicity
 # --------------------------------------------------------------------------------------------
 
 
 def test_toxicity_clean_vs_profane():
-    scores = tm.toxicity_scores(
+    scores = sc.toxicity_scores(
         ["Thank you for the lovely dinner, see you tomorrow.", "fuck you, you stupid piece of shit"]
     )
     assert all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in scores)
@@ -278,48 +152,48 @@ def test_toxicity_clean_vs_profane():
 
 
 def test_toxicity_empty():
-    assert tm.toxicity_scores([]) == []
+    assert sc.toxicity_scores([]) == []
 
 
 def test_neural_toxicity_probabilities(toxic_model_dir):
     texts = ["you are nice", "hello world", "what is the capital of france"]
-    toxic = tm.neural_toxicity_scores(texts, toxic_model_dir, batch_size=2)
-    clean = tm.neural_toxicity_scores(texts, toxic_model_dir, toxic_label="not_toxic")
+    toxic = sc.neural_toxicity_scores(texts, toxic_model_dir, batch_size=2)
+    clean = sc.neural_toxicity_scores(texts, toxic_model_dir, toxic_label="not_toxic")
     assert len(toxic) == len(texts)
     assert all(0.0 <= p <= 1.0 for p in toxic)
     for p, q in zip(toxic, clean, strict=True):
         assert p + q == pytest.approx(1.0, abs=1e-5)
     # Batching and padding do not change the scores.
-    one_by_one = tm.neural_toxicity_scores(texts, toxic_model_dir, batch_size=1)
+    one_by_one = sc.neural_toxicity_scores(texts, toxic_model_dir, batch_size=1)
     assert one_by_one == pytest.approx(toxic, abs=1e-5)
-    by_index = tm.neural_toxicity_scores(texts, toxic_model_dir, toxic_label=1)
+    by_index = sc.neural_toxicity_scores(texts, toxic_model_dir, toxic_label=1)
     assert by_index == pytest.approx(toxic, abs=1e-6)
 
 
 def test_neural_toxicity_ambiguous_labels(tmp_path, tokenizer):
     generic = _save_classifier(tmp_path / "generic", {0: "LABEL_0", 1: "LABEL_1"}, tokenizer)
-    with pytest.raises(ValueError, match="toxic_label"):
-        tm.neural_toxicity_scores(["hello"], generic)
+    with pytest.raises(StudioError, match="toxic_label"):
+        sc.neural_toxicity_scores(["hello"], generic)
     # Naming the class resolves it.
-    assert len(tm.neural_toxicity_scores(["hello"], generic, toxic_label="LABEL_1")) == 1
-    with pytest.raises(ValueError, match="not one of the model's classes"):
-        tm.neural_toxicity_scores(["hello"], generic, toxic_label="toxic")
+    assert len(sc.neural_toxicity_scores(["hello"], generic, toxic_label="LABEL_1")) == 1
+    with pytest.raises(StudioError, match="not one of the model's classes"):
+        sc.neural_toxicity_scores(["hello"], generic, toxic_label="toxic")
 
 
 def test_toxic_label_index_by_name():
-    assert tm._toxic_label_index({0: "nothate", 1: "hate"}, None) == 1
-    assert tm._toxic_label_index({0: "non-toxic", 1: "Toxic"}, None) == 1
-    assert tm._toxic_label_index({0: "neutral", 1: "offensive"}, None) == 1
-    assert tm._toxic_label_index({0: "toxic", 1: "severe_toxic", 2: "insult"}, None) == 0
-    with pytest.raises(ValueError, match="more than one"):
-        tm._toxic_label_index({0: "hate", 1: "offensive", 2: "neither"}, None)
-    with pytest.raises(ValueError, match="no class name"):
-        tm._toxic_label_index({0: "negative", 1: "positive"}, None)
+    assert sc.toxic_label_index({0: "nothate", 1: "hate"}, None) == 1
+    assert sc.toxic_label_index({0: "non-toxic", 1: "Toxic"}, None) == 1
+    assert sc.toxic_label_index({0: "neutral", 1: "offensive"}, None) == 1
+    assert sc.toxic_label_index({0: "toxic", 1: "severe_toxic", 2: "insult"}, None) == 0
+    with pytest.raises(StudioError, match="more than one"):
+        sc.toxic_label_index({0: "hate", 1: "offensive", 2: "neither"}, None)
+    with pytest.raises(StudioError, match="no class name"):
+        sc.toxic_label_index({0: "negative", 1: "positive"}, None)
 
 
 def test_neural_toxicity_bad_model(tmp_path):
-    with pytest.raises(ValueError, match="could not be loaded"):
-        tm.neural_toxicity_scores(["hello"], str(tmp_path / "missing"))
+    with pytest.raises(StudioError, match="could not be loaded"):
+        sc.neural_toxicity_scores(["hello"], str(tmp_path / "missing"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +204,7 @@ def test_neural_toxicity_bad_model(tmp_path):
 def test_score_texts_with_references():
     preds = [GEN_COLD, GEN_TEA]
     refs = [REF_COLD, REF_TEA]
-    out = tm.score_texts(preds, refs)
+    out = sc.score_texts(preds, refs)
     keys = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "toxicity", "length_words"}
     assert keys | {"per_example"} == set(out)
     assert len(out["per_example"]) == 2
@@ -340,12 +214,12 @@ def test_score_texts_with_references():
     assert row["rouge1"] == pytest.approx(8 / 9)
     assert row["length_words"] == 5
     assert out["length_words"] == pytest.approx((5 + 12) / 2)
-    assert out["bleu"] == pytest.approx(tm.bleu_score(preds, refs)["bleu"])
+    assert out["bleu"] == pytest.approx(bleu_score(preds, refs)["bleu"])
     assert 0.0 <= out["toxicity"] <= 1.0
 
 
 def test_score_texts_without_references_or_toxicity():
-    out = tm.score_texts(["hello world", "a b c"], None, toxicity=False)
+    out = sc.score_texts(["hello world", "a b c"], None, toxicity=False)
     for name in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "toxicity"):
         assert out[name] is None
         assert all(row[name] is None for row in out["per_example"])
@@ -354,24 +228,24 @@ def test_score_texts_without_references_or_toxicity():
 
 
 def test_score_texts_custom_toxicity():
-    out = tm.score_texts(["a", "b"], toxicity=lambda texts: [0.2] * len(texts))
+    out = sc.score_texts(["a", "b"], toxicity=lambda texts: [0.2] * len(texts))
     assert out["toxicity"] == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="returned 1 scores"):
-        tm.score_texts(["a", "b"], toxicity=lambda texts: [0.5])
+    with pytest.raises(StudioError, match="returned 1 scores"):
+        sc.score_texts(["a", "b"], toxicity=lambda texts: [0.5])
 
 
 def test_score_texts_errors():
-    with pytest.raises(ValueError, match="differ in length"):
-        tm.score_texts(["a", "b"], ["a"])
-    with pytest.raises(ValueError, match="empty"):
-        tm.score_texts([])
-    with pytest.raises(ValueError, match="empty"):
-        tm.score_texts([], [])
-    with pytest.raises(ValueError, match="not a string"):
-        tm.score_texts(["a", None])  # type: ignore[list-item]
+    with pytest.raises(StudioError, match="differ in length"):
+        sc.score_texts(["a", "b"], ["a"])
+    with pytest.raises(StudioError, match="empty"):
+        sc.score_texts([])
+    with pytest.raises(StudioError, match="empty"):
+        sc.score_texts([], [])
+    with pytest.raises(StudioError, match="not a string"):
+        sc.score_texts(["a", None])  # type: ignore[list-item]
     # The error is also the project's user-facing error type.
     with pytest.raises(StudioError):
-        tm.score_texts([])
+        sc.score_texts([])
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,11 +255,11 @@ def test_score_texts_errors():
 
 def test_perplexity_random_model(causal_lm, tokenizer):
     texts = ["the cat sat on the mat", "hello world", "i am happy to say that"]
-    ppl = tm.perplexity(causal_lm, tokenizer, texts, batch_size=2)
+    ppl = sc.perplexity(causal_lm, tokenizer, texts, batch_size=2)
     assert math.isfinite(ppl)
     assert 1.0 < ppl <= 2 * len(tokenizer)
     # Padding is masked: batch size does not change the result.
-    assert tm.perplexity(causal_lm, tokenizer, texts, batch_size=1) == pytest.approx(ppl, rel=1e-4)
+    assert sc.perplexity(causal_lm, tokenizer, texts, batch_size=1) == pytest.approx(ppl, rel=1e-4)
 
 
 def test_perplexity_matches_hf_loss(causal_lm, tokenizer):
@@ -395,30 +269,30 @@ def test_perplexity_matches_hf_loss(causal_lm, tokenizer):
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         loss = causal_lm(input_ids=ids, labels=ids).loss
-    assert tm.perplexity(causal_lm, tokenizer, [text]) == pytest.approx(math.exp(float(loss)), rel=1e-4)
+    assert sc.perplexity(causal_lm, tokenizer, [text]) == pytest.approx(math.exp(float(loss)), rel=1e-4)
 
 
 def test_perplexity_with_prompts_scores_only_the_answer(causal_lm, tokenizer):
     import torch
 
     prompt, answer = "what is the capital of france", "paris"
-    ppl = tm.perplexity(causal_lm, tokenizer, [answer], prompts=[prompt])
+    ppl = sc.perplexity(causal_lm, tokenizer, [answer], prompts=[prompt])
     ids = tokenizer(prompt + " " + answer, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         logits = causal_lm(input_ids=ids).logits
     # "paris" is the last token; only its prediction (from the position before) counts.
     logp = torch.log_softmax(logits[0, -2], dim=-1)[ids[0, -1]]
     assert ppl == pytest.approx(math.exp(-float(logp)), rel=1e-4)
-    assert ppl != pytest.approx(tm.perplexity(causal_lm, tokenizer, [prompt + " " + answer]))
+    assert ppl != pytest.approx(sc.perplexity(causal_lm, tokenizer, [prompt + " " + answer]))
 
 
 def test_perplexity_errors(causal_lm, tokenizer):
-    with pytest.raises(ValueError, match="empty"):
-        tm.perplexity(causal_lm, tokenizer, [])
-    with pytest.raises(ValueError, match="differ in length"):
-        tm.perplexity(causal_lm, tokenizer, ["a", "b"], prompts=["p"])
-    with pytest.raises(ValueError, match="no token to score"):
-        tm.perplexity(causal_lm, tokenizer, [""])
+    with pytest.raises(StudioError, match="empty"):
+        sc.perplexity(causal_lm, tokenizer, [])
+    with pytest.raises(StudioError, match="differ in length"):
+        sc.perplexity(causal_lm, tokenizer, ["a", "b"], prompts=["p"])
+    with pytest.raises(StudioError, match="no token to score"):
+        sc.perplexity(causal_lm, tokenizer, [""])
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,12 +326,12 @@ def test_load_evaluate_metric_local_folder(tmp_path):
     folder = tmp_path / "exact_local"
     folder.mkdir()
     (folder / "exact_local.py").write_text(_LOCAL_METRIC)
-    metric = tm.load_evaluate_metric(str(folder))
+    metric = sc.load_evaluate_metric(str(folder))
     assert metric.compute(predictions=["a", "b"], references=["a", "c"]) == {"exact": 0.5}
 
 
 def test_load_evaluate_metric_missing(tmp_path):
     pytest.importorskip("evaluate")
     missing = str(tmp_path / "no_such_metric")
-    with pytest.raises(ValueError, match="could not be loaded offline: give a local folder"):
-        tm.load_evaluate_metric(missing)
+    with pytest.raises(StudioError, match="could not be loaded offline: give a local folder"):
+        sc.load_evaluate_metric(missing)

@@ -1,35 +1,12 @@
-"""Text metrics: the evaluation math behind Loop Studio's scoreboards.
+"""Model-based scorers: toxicity classifiers, perplexity, ``evaluate`` metrics, and the scoreboard call.
 
 Every function here is pure (no Streamlit, no database) and works offline. Heavy libraries
 (``torch``, ``transformers``, ``evaluate``, ``profanity_check``) are imported inside the
-functions that need them, so importing this module is cheap.
+functions that need them, so importing this module is cheap. :func:`score_texts` puts the
+reference-overlap metrics of :mod:`backend.metrics.overlap` and a toxicity scorer together.
 
 Conventions
 -----------
-ROUGE
-    Computed with Google's ``rouge_score`` package (the reference implementation) with
-    ``use_stemmer=True``: text is lower-cased, split on non-alphanumeric characters and
-    Porter-stemmed. ROUGE-N counts are *clipped* (an n-gram of the prediction matches at most
-    as many times as it occurs in the reference). ROUGE-L is the true longest common
-    subsequence (LCS) over the whole text, as ``rouge_score`` implements it; ROUGE-Lsum is the
-    summary-level union-LCS over sentences, with sentences split here (on new lines and on
-    ``.``, ``!``, ``?`` followed by white space) rather than through nltk, which would need a
-    download. Corpus-level numbers are the mean of the per-example F-measures (the same
-    aggregation as Hugging Face ``evaluate``'s ``rouge`` with ``use_aggregator=False`` then
-    averaged), on a 0-1 scale.
-BLEU
-    Standard corpus BLEU-4 (Papineni et al. 2002): uniform weights over the clipped 1- to
-    4-gram precisions, geometric mean, times the brevity penalty
-    ``exp(1 - ref_len / hyp_len)`` when the prediction is shorter. Computed with
-    ``sacrebleu.metrics.BLEU(lowercase=True, tokenize="13a", smooth_method="none")`` and
-    reported on a 0-1 scale (sacrebleu reports 0-100). ``13a`` splits punctuation off words
-    and otherwise splits on white space, so on plain words it *is* white-space tokenisation;
-    the course example (reference "I am very happy to say that I am drinking a warm cup of
-    tea", prediction "I am very happy that I am drinking a cup of tea") gives 0.4953.
-    Corpus BLEU is *not* the mean of sentence BLEUs: n-gram counts and lengths are summed over
-    the corpus first. Per-example BLEU is sentence BLEU with sacrebleu's ``exp`` smoothing and
-    effective order (sacrebleu's recommended sentence-level setting), so short examples do not
-    collapse to 0 because they have no 4-gram match.
 Toxicity
     A score in [0, 1] that is the *probability of the toxic class*. The default scorer is the
     offline linear classifier shipped in ``alt-profanity-check`` (``profanity_check``); a
@@ -49,224 +26,22 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backend.errors import StudioError
+from backend.metrics.overlap import ROUGE_TYPES, bleu_score, check_pairs, check_texts, rouge_scores
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
 __all__ = [
-    "ROUGE_TYPES",
-    "MetricError",
-    "bleu_score",
     "load_evaluate_metric",
     "neural_toxicity_scores",
     "perplexity",
-    "rouge_pair",
-    "rouge_scores",
     "score_texts",
-    "split_sentences",
+    "toxic_label_index",
     "toxicity_scores",
 ]
 
-ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-"""The ROUGE variants every function here reports, in this order."""
-
 _TOXIC_WORDS: tuple[str, ...] = ("toxic", "hate", "offensive")
 _NEGATION_PREFIXES: tuple[str, ...] = ("not", "non", "no")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-class MetricError(StudioError, ValueError):
-    """Bad input to a metric (the user can fix it).
-
-    It is both a :class:`~backend.errors.StudioError` (so pages show it as a user error) and a
-    :class:`ValueError` (so callers that expect the standard exception catch it).
-    """
-
-
-# --------------------------------------------------------------------------------------------
-# Input checks
-# --------------------------------------------------------------------------------------------
-
-
-def _check_texts(texts: Sequence[str], name: str = "predictions") -> list[str]:
-    """Return ``texts`` as a list of strings, or raise if it is empty or not all strings."""
-    if isinstance(texts, str):
-        raise MetricError(f"{name} must be a list of strings, not a single string.")
-    texts = list(texts)
-    if not texts:
-        raise MetricError(f"{name} is empty: give at least one text to score.")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise MetricError(f"{name}[{i}] is a {type(text).__name__}, not a string: every text must be a str.")
-    return texts
-
-
-def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Check that predictions and references are non-empty string lists of equal length."""
-    preds = _check_texts(predictions, "predictions")
-    refs = _check_texts(references, "references")
-    if len(preds) != len(refs):
-        raise MetricError(
-            f"predictions and references differ in length ({len(preds)} vs {len(refs)}): "
-            "each prediction needs exactly one reference."
-        )
-    return preds, refs
-
-
-# --------------------------------------------------------------------------------------------
-# ROUGE
-# --------------------------------------------------------------------------------------------
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split a text into sentences for ROUGE-Lsum, without nltk.
-
-    Splits on new lines first, then after ``.``, ``!`` or ``?`` followed by white space.
-
-    Args:
-        text: Any text.
-
-    Returns:
-        The non-empty, stripped sentences, in order (an empty list for blank text).
-    """
-    sentences: list[str] = []
-    for line in text.splitlines():
-        sentences.extend(part.strip() for part in _SENTENCE_END.split(line) if part.strip())
-    return sentences
-
-
-def _rouge_scorer() -> Any:
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-
-
-def _rouge_one(scorer: Any, prediction: str, reference: str) -> dict[str, Any]:
-    # rouge_score's signature is score(target, prediction): the reference comes first.
-    # For rougeLsum it splits summaries on "\n", so put one sentence per line.
-    scores = scorer.score(reference, prediction)
-    lsum = scorer.score("\n".join(split_sentences(reference)), "\n".join(split_sentences(prediction)))
-    scores["rougeLsum"] = lsum["rougeLsum"]
-    return scores
-
-
-def rouge_pair(prediction: str, reference: str) -> dict[str, dict[str, float]]:
-    """ROUGE precision, recall and F-measure of one prediction against one reference.
-
-    Args:
-        prediction: The generated text.
-        reference: The reference ("gold") text.
-
-    Returns:
-        ``{rouge_type: {"precision": p, "recall": r, "fmeasure": f}}`` for each of
-        ``rouge1``, ``rouge2``, ``rougeL`` and ``rougeLsum`` (0-1 scale).
-
-    Example:
-        >>> s = rouge_pair("It is very cold outside", "It is cold outside")
-        >>> round(s["rouge1"]["precision"], 3), s["rouge1"]["recall"]
-        (0.8, 1.0)
-    """
-    scores = _rouge_one(_rouge_scorer(), prediction, reference)
-    return {
-        name: {
-            "precision": float(scores[name].precision),
-            "recall": float(scores[name].recall),
-            "fmeasure": float(scores[name].fmeasure),
-        }
-        for name in ROUGE_TYPES
-    }
-
-
-def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """ROUGE-1, ROUGE-2, ROUGE-L and ROUGE-Lsum of predictions against references.
-
-    Args:
-        predictions: Generated texts.
-        references: One reference per prediction, in the same order.
-
-    Returns:
-        ``{"rouge1": f, "rouge2": f, "rougeL": f, "rougeLsum": f, "per_example": [...]}`` where
-        each corpus value is the mean F-measure over examples (0-1 scale) and each
-        ``per_example`` entry has the four F-measures under the same keys plus
-        ``"<type>_precision"`` and ``"<type>_recall"`` (e.g. ``"rouge1_precision"``).
-
-    Raises:
-        MetricError: (a ``ValueError``) if the lists are empty, hold non-strings or differ in
-            length.
-    """
-    preds, refs = _check_pairs(predictions, references)
-    scorer = _rouge_scorer()
-    per_example: list[dict[str, float]] = []
-    for pred, ref in zip(preds, refs, strict=True):
-        scores = _rouge_one(scorer, pred, ref)
-        row: dict[str, float] = {name: float(scores[name].fmeasure) for name in ROUGE_TYPES}
-        for name in ROUGE_TYPES:
-            row[f"{name}_precision"] = float(scores[name].precision)
-            row[f"{name}_recall"] = float(scores[name].recall)
-        per_example.append(row)
-    result: dict[str, Any] = {name: sum(row[name] for row in per_example) / len(per_example) for name in ROUGE_TYPES}
-    result["per_example"] = per_example
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# BLEU
-# --------------------------------------------------------------------------------------------
-
-
-def _unit(percent: float) -> float:
-    """sacrebleu's 0-100 score on a 0-1 scale, clamped against float round-off (1.0000000004)."""
-    return min(1.0, max(0.0, float(percent) / 100.0))
-
-
-def bleu_score(
-    predictions: Sequence[str],
-    references: Sequence[str],
-    *,
-    lowercase: bool = True,
-    tokenize: str = "13a",
-) -> dict[str, Any]:
-    """Corpus BLEU-4 plus smoothed sentence BLEU for each example.
-
-    Corpus BLEU: uniform weights, geometric mean of the clipped 1- to 4-gram precisions
-    (counts summed over the corpus) times the brevity penalty; no smoothing, so it is 0 when
-    some n-gram order has no match at all. Computed by ``sacrebleu``.
-
-    Args:
-        predictions: Generated texts.
-        references: One reference per prediction, in the same order.
-        lowercase: Compare case-insensitively (the default, as in the course example).
-        tokenize: A sacrebleu tokenizer name. ``"13a"`` (default, the WMT standard) splits
-            punctuation off words and otherwise splits on white space; ``"none"`` is pure
-            white-space splitting.
-
-    Returns:
-        ``{"bleu": float, "precisions": [p1, p2, p3, p4], "brevity_penalty": float,
-        "per_example": [float, ...]}``, all on a 0-1 scale. ``per_example`` holds sentence BLEU
-        with sacrebleu's ``exp`` smoothing and effective order.
-
-    Raises:
-        MetricError: (a ``ValueError``) if the lists are empty, hold non-strings or differ in
-            length.
-
-    Example:
-        >>> ref = "I am very happy to say that I am drinking a warm cup of tea"
-        >>> round(bleu_score(["I am very happy that I am drinking a cup of tea"], [ref])["bleu"], 3)
-        0.495
-    """
-    from sacrebleu.metrics import BLEU
-
-    preds, refs = _check_pairs(predictions, references)
-    corpus = BLEU(lowercase=lowercase, tokenize=tokenize, smooth_method="none")
-    result = corpus.corpus_score(preds, [refs])
-    sentence = BLEU(lowercase=lowercase, tokenize=tokenize, smooth_method="exp", effective_order=True)
-    per_example = [_unit(sentence.sentence_score(pred, [ref]).score) for pred, ref in zip(preds, refs, strict=True)]
-    return {
-        "bleu": _unit(result.score),
-        "precisions": [float(p) / 100.0 for p in result.precisions],
-        "brevity_penalty": float(result.bp),
-        "per_example": per_example,
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +65,7 @@ def toxicity_scores(texts: Sequence[str]) -> list[float]:
     texts = list(texts)
     if not texts:
         return []
-    texts = _check_texts(texts, "texts")
+    texts = check_texts(texts, "texts")
     from profanity_check import predict_prob
 
     return [min(1.0, max(0.0, float(p))) for p in predict_prob(texts)]
@@ -312,7 +87,7 @@ def _is_toxic_label(label: str) -> bool:
     return True
 
 
-def _toxic_label_index(id2label: dict[int, str], toxic_label: str | int | None) -> int:
+def toxic_label_index(id2label: dict[int, str], toxic_label: str | int | None) -> int:
     """Pick the index of the toxic class in a model's ``id2label``.
 
     Args:
@@ -324,8 +99,8 @@ def _toxic_label_index(id2label: dict[int, str], toxic_label: str | int | None) 
         The class index.
 
     Raises:
-        MetricError: If ``toxic_label`` is not one of the classes, or if no single class name
-            means toxic.
+        StudioError: If ``toxic_label`` is not one of the classes, or if no single class name means
+            toxic.
     """
     labels = {int(k): str(v) for k, v in id2label.items()}
     shown = ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items()))
@@ -338,7 +113,7 @@ def _toxic_label_index(id2label: dict[int, str], toxic_label: str | int | None) 
             for index, name in labels.items():
                 if name == toxic_label or name.lower() == str(toxic_label).lower():
                     return index
-        raise MetricError(f"toxic_label {toxic_label!r} is not one of the model's classes ({shown}).")
+        raise StudioError(f"toxic_label {toxic_label!r} is not one of the model's classes ({shown}).")
     candidates = [index for index, name in labels.items() if _is_toxic_label(name)]
     if len(candidates) > 1:
         exact = [i for i in candidates if _normalise_label(labels[i]) == "toxic"]
@@ -347,7 +122,7 @@ def _toxic_label_index(id2label: dict[int, str], toxic_label: str | int | None) 
     if len(candidates) == 1:
         return candidates[0]
     why = "no class name" if not candidates else "more than one class name"
-    raise MetricError(
+    raise StudioError(
         f"cannot tell which class is the toxic one: {why} matches "
         f"{'/'.join(_TOXIC_WORDS)} among the model's classes ({shown}). "
         "Give toxic_label (the toxic class's name or index)."
@@ -384,15 +159,14 @@ def neural_toxicity_scores(
         completion) scores 0.0: there is nothing to classify, and a batch of no tokens cannot run.
 
     Raises:
-        MetricError: (a ``ValueError``) if the model cannot be loaded or the toxic class cannot
-            be decided.
+        StudioError: if the model cannot be loaded or the toxic class cannot be decided.
     """
     texts = list(texts)
     if not texts:
         return []
-    texts = _check_texts(texts, "texts")
+    texts = check_texts(texts, "texts")
     if batch_size < 1:
-        raise MetricError(f"batch_size must be at least 1, not {batch_size}.")
+        raise StudioError(f"batch_size must be at least 1, not {batch_size}.")
 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -401,7 +175,7 @@ def neural_toxicity_scores(
         tokenizer = AutoTokenizer.from_pretrained(model_ref)
         model = AutoModelForSequenceClassification.from_pretrained(model_ref)
     except Exception as err:
-        raise MetricError(
+        raise StudioError(
             f"toxicity model {model_ref!r} could not be loaded ({err}). Give a local folder "
             "holding a sequence-classification model and its tokenizer."
         ) from err
@@ -411,11 +185,11 @@ def neural_toxicity_scores(
     if num_labels == 1:
         index = 0  # a single logit: sigmoid(logit) is the probability of the positive class
     else:
-        index = _toxic_label_index(dict(model.config.id2label), toxic_label)
+        index = toxic_label_index(dict(model.config.id2label), toxic_label)
 
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise MetricError(
+            raise StudioError(
                 f"the tokenizer of {model_ref!r} has neither a pad nor an eos token, so texts cannot be batched."
             )
         tokenizer.pad_token = tokenizer.eos_token
@@ -479,13 +253,13 @@ def score_texts(
         ``toxicity`` and ``length_words``. Skipped metrics are ``None``.
 
     Raises:
-        MetricError: (a ``ValueError``) if predictions is empty, the lists differ in length,
-            or a text is not a string.
+        StudioError: if predictions is empty, the lists differ in length, or a text is not a
+            string.
     """
-    preds = _check_texts(predictions, "predictions")
+    preds = check_texts(predictions, "predictions")
     refs: list[str] | None = None
     if references is not None:
-        preds, refs = _check_pairs(preds, references)
+        preds, refs = check_pairs(preds, references)
 
     lengths = [len(p.split()) for p in preds]
     rouge = rouge_scores(preds, refs) if refs is not None else None
@@ -497,7 +271,7 @@ def score_texts(
     else:
         tox = [float(x) for x in toxicity(list(preds))]
         if len(tox) != len(preds):
-            raise MetricError(f"the toxicity scorer returned {len(tox)} scores for {len(preds)} texts.")
+            raise StudioError(f"the toxicity scorer returned {len(tox)} scores for {len(preds)} texts.")
 
     per_example: list[dict[str, Any]] = []
     for i, pred in enumerate(preds):
@@ -564,20 +338,19 @@ def perplexity(
         The perplexity (>= 1; ``inf`` if the model gives some target token zero probability).
 
     Raises:
-        MetricError: (a ``ValueError``) if the inputs are empty or mismatched, or if no token
-            is left to score.
+        StudioError: if the inputs are empty or mismatched, or if no token is left to score.
     """
     import torch
 
-    texts = _check_texts(texts, "texts")
+    texts = check_texts(texts, "texts")
     if prompts is not None:
-        prompt_list, texts = _check_pairs(prompts, texts)
+        prompt_list, texts = check_pairs(prompts, texts)
     else:
         prompt_list = None
     if batch_size < 1:
-        raise MetricError(f"batch_size must be at least 1, not {batch_size}.")
+        raise StudioError(f"batch_size must be at least 1, not {batch_size}.")
     if max_length < 2:
-        raise MetricError(f"max_length must be at least 2, not {max_length}.")
+        raise StudioError(f"max_length must be at least 2, not {max_length}.")
 
     # Token ids and the mask of scored positions, one sequence at a time.
     sequences: list[tuple[list[int], list[bool]]] = []
@@ -594,7 +367,7 @@ def perplexity(
         if len(ids) >= 2 and any(scored[1:]):
             sequences.append((ids, scored))
     if not sequences:
-        raise MetricError("no token to score: every text is empty, too short (one token) or cut off by max_length.")
+        raise StudioError("no token to score: every text is empty, too short (one token) or cut off by max_length.")
 
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
@@ -657,7 +430,7 @@ def perplexity(
 def load_evaluate_metric(name_or_path: str) -> Any:
     """Load a user-named metric with Hugging Face ``evaluate``.
 
-    The built-in metrics above never go through ``evaluate`` (its hub scripts need a network).
+    The built-in metrics (ROUGE, BLEU, toxicity, perplexity) never go through ``evaluate`` (its hub scripts need a network).
     This is for extra metrics a user names: a local folder (or ``.py`` file) holding an
     ``evaluate`` metric script always works; a hub name works only with network access or a
     warm cache.
@@ -669,21 +442,20 @@ def load_evaluate_metric(name_or_path: str) -> Any:
         The loaded ``evaluate.EvaluationModule``.
 
     Raises:
-        MetricError: (a ``ValueError``) if ``evaluate`` is missing or the metric cannot be
-            loaded.
+        StudioError: if ``evaluate`` is missing or the metric cannot be loaded.
     """
     if not isinstance(name_or_path, str) or not name_or_path.strip():
-        raise MetricError("give the name or local folder of an evaluate metric.")
+        raise StudioError("give the name or local folder of an evaluate metric.")
     try:
         import evaluate
     except ImportError as err:
-        raise MetricError(
+        raise StudioError(
             f"metric {name_or_path!r} could not be loaded: the 'evaluate' package is not installed."
         ) from err
     try:
         return evaluate.load(name_or_path)
     except Exception as err:
-        raise MetricError(
+        raise StudioError(
             f"metric {name_or_path!r} could not be loaded offline: give a local folder "
             f"containing the metric script ({type(err).__name__}: {err})"
         ) from err
