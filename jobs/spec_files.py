@@ -6,6 +6,7 @@ import yaml
 from pydantic import BaseModel
 
 from backend.errors import StudioError
+from backend.textfiles import read_text_file
 from jobs.registry import parse_spec
 from jobs.specs import SpecModel
 
@@ -13,15 +14,12 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
 def load_spec_file(path: str | Path) -> SpecModel:
-    path = Path(path)
-    if not path.is_file():
-        raise StudioError(f"No spec file at {path}.")
+    """Read and validate a YAML job spec; raises ``StudioError`` saying what is wrong with the file."""
+    text = read_text_file(path, "spec file", "save the spec as UTF-8 YAML")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise StudioError(" ".join(f"{path} is not valid YAML: {exc}".split())) from None
-    except UnicodeDecodeError:
-        raise StudioError(f"{path} is not UTF-8 text.") from None
     return parse_spec(data)
 
 
