@@ -30,7 +30,8 @@ def log_chart(frame: pd.DataFrame, x: str, y: str, color: str | None, title: str
     st.plotly_chart(fig, width="stretch", key=key)
 
 
-memory, tokens, lora, compute = st.tabs(["GPU memory", "Compute-optimal data", "LoRA parameters", "Compute budget"])
+memory, tokens, lora, compute, formats = st.tabs(["GPU memory", "Compute-optimal data", "LoRA parameters",
+                                                  "Compute budget", "Number formats"])
 
 with memory:
     params = params_input("mem")
@@ -104,3 +105,12 @@ with compute:
                     name="your run")
     st.plotly_chart(fig, width="stretch", key="cmp-chart")
     st.caption("1 petaFLOP/s-day = 10¹⁵ FLOP/s for 24 h = 8.64×10¹⁹ FLOPs ≈ 8 V100 or 2 A100 running flat out.")
+
+with formats:
+    st.dataframe(pd.DataFrame(calc.DTYPES), hide_index=True)
+    value = st.number_input("A number to store", value=3.14159265, format="%.8f", key="fmt-value")
+    st.dataframe(pd.DataFrame([{"dtype": d["dtype"], "stored as": calc.stored_value(value, d["dtype"])}
+                               for d in calc.DTYPES]), hide_index=True)
+    st.caption("bf16 keeps fp32's range with fewer fraction bits (π → 3.140625); fp16 the reverse; int8 here is plain "
+               "rounding and clipping (real quantization adds a scale per tensor or channel).")
+

@@ -84,13 +84,6 @@ def lora_parameters(d: int, k: int, r: int) -> dict[str, float]:
     return {"full": full, "a": a, "b": b, "lora": a + b, "reduction": 1 - (a + b) / full}
 
 
-def lora_model_parameters(shapes: list[tuple[int, int]], r: int) -> dict[str, float]:
-    """LoRA over several weights (e.g. every attention projection of every layer): summed r·(d+k)."""
-    parts = [lora_parameters(d, k, r) for d, k in shapes]
-    full, lora = sum(p["full"] for p in parts), sum(p["lora"] for p in parts)
-    return {"full": full, "lora": lora, "reduction": 1 - lora / full if full else 0.0}
-
-
 def training_flops(params: float, tokens: float) -> float:
     """Training compute ≈ 6·N·D FLOPs."""
     _positive("params", params)
@@ -126,8 +119,18 @@ DTYPES: list[dict[str, Any]] = [
 def stored_value(value: float, dtype: str) -> float:
     """What a number becomes when stored in a type (π: fp32 3.1415927, fp16 3.140625, bf16 3.140625, int8 3).
 
-    int8 is shown as plain rounding (the scale factors of real quantization are left out).
+    int8 is shown as plain rounding (the scale factors of real quantization are left out). A value beyond a
+    type's range becomes ±inf, as it does on a GPU; NaN stays NaN (int8 has none: NaN).
     """
+    if math.isnan(value):
+        return math.nan
+    try:
+        return _stored(value, dtype)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _stored(value: float, dtype: str) -> float:
     if dtype == "fp32":
         return struct.unpack("<f", struct.pack("<f", value))[0]
     if dtype == "fp16":

@@ -56,7 +56,6 @@ def default_guidelines(criterion: str = "helpfulness") -> str:
     return f"**{header}**\n\n{INSTRUCTIONS}"
 
 
-DEFAULT_GUIDELINES = default_guidelines("helpfulness")
 
 
 def slot_counts(n_sources: int, k: int) -> list[int]:
@@ -270,22 +269,6 @@ def set_status(session: Session, campaign_id: int, status: str) -> dict[str, Any
     campaign.status = status
     session.flush()
     return campaign_summary(session, campaign.id)
-
-
-def close_campaign(session: Session, campaign_id: int) -> dict[str, Any]:
-    return set_status(session, campaign_id, "closed")
-
-
-def reopen_campaign(session: Session, campaign_id: int) -> dict[str, Any]:
-    return set_status(session, campaign_id, "open")
-
-
-def archive_campaign(session: Session, campaign_id: int) -> dict[str, Any]:
-    return set_status(session, campaign_id, "archived")
-
-
-def unarchive_campaign(session: Session, campaign_id: int) -> dict[str, Any]:
-    return set_status(session, campaign_id, "closed")
 
 
 def update_campaign(session: Session, campaign_id: int, *, guidelines: str | None = None,

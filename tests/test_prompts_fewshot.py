@@ -4,9 +4,12 @@ import pytest
 
 from backend.errors import StudioError
 from backend.prompts import fewshot
-from backend.prompts.cot import COT_TRIGGERS, extract_final_answer
+from backend.prompts.cot import extract_final_answer
 from backend.prompts.fewshot import FewShotTemplate, build_prompt
-from backend.prompts.library import LIBRARY, PIZZA_QUESTION, format_context, get_library_template
+from backend.prompts.library import LIBRARY, format_context
+
+PIZZA_QUESTION = ("You are ordering pizza for a meetup event for 20 people. If each pizza has 8 slices and you think "
+                  "every attendee eats 2 slices, how many pizzas do you need to order?")
 from backend.prompts.templates import SUMMARY_TEMPLATES, render, resolve_template, template_fields
 
 SENTIMENT = LIBRARY["sentiment"]
@@ -58,7 +61,7 @@ def test_form_variables_defaults_and_instruction():
 def test_chain_of_thought_zero_and_few_shot():
     zero = build_prompt(LIBRARY["cot-zero-shot"], {"question": PIZZA_QUESTION}, cot=True)
     assert zero.endswith("Answer: Let's think step by step.")
-    assert build_prompt(SENTIMENT, {"review": "ok"}, cot=True).endswith("Sentiment: " + COT_TRIGGERS["step-by-step"])
+    assert build_prompt(SENTIMENT, {"review": "ok"}, cot=True).endswith("Sentiment: Let's think step by step.")
     cot = LIBRARY["cot-few-shot"]
     few = build_prompt(cot, {"question": PIZZA_QUESTION}, cot.examples)
     assert "Step 2: 4 + 24 = 28. End: The answer is 28." in few and few.endswith("pizzas do you need to order?\nAnswer:")
@@ -94,8 +97,6 @@ def test_template_validation_messages():
         fewshot.render_shot(SENTIMENT, {"review": "meh"})
     with pytest.raises(StudioError, match="no answer slot"):
         build_prompt(LIBRARY["rag-qa"], {"context": "c", "question": "q"}, [{"context": "c", "question": "q"}])
-    with pytest.raises(StudioError, match="No built-in template"):
-        get_library_template("nope")
     literal = FewShotTemplate("json", 'Reply as {{"label": ...}}: {text}\nLabel: {label}', answer_field="label")
     assert build_prompt(literal, {"text": "hi"}) == 'Reply as {"label": ...}: hi\nLabel:'
 

@@ -6,14 +6,6 @@ ends in a fixed phrase ("The answer is 28."), which ``extract_final_answer`` the
 
 import re
 
-# "Ask the model to think step-by-step" and its variants (Generative AI on AWS, ch. 1).
-COT_TRIGGERS: dict[str, str] = {
-    "step-by-step": "Let's think step by step.",
-    "subtasks": "Let's divide the problem into subtasks.",
-    "systematically": "Let's approach the problem systematically.",
-    "one-step-at-a-time": "Let's reason through the problem one step at a time.",
-}
-
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 _MARKERS = [
     re.compile(r"\\boxed\{([^{}]+)\}"),

@@ -13,7 +13,6 @@ Sources are the course texts (digest A §1, digest B §1, §7):
 - retrieval QA: the RetrievalQA prompt with ``{context}`` and ``{question}``.
 """
 
-from backend.errors import StudioError
 from backend.prompts.fewshot import FewShotTemplate, plain_template
 from backend.prompts.templates import SUMMARY_TEMPLATES
 
@@ -146,17 +145,6 @@ _TEMPLATES: list[FewShotTemplate] = [_summary(name) for name in _SUMMARY_PHRASIN
 
 LIBRARY: dict[str, FewShotTemplate] = {t.name: t for t in _TEMPLATES}
 RAG_TEMPLATE = "rag-qa"
-PIZZA_QUESTION = ("You are ordering pizza for a meetup event for 20 people. If each pizza has 8 slices and you think "
-                  "every attendee eats 2 slices, how many pizzas do you need to order?")
-
-
-def get_library_template(name: str) -> FewShotTemplate:
-    """A built-in template by name (``StudioError`` naming the choices when unknown)."""
-    if name not in LIBRARY:
-        raise StudioError(f"No built-in template '{name}' (choose from {', '.join(LIBRARY)}).")
-    return LIBRARY[name]
-
-
 def format_context(hits: list[dict]) -> str:
     """Retrieved chunks as numbered, cited passages for a ``{context}`` slot: ``[1] (doc.md, chunk 3)\\n…``."""
     return "\n\n".join(f"[{i}] ({h['doc']}, chunk {h['chunk']})\n{h['text'].strip()}" for i, h in enumerate(hits, 1))
