@@ -1,13 +1,13 @@
 """Evaluation runner on the tiny model, in-process through ``jobs.run.main``: batched generation, corpus and
 per-example scores in eval_runs / eval_results, metrics rows, readable failures."""
 
-import json
 
 import pytest
+from factories import job_row, write_dialogues
 from sqlalchemy import select
 
 from backend.db.engine import session_scope
-from backend.db.tables import EvalResult, EvalRun, Job
+from backend.db.tables import EvalResult, EvalRun
 from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.runners.evaluate import METRIC_KEYS
@@ -15,12 +15,7 @@ from jobs.specs import EvalSpec
 
 
 def write_dataset(folder, n=6):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        rows = [{"dialogue": f"#Person1#: hello booking {i}\n#Person2#: thanks refund {i}",
-                 "summary": f"Person1 greets Person2 about booking {i}."} for i in range(n)]
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
+    return write_dialogues(folder, {"train": n, "test": n})
 
 
 def submit(**values) -> int:
@@ -28,11 +23,6 @@ def submit(**values) -> int:
                                     "decoding": {"max_new_tokens": 8}, **values})
     with session_scope(write=True) as s:
         return queue.submit(s, spec).id
-
-
-def job_row(job_id: int) -> Job:
-    with session_scope() as s:
-        return s.get(Job, job_id)
 
 
 @pytest.mark.parametrize("chat_format", [True, False])

@@ -2,10 +2,10 @@
 user-named `evaluate` metrics, prompt-tuning adapters, and submit-time refusals (a metric or classifier that
 cannot load, an adapter that does not fit its base)."""
 
-import json
 import textwrap
 
 import pytest
+from factories import write_dialogues
 from sqlalchemy import select
 
 from backend.db.engine import session_scope
@@ -33,11 +33,7 @@ class ExactMatchLocal(evaluate.Metric):
 
 
 def write_dataset(folder, n=4):
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [{"dialogue": f"#Person1#: hello booking {i}\n#Person2#: thanks refund {i}",
-             "summary": f"Person1 greets Person2 about booking {i}."} for i in range(n)]
-    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
+    return write_dialogues(folder, {"test": n})
 
 
 def eval_spec(data, **values) -> EvalSpec:

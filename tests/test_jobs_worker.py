@@ -1,7 +1,6 @@
 """The worker: real job child processes (eval on the tiny model) end succeeded / failed / cancelled with logs;
 fake children exercise the fallbacks (a child that dies silently, ignores SIGTERM, or outlives a stopping worker)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import threading
 import time
 
 import pytest
+from factories import job_row, write_dialogues
 from sqlalchemy import select
 
 from backend.db.engine import session_scope
@@ -29,12 +29,7 @@ def fast_env(monkeypatch, studio_env):
 
 
 def write_dataset(folder, n_test=6):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", 4), ("test", n_test)):
-        rows = [{"dialogue": f"#Person1#: hello booking {i}\n#Person2#: thanks refund {i}",
-                 "summary": f"Person1 greets Person2 about booking {i}."} for i in range(n)]
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
+    return write_dialogues(folder, {"train": 4, "test": n_test})
 
 
 def submit_eval(**values) -> int:
@@ -42,11 +37,6 @@ def submit_eval(**values) -> int:
                                     "decoding": {"max_new_tokens": 8}, **values})
     with session_scope(write=True) as s:
         return queue.submit(s, spec).id
-
-
-def job_row(job_id: int) -> Job:
-    with session_scope() as s:
-        return s.get(Job, job_id)
 
 
 def wait_for(predicate, timeout=90.0, every=0.1):

@@ -5,6 +5,7 @@ and early stopping ends a run on the eval loss."""
 import json
 
 import pytest
+from factories import write_dialogues
 
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
@@ -15,12 +16,7 @@ from services.training import estimate_trainable
 
 
 def write_dataset(folder, n=8, splits=("train", "test")):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in splits:
-        rows = [{"dialogue": f"#Person1#: hello booking {i}\n#Person2#: thanks refund {i}",
-                 "summary": f"Person1 greets Person2 about booking {i}."} for i in range(n)]
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
+    return write_dialogues(folder, dict.fromkeys(splits, n))
 
 
 def sft_spec(data, **overrides) -> SFTSpec:

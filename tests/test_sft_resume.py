@@ -4,6 +4,7 @@ cancelled; every way a resume could not work is refused when the job is submitte
 import json
 
 import pytest
+from factories import write_dialogues
 from sqlalchemy import update
 
 from backend.db.engine import session_scope
@@ -16,12 +17,7 @@ from services.training import resumable_jobs
 
 
 def write_dataset(folder, n=8):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        rows = [{"dialogue": f"#Person1#: hello booking {i}\n#Person2#: thanks refund {i}",
-                 "summary": f"Person1 greets Person2 about booking {i}."} for i in range(n)]
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
+    return write_dialogues(folder, {"train": n, "test": n})
 
 
 def sft_spec(data, max_steps=2, save_steps=1, **overrides) -> SFTSpec:

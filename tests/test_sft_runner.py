@@ -1,26 +1,21 @@
 """SFT smoke runs on the tiny random Llama, in-process through ``jobs.run.main``: LoRA and full fine-tuning
 change weights, write metrics and register the output with its lineage; bad targets and cancels end cleanly."""
 
-import json
 import threading
 import time
 
+from factories import job_row, write_dialogues
 from sqlalchemy import select
 
 from backend.db.engine import session_scope
-from backend.db.tables import Job, ModelRecord
+from backend.db.tables import ModelRecord
 from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
 
 
 def write_dataset(folder, n=8):
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "test"):
-        rows = [{"dialogue": f"#Person1#: hello booking {i}\n#Person2#: thanks refund {i}",
-                 "summary": f"Person1 greets Person2 about booking {i}."} for i in range(n)]
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder
+    return write_dialogues(folder, {"train": n, "test": n})
 
 
 def submit(spec: SFTSpec) -> int:
@@ -35,11 +30,6 @@ def sft_spec(data, **overrides) -> SFTSpec:
               "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "max_eval_examples": 0}
     values.update(overrides)
     return SFTSpec.model_validate(values)
-
-
-def job_row(job_id: int) -> Job:
-    with session_scope() as s:
-        return s.get(Job, job_id)
 
 
 def metric_keys(job_id: int) -> set[str]:
