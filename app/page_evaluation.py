@@ -6,7 +6,8 @@ import streamlit as st
 
 from app.auth import current_user
 from app.common import user_errors
-from app.components.eval_dashboards import before_after_view, compare_view, curves_view, examples_view, toxicity_view
+from app.components.eval_compare import before_after_view, compare_view
+from app.components.eval_dashboards import curves_view, examples_view, toxicity_view
 from app.components.eval_form import eval_form
 from backend.db.engine import session_scope
 from labeling.campaigns import CRITERIA
@@ -70,7 +71,7 @@ def results() -> None:
     if not runs:
         st.info("No evaluation yet: open “New evaluation” above, pick models and run one.")
         return
-    labels = {r["run"]: f"#{r['run']} {r['model']} ({r['n']} × {r['dataset']} {r['split']})" for r in runs}
+    labels = {r["run"]: evaluation.run_label(r) for r in runs}
     # Follow the default (newest runs) until the user picks runs themselves; drop runs that no longer exist.
     state, default = st.session_state, default_runs(runs)
     if "ev-runs" not in state or state["ev-runs"] == state.get("ev-runs-default"):

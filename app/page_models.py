@@ -1,5 +1,8 @@
 """Models & adapters: every registered model with its lineage (base, data, spec); merge a LoRA adapter into
-its base and export it as a standalone folder; add a local model folder or hub id."""
+its base and export it as a standalone folder; export a model as one GGUF file (llama.cpp, Ollama); add a local
+model folder or hub id."""
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,7 +12,7 @@ from backend.db.engine import session_scope
 from backend.models.store import add_model, list_models
 from jobs.registry import parse_spec
 from jobs.spec_files import spec_to_yaml
-from services import training
+from services import model_export, training
 
 st.title(":material/deployed_code: Models & adapters")
 st.caption("Trained models and adapters are registered by their jobs with where they came from; every model here "
@@ -46,6 +49,8 @@ def lineage_panel(name: str) -> None:
             st.code(spec_to_yaml(parse_spec(info["spec"])), language="yaml")
     if info["kind"] == "adapter" and info["method"] != "prompt_tuning":
         merge_form(name)
+    if info["kind"] != "reward" and info["method"] != "prompt_tuning":
+        gguf_form(name, info["kind"] == "adapter")
 
 
 def merge_form(name: str) -> None:
@@ -60,6 +65,24 @@ def merge_form(name: str) -> None:
                     record = training.merge_adapter(s, name, out.strip(), folder.strip() or None)
                     path = record.path
                 st.success(f"Merged into **{out.strip()}**, saved at `{path}`.")
+
+
+def gguf_form(name: str, adapter: bool) -> None:
+    with st.form(f"gguf-{name}"):
+        st.markdown("**Export as GGUF** — one file that llama.cpp, Ollama and LM Studio load"
+                    + (" (the adapter is merged into its base first)." if adapter else "."))
+        dtype = st.radio("Weights", model_export.GGUF_DTYPES, horizontal=True, key=f"gguf-dtype-{name}",
+                         help="f16: half of fp32, no visible loss. q8_0: 8-bit blocks, about half of f16, "
+                              "near-identical outputs. f32: full precision, largest.")
+        if st.form_submit_button("Export as GGUF"):
+            with user_errors(), st.spinner("Writing the GGUF file…"), session_scope() as s:
+                st.session_state[f"gguf-result-{name}"] = model_export.export_model_gguf(s, name, dtype=dtype)
+    result = st.session_state.get(f"gguf-result-{name}")
+    if result and Path(result["path"]).is_file():
+        st.success(f"Wrote `{result['path']}` ({result['bytes'] / 1e6:,.1f} MB, {result['dtype']}).")
+        st.download_button("Download the GGUF file", Path(result["path"]).read_bytes, key=f"gguf-download-{name}",
+                           file_name=Path(result["path"]).name, mime="application/octet-stream",
+                           icon=":material/download:")
 
 
 if name:

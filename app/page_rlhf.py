@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from app.common import user_errors
-from app.components.rlhf_charts import diagnostic, reward_and_kl
+from app.components.rlhf_charts import diagnostic, held_out_chart, reward_and_kl
+from app.components.uncertainty import cell, delta_interval
 from backend.db.engine import session_scope
 from services import rlhf
 
@@ -41,20 +42,41 @@ def samples_view(samples: list[dict]) -> None:
                  column_config={"reward": st.column_config.NumberColumn(format="%.3f")})
 
 
-def evaluations_view(evals: list[dict]) -> None:
-    if not evals:
+def change(row: dict | None, metric: str) -> str | None:
+    """``+0.100 [+0.020, +0.180] ▲ better · p = 0.01`` since the first evaluation (no interval without a spread)."""
+    if row is None or row["delta"] is None:
+        return None
+    return f"{row['delta']:+.3f} " + (delta_interval(row["vs_first"], metric) if row["vs_first"] else "(no interval)")
+
+
+def evaluations_view(view: dict, job_id: int) -> None:
+    """The held-out evaluations: the latest with its change since the first, per step with approximate intervals."""
+    rows = view["held_out"]
+    if not rows:
         return
     st.subheader("Held-out prompts")
-    first, last = evals[0], evals[-1]
+    latest = {r["metric"]: r for r in rows if r["step"] == rows[-1]["step"]}
     cols = st.columns(3)
-    for col, key, label, better_down in ((cols[0], "eval/reward", "mean reward", False),
-                                         (cols[1], "eval/toxicity", "mean toxicity", True),
-                                         (cols[2], "eval/kl", "KL to reference", True)):
-        if key in last:
-            delta = last[key] - first.get(key, last[key]) if len(evals) > 1 else None
-            col.metric(label, f"{last[key]:.3f}", None if delta is None else f"{delta:+.3f} since step 0",
-                       delta_color="inverse" if better_down else "normal")
-    st.dataframe(pd.DataFrame(evals), hide_index=True, width="stretch")
+    for col, metric, label, better_down in ((cols[0], "reward", "mean reward", False),
+                                            (cols[1], "toxicity", "mean toxicity", True),
+                                            (cols[2], "kl", "KL to reference", True)):
+        if row := latest.get(metric):
+            noise = row["vs_first"] is not None and not row["vs_first"]["significant"]
+            since = change(row, metric)
+            col.metric(label, f"{row['mean']:.3f}", since and f"{since} since step 0",
+                       help=cell(row["interval"], row["mean"], metric),
+                       delta_color="off" if noise else "inverse" if better_down else "normal")
+    by_step: dict[int, dict] = {}
+    for r in rows:
+        by_step.setdefault(r["step"], {"step": r["step"]}).update(
+            {r["metric"]: cell(r["interval"], r["mean"], r["metric"]), f"Δ {r['metric']} since step 0":
+             change(r, r["metric"])})
+    if any(r["interval"] for r in rows):
+        st.plotly_chart(held_out_chart(rows), width="stretch", key=f"rlhf-held-out-{job_id}")
+    st.dataframe(pd.DataFrame(list(by_step.values())), hide_index=True, width="stretch")
+    sizes = {(r["interval"]["n"], r["interval"]["n_obs"]) for r in rows if r["interval"]}
+    n = ", ".join(f"{p} prompts ({c} completions)" for p, c in sorted(sizes)) or "no logged spread: point values"
+    st.caption(f"n = {n}. {view['held_out_note']}")
 
 
 @st.fragment(run_every=5)
@@ -86,7 +108,7 @@ def run_view(job_id: int) -> None:
         middle.plotly_chart(diagnostic(steps, ["policy/clipfrac", "val/clipfrac"], "Clip fractions"),
                             width="stretch", key=f"rlhf-clip-{job_id}")
         right.plotly_chart(diagnostic(steps, ["val/loss"], "Value loss"), width="stretch", key=f"rlhf-value-{job_id}")
-    evaluations_view(view["evals"])
+    evaluations_view(view, job_id)
     if view["summary"]:
         st.caption(f"Stopped after {view['summary']['steps']} step(s): {view['summary']['stopped']}.")
     samples_view(view["samples"])

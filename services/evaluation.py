@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from backend.data.rlhf_prompts import ensure_demo_prompts
 from backend.db.lookup import get_or_raise
 from backend.db.tables import EvalResult, EvalRun
+from backend.metrics import stats
 from jobs import queue
 from jobs.specs import EvalSpec
 
@@ -19,6 +20,11 @@ def eval_runs(session: Session) -> list[dict[str, Any]]:
     return [{"run": r.id, "model": r.model_name, "dataset": r.dataset, "split": r.split, "n": r.n_examples,
              "created": r.created_at.strftime("%m-%d %H:%M"), **{m: r.metrics.get(m) for m in METRICS}}
             for r in runs]
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """How the pages name a run of ``eval_runs``: ``#3 tiny-lora (40 × demo:dialogsum test)``."""
+    return f"#{run['run']} {run['model']} ({run['n']} × {run['dataset']} {run['split']})"
 
 
 def latest_per_model(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -37,8 +43,8 @@ def examples(session: Session, run_id: int, limit: int = 200) -> list[dict[str, 
 # Every function returns a list of flat dicts (pandas-ready). Scores compare only on the same dataset split:
 # ROUGE on different tasks or examples is not comparable, so mixing them is refused rather than charted.
 
-HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
-LOWER_IS_BETTER = ("toxicity", "perplexity")
+HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "reward")
+LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition")
 RLHF_METHODS = ("ppo", "dpo", "grpo")  # jobs whose models a before/after evaluation compares with their start
 METHOD_LABELS = {"base": "base (zero-shot)", "full": "full fine-tuning", "lora": "LoRA",
                  "prompt_tuning": "prompt tuning", "merged": "LoRA (merged)", "ppo": "PPO", "dpo": "DPO",
@@ -108,14 +114,113 @@ def _baseline(runs: list[EvalRun], methods: dict[int, str], baseline_run_id: int
     return baseline_run_id or next((r.id for r in runs if methods[r.id] == "base"), runs[0].id)
 
 
+# --- uncertainty: every compared mean with its interval, every delta paired on the same prompts -------------------
+# All of it through backend.metrics.stats. Scores are grouped by the prompt (``EvalResult.input``), so the samples of
+# one prompt stay together, and two runs pair by prompt.
+
+Scores = dict[int, dict[str, tuple[list[float], list[str], list[int]]]]  # run → metric → (scores, prompts, idx)
+
+
+def lower_is_better(metric: str) -> bool | None:
+    """True for toxicity, perplexity, repetition; False for ROUGE, BLEU, reward; None (no better side) otherwise."""
+    return True if metric in LOWER_IS_BETTER else False if metric in HIGHER_IS_BETTER else None
+
+
+def _result_rows(session: Session, run_ids: list[int]) -> list[tuple[int, int, str, dict]]:
+    """``(run, idx, input, scores)`` of every completion of the runs: one query."""
+    return list(session.execute(select(EvalResult.eval_run_id, EvalResult.idx, EvalResult.input, EvalResult.scores)
+                                .where(EvalResult.eval_run_id.in_(run_ids))
+                                .order_by(EvalResult.eval_run_id, EvalResult.idx)))
+
+
+def _by_metric(rows, metrics=None) -> Scores:
+    """Rows ``(run, idx, input, scores)`` → run → metric → (numeric scores, their prompts, their idx)."""
+    out: Scores = {}
+    for run_id, idx, prompt, scores in rows:
+        for key in metrics or (scores or {}):
+            value = (scores or {}).get(key)
+            if isinstance(value, int | float):
+                values, prompts, where = out.setdefault(run_id, {}).setdefault(key, ([], [], []))
+                values.append(float(value))
+                prompts.append(prompt)
+                where.append(idx)
+    return out
+
+
+def _interval(data) -> dict[str, Any] | None:
+    try:
+        return stats.mean_interval(data[0], data[1]).as_dict() if data else None
+    except ValueError:  # only NaN
+        return None
+
+
+def _paired(before, after) -> tuple[stats.Difference, str] | None:
+    """Pair by prompt; runs whose prompts differ in text (another template) pair by position (idx) instead."""
+    for by, where in (("prompt", 1), ("position", 2)):
+        try:
+            return stats.paired_difference(before[0], after[0], before[where], after[where]), by
+        except ValueError:
+            continue
+    return None
+
+
+def _uncertainty(scores: Scores, run_ids: list[int], base_id: int, metrics) -> dict[int, dict[str, dict]]:
+    """Per run: ``{"intervals": {metric: interval | None}, "vs_baseline": {metric: difference | None}}``.
+
+    An interval is ``stats.Interval.as_dict()`` (mean, low, high, n prompts, n_obs completions, confidence); None
+    where the run has no per-example score of the metric. A difference is ``stats.Difference.as_dict()`` (delta,
+    low, high, p_value, p_adjusted, significant, relative, n, n_obs, before, after) + ``verdict`` (better / worse,
+    higher / lower for a score with no better side, noise), ``correction`` ("Holm" when more than one run is
+    compared with the baseline on the metric, else None) and ``paired_by``; None for the baseline itself and
+    where either side lacks per-example scores.
+    """
+    out = {r: {"intervals": {}, "vs_baseline": {}} for r in run_ids}
+    for metric in metrics:
+        base = scores.get(base_id, {}).get(metric)
+        pairs = {r: _paired(base, scores[r][metric]) for r in run_ids
+                 if r != base_id and base and metric in scores.get(r, {})}
+        others = [r for r in pairs if pairs[r] is not None]
+        diffs = [pairs[r][0] for r in others]
+        if len(diffs) > 1:
+            diffs = stats.with_holm(diffs)
+        for r in run_ids:
+            out[r]["intervals"][metric] = _interval(scores.get(r, {}).get(metric))
+            out[r]["vs_baseline"][metric] = None
+        for r, d in zip(others, diffs, strict=True):
+            out[r]["vs_baseline"][metric] = {**d.as_dict(), "paired_by": pairs[r][1],
+                                             "verdict": stats.verdict(d, lower_is_better=lower_is_better(metric)),
+                                             "correction": "Holm" if d.p_adjusted is not None else None}
+    return out
+
+
+def _prompt_count(scores: Scores, run_id: int) -> int:
+    """Distinct prompts the run answered (0 without per-example scores)."""
+    return len({prompt for data in scores.get(run_id, {}).values() for prompt in data[1]})
+
+
+def baseline_run(session: Session, run_ids: list[int]) -> int:
+    """The run the comparisons measure against: the first run of a base model (zero-shot), else the first run."""
+    from backend.db.tables import ModelRecord
+
+    runs = _runs(session, run_ids)
+    methods = {r.id: _method(session.get(ModelRecord, r.model_id) if r.model_id else None) for r in runs}
+    return _baseline(runs, methods, None)
+
+
 def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
-    """One row per run: method, every metric, its change against the baseline, trainable parameters and
-    training time.
+    """One row per run: method, every metric with its interval, its paired change against the baseline,
+    trainable parameters and training time.
 
     The baseline is ``baseline_run_id``, else the first run of a base model (zero-shot), else the first run.
-    Columns: ``run, model, method, method_label, baseline, n`` + each metric + ``delta_<metric>`` (run − baseline)
-    + ``change_<metric>`` ((run − baseline) / baseline) + ``trainable_params, total_params, trainable_share,
-    train_runtime`` (None where unknown; a base model trains 0 parameters).
+    Columns: ``run, model, method, method_label, baseline, n`` (completions), ``n_prompts`` + each metric (the
+    run's stored value: corpus BLEU, mean ROUGE…) + ``delta_<metric>`` (run − baseline: the paired difference of
+    the per-example means where both runs scored the metric per example, else of the stored values) +
+    ``change_<metric>`` (delta / baseline) + ``trainable_params, total_params, trainable_share, train_runtime``
+    (None where unknown; a base model trains 0 parameters) + ``intervals`` and ``vs_baseline`` ({metric: …}, see
+    ``_uncertainty``: per-example means with their 95 % intervals, paired deltas with interval, p, Holm and
+    verdict; None for a metric with no per-example scores, e.g. perplexity). For BLEU the interval is the mean
+    sentence BLEU's: the stored value is corpus BLEU, which has no per-example version.
+    Database reads: the runs, their models and one query for every run's per-example scores.
     """
     from backend.db.tables import ModelRecord
     from backend.metrics.deltas import relative_change
@@ -125,8 +230,12 @@ def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | No
     methods = {r.id: _method(records[r.id]) for r in runs}
     base_id = _baseline(runs, methods, baseline_run_id)
     base_metrics = next(r.metrics for r in runs if r.id == base_id)
-    keys = [k for k in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, "length_words") if any(k in r.metrics for r in runs)]
-    keys += sorted({k for r in runs for k in r.metrics} - set(keys))
+    scores = _by_metric(_result_rows(session, [r.id for r in runs]))
+    known = {k for r in runs for k in r.metrics} | {k for by_key in scores.values() for k in by_key}
+    keys = [k for k in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, "length_words") if k in known]
+    keys += sorted(known - set(keys))
+    spread = _uncertainty(scores, [r.id for r in runs], base_id, keys)
+    means = {r: {k: v and v["mean"] for k, v in spread[r]["intervals"].items()} for r in spread}
     out = []
     for run in runs:
         record, method = records[run.id], methods[run.id]
@@ -135,16 +244,20 @@ def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | No
         total = meta.get("total_params")
         row: dict[str, Any] = {"run": run.id, "model": run.model_name, "method": method,
                                "method_label": METHOD_LABELS.get(method, method), "baseline": run.id == base_id,
-                               "n": run.n_examples}
-        for key in keys:
-            value, before = run.metrics.get(key), base_metrics.get(key)
+                               "n": run.n_examples, "n_prompts": _prompt_count(scores, run.id)}
+        for key in keys:  # the stored value, else (a score kept only per example) the per-example mean
+            value, before = run.metrics.get(key, means[run.id][key]), base_metrics.get(key, means[base_id][key])
             row[key] = value
+            paired = spread[run.id]["vs_baseline"][key]
             both = value is not None and before is not None
-            row[f"delta_{key}"] = value - before if both else None
-            row[f"change_{key}"] = relative_change(before, value) if both else None
+            if paired is not None:
+                row[f"delta_{key}"], row[f"change_{key}"] = paired["delta"], paired["relative"]
+            else:
+                row[f"delta_{key}"] = value - before if both else None
+                row[f"change_{key}"] = relative_change(before, value) if both else None
         row.update(trainable_params=trainable, total_params=total,
                    trainable_share=trainable / total if trainable is not None and total else None,
-                   train_runtime=_training_time(session, record))
+                   train_runtime=_training_time(session, record), **spread[run.id])
         out.append(row)
     return out
 
@@ -180,20 +293,20 @@ def per_example_diff(session: Session, run_a: int, run_b: int, metric: str = "ro
 
 
 DISTRIBUTIONS = ("toxicity", "reward", "length_words")  # per-example scores the before/after histograms show
+BEFORE_AFTER = (*DISTRIBUTIONS, "rouge1")  # … and the ones its table compares (ROUGE-1 where there are references)
 
 
 def score_distributions(session: Session, run_ids: list[int]) -> list[dict[str, Any]]:
-    """Per-example scores of the runs for histograms: ``{run, model, label, idx, toxicity, reward,
-    length_words}``, one row per example (a score the run did not compute is None; ``label`` is
-    "<model> (#run)"). One query for every run; the runs must be on the same examples (``_runs``)."""
+    """Per-example scores of the runs for histograms: ``{run, model, label, idx, input, toxicity, reward,
+    length_words, rouge1}``, one row per completion (a score the run did not compute is None; ``label`` is
+    "<model> (#run)"; ``input`` the prompt). One query for every run; the runs must be on the same examples
+    (``_runs``)."""
     runs = {r.id: r for r in _runs(session, run_ids)}
-    results = session.execute(select(EvalResult.eval_run_id, EvalResult.idx, EvalResult.scores)
-                              .where(EvalResult.eval_run_id.in_(list(runs))).order_by(EvalResult.idx))
     by_run: dict[int, list[dict[str, Any]]] = {run_id: [] for run_id in runs}
-    for run_id, idx, scores in results:
+    for run_id, idx, prompt, scores in _result_rows(session, list(runs)):
         run = runs[run_id]
         by_run[run_id].append({"run": run_id, "model": run.model_name, "label": f"{run.model_name} (#{run_id})",
-                               "idx": idx, **{k: (scores or {}).get(k) for k in DISTRIBUTIONS}})
+                               "idx": idx, "input": prompt, **{k: (scores or {}).get(k) for k in BEFORE_AFTER}})
     return [row for run_id in runs for row in by_run[run_id]]
 
 
@@ -205,10 +318,13 @@ def toxicity_distribution(session: Session, run_ids: list[int]) -> list[dict[str
 
 def before_after(session: Session, run_ids: list[int], baseline_run_id: int | None = None,
                  distributions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One row per run for the before/after table: ``run, model, label, method, method_label, baseline, n`` and,
-    from the per-example scores, ``<score>_mean``/``<score>_std`` for toxicity, reward and length_words (None
-    when the run did not compute it: no reward model), ``rouge1`` from the run's metrics (None without references),
-    and ``delta_<column>`` = run − baseline for each mean and ROUGE-1 (None where either side lacks it).
+    """One row per run for the before/after table: ``run, model, label, method, method_label, baseline, n``
+    (completions), ``n_prompts`` and, from the per-example scores, ``<score>_mean``/``<score>_std`` for toxicity,
+    reward and length_words (None when the run did not compute it: no reward model), ``rouge1`` from the run's
+    metrics (None without references), ``delta_<column>`` = run − baseline for each mean and ROUGE-1 (the paired
+    difference on the shared prompts; None where either side lacks it), and ``intervals`` / ``vs_baseline``
+    ({score: …} for toxicity, reward, length_words and rouge1: the means with their 95 % intervals, the paired
+    deltas with interval, p, Holm when several runs face the baseline, verdict; see ``_uncertainty``).
 
     The baseline is ``baseline_run_id``, else the first run of a base model, else the first run (as
     ``compare_runs``). Database reads only: one query for the runs' models and one for their examples, unless
@@ -221,27 +337,26 @@ def before_after(session: Session, run_ids: list[int], baseline_run_id: int | No
     records = {r.id: session.get(ModelRecord, r.model_id) if r.model_id else None for r in runs}
     methods = {r.id: _method(records[r.id]) for r in runs}
     base_id = _baseline(runs, methods, baseline_run_id)
-    values: dict[int, dict[str, list[float]]] = {r.id: {k: [] for k in DISTRIBUTIONS} for r in runs}
-    for row in distributions if distributions is not None else score_distributions(session, [r.id for r in runs]):
-        for key in DISTRIBUTIONS:
-            if row[key] is not None:
-                values[row["run"]][key].append(row[key])
+    dist = distributions if distributions is not None else score_distributions(session, [r.id for r in runs])
+    scores = _by_metric(((row["run"], row["idx"], row["input"], row) for row in dist), BEFORE_AFTER)
+    spread = _uncertainty(scores, [r.id for r in runs], base_id, BEFORE_AFTER)
     rows = []
     for run in runs:
         row: dict[str, Any] = {"run": run.id, "model": run.model_name, "label": f"{run.model_name} (#{run.id})",
                                "method": methods[run.id], "method_label": METHOD_LABELS.get(methods[run.id],
                                                                                             methods[run.id]),
-                               "baseline": run.id == base_id, "n": run.n_examples}
+                               "baseline": run.id == base_id, "n": run.n_examples,
+                               "n_prompts": _prompt_count(scores, run.id)}
         for key in DISTRIBUTIONS:
-            mean, std = mean_std(values[run.id][key]) if values[run.id][key] else (None, None)
-            row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+            values = scores.get(run.id, {}).get(key, ([],))[0]
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values) if values else (None, None)
         row["rouge1"] = run.metrics.get("rouge1")
-        rows.append(row)
+        rows.append(row | spread[run.id])
     base = next(r for r in rows if r["baseline"])
     for row in rows:
-        for key in [f"{k}_mean" for k in DISTRIBUTIONS] + ["rouge1"]:
-            both = row[key] is not None and base[key] is not None
-            row[f"delta_{key}"] = row[key] - base[key] if both else None
+        for key, column in [(k, f"{k}_mean") for k in DISTRIBUTIONS] + [("rouge1", "rouge1")]:
+            paired, both = row["vs_baseline"][key], row[column] is not None and base[column] is not None
+            row[f"delta_{column}"] = paired["delta"] if paired else row[column] - base[column] if both else None
     return rows
 
 
@@ -261,19 +376,30 @@ def rlhf_models(session: Session) -> list[str]:
 
 
 def toxicity_summary(session: Session, run_ids: list[int], baseline_run_id: int | None = None) -> list[dict[str, Any]]:
-    """Mean and std of toxicity per run, and their improvement over the baseline run ((before − after) / before,
-    the course's formula; the baseline defaults to the first run)."""
+    """Toxicity per run: ``run, model, n`` (prompts), ``n_obs`` (completions), ``mean, low, high`` (95 % interval
+    by prompt), ``std``, ``baseline``, the paired difference against the baseline run (``delta, delta_low,
+    delta_high, p_value, p_adjusted`` (Holm, when more than one run faces the baseline), ``significant, verdict``;
+    None on the baseline's row; ``vs_baseline`` holds them as ``_uncertainty`` gives them) and the improvement over
+    the baseline ((before − after) / before, the course's formula, for the mean and the std). The baseline defaults
+    to the first run with toxicity scores."""
     from backend.metrics.deltas import improvement, mean_std
 
-    by_run: dict[int, list[dict]] = {}
-    for row in toxicity_distribution(session, run_ids):
-        by_run.setdefault(row["run"], []).append(row)
-    stats = {run: (rows[0]["model"], len(rows), *mean_std([r["toxicity"] for r in rows])) for run, rows in by_run.items()}
-    base = baseline_run_id if baseline_run_id in stats else next(iter(stats), None)
+    dist = [row for row in score_distributions(session, run_ids) if row["toxicity"] is not None]
+    scores = _by_metric(((row["run"], row["idx"], row["input"], row) for row in dist), ["toxicity"])
+    models = {row["run"]: row["model"] for row in dist}
+    base = baseline_run_id if baseline_run_id in scores else next(iter(scores), None)
+    spread = _uncertainty(scores, list(scores), base, ["toxicity"])
     out = []
-    for run, (model, n, mean, std) in stats.items():
-        _, _, base_mean, base_std = stats[base]
-        out.append({"run": run, "model": model, "n": n, "mean": mean, "std": std, "baseline": run == base,
+    for run, by_key in scores.items():
+        interval, paired = spread[run]["intervals"]["toxicity"], spread[run]["vs_baseline"]["toxicity"] or {}
+        mean, std = mean_std(by_key["toxicity"][0])
+        base_mean, base_std = mean_std(scores[base]["toxicity"][0])
+        out.append({"run": run, "model": models[run], "n": interval["n"], "n_obs": interval["n_obs"], "mean": mean,
+                    "low": interval["low"], "high": interval["high"], "std": std, "baseline": run == base,
+                    "delta": paired.get("delta"), "delta_low": paired.get("low"), "delta_high": paired.get("high"),
+                    "p_value": paired.get("p_value"), "p_adjusted": paired.get("p_adjusted"),
+                    "significant": paired.get("significant"), "verdict": paired.get("verdict"),
+                    "vs_baseline": paired or None,
                     "mean_improvement": improvement(base_mean, mean), "std_improvement": improvement(base_std, std)})
     return out
 
@@ -320,3 +446,79 @@ def side_by_side(session: Session, run_ids: list[int], metric: str = "rouge1", r
 def share_above(scores: list[float], threshold: float) -> float:
     """Share (0–1) of scores strictly above ``threshold`` (0 for no scores): the toxicity dashboard's rate."""
     return sum(1 for s in scores if s > threshold) / len(scores) if scores else 0.0
+
+
+# --- two runs for the command line, and how many prompts a comparison needs ---------------------------------------
+
+def compare_pair(session: Session, run_a: int, run_b: int, metrics: list[str] | None = None) -> dict[str, Any]:
+    """Run B against run A (the baseline) on the same prompts, per metric (``studio eval compare``).
+
+    ``{"a": run, "b": run, "method": how the intervals were made, "metrics": [{"metric", "lower_is_better",
+    "a", "b", "difference", "delta", "note"}]}`` where a run is ``{"run", "model", "method", "n", "n_prompts"}``,
+    ``a``/``b`` a mean with its interval (``stats.Interval`` fields; for a metric kept only as one number per run,
+    e.g. perplexity, ``{"value": …}`` and ``note`` "no per-example scores"), ``difference`` B − A (a number, as
+    ``compare_runs``'s ``delta_<metric>``) and ``delta`` B − A paired by prompt (delta, low, high, p_value,
+    significant, verdict, …; None without per-example scores on both sides). ``metrics`` picks the metrics
+    (default: every one either run has, spreads such as ``toxicity_std`` left out).
+    """
+    from backend.errors import StudioError
+
+    if run_a == run_b:
+        raise StudioError("Pick two different runs to compare.")
+    rows = compare_runs(session, [run_a, run_b], baseline_run_id=run_a)
+    a, b = rows
+    available = [k for k in a["intervals"] if not k.endswith("_std")]
+    unknown = [m for m in metrics or [] if m not in a["intervals"]]
+    if unknown:
+        raise StudioError(f"No metric {', '.join(unknown)} in runs {run_a} and {run_b} (available: "
+                          f"{', '.join(available)}).")
+    out = []
+    for metric in metrics or available:
+        sides = [row["intervals"][metric] or ({"value": row[metric]} if row[metric] is not None else None)
+                 for row in (a, b)]
+        note = None if a["intervals"][metric] and b["intervals"][metric] else "no per-example scores"
+        out.append({"metric": metric, "lower_is_better": lower_is_better(metric), "a": sides[0], "b": sides[1],
+                    "difference": b[f"delta_{metric}"], "delta": b["vs_baseline"][metric], "note": note})
+    run = ("run", "model", "method", "n", "n_prompts")
+    return {"a": {k: a[k] for k in run}, "b": {k: b[k] for k in run}, "method": stats.METHOD, "metrics": out}
+
+
+def per_example_metrics(session: Session, run_id: int) -> list[str]:
+    """The scores a run kept per completion (what a sample-size estimate can start from)."""
+    get_or_raise(session, EvalRun, run_id, "evaluation run")
+    first = session.scalar(select(EvalResult.scores).where(EvalResult.eval_run_id == run_id).limit(1)) or {}
+    return sorted(k for k, v in first.items() if isinstance(v, int | float))
+
+
+def prompts_needed(session: Session, pilot_run_id: int, metric: str, effect: float,
+                   samples_per_prompt: int = 1) -> dict[str, Any]:
+    """How many prompts (× ``samples_per_prompt`` samples) a paired comparison needs to detect a change of
+    ``effect`` (absolute) in the mean ``metric``, with 80 % power at the 5 % level, from a finished run's
+    per-example scores as the pilot (``stats.prompts_needed``).
+
+    Returns ``{"prompts", "completions", "metric", "effect", "samples_per_prompt", "pilot_run", "pilot_prompts",
+    "between_sd", "within_sd", "explanation"}``; a pilot without the metric or with fewer than 2 prompts, or an
+    effect ≤ 0, raises ``StudioError``.
+    """
+    import math
+
+    from backend.errors import StudioError
+
+    get_or_raise(session, EvalRun, pilot_run_id, "evaluation run")
+    data = _by_metric(_result_rows(session, [pilot_run_id]), [metric]).get(pilot_run_id, {}).get(metric)
+    if not data:
+        raise StudioError(f"Run {pilot_run_id} has no per-example '{metric}' scores (it has: "
+                          f"{', '.join(per_example_metrics(session, pilot_run_id)) or 'none'}).")
+    try:
+        n = stats.prompts_needed(data[0], data[1], effect, samples_per_prompt=samples_per_prompt)
+        between, within = stats.variance_parts(data[0], data[1])
+    except ValueError as exc:
+        raise StudioError(f"{exc}.") from None
+    pilot = len(set(data[1]))
+    return {"prompts": n, "completions": n * samples_per_prompt, "metric": metric, "effect": effect,
+            "samples_per_prompt": samples_per_prompt, "pilot_run": pilot_run_id, "pilot_prompts": pilot,
+            "between_sd": math.sqrt(between), "within_sd": math.sqrt(within),
+            "explanation": f"About {n:,} prompts × {samples_per_prompt} sample(s) detect a change of ±{effect:g} in "
+                           f"mean {metric} 8 times in 10 (5 % level, paired on the same prompts), given run "
+                           f"{pilot_run_id}'s spread: {math.sqrt(between):.3g} between prompts, "
+                           f"{math.sqrt(within):.3g} between samples of one prompt ({pilot} pilot prompts)."}

@@ -45,8 +45,52 @@ def reward_hacking(steps: list[dict[str, float]], kl_target: float | None) -> di
     return None
 
 
+HELD_OUT = ("eval/reward", "eval/toxicity", "eval/kl")
+HELD_OUT_NOTE = ("The PPO job logs each held-out evaluation's mean, spread and count, not the per-completion scores: "
+                 "the intervals are a normal approximation from the spread over the held-out prompts (wider than a "
+                 "bootstrap by prompt when a prompt is sampled several times), and the change since the first "
+                 "evaluation is compared unpaired (wider than a paired test on the same prompts would be).")
+
+
+def held_out(evals: list[dict[str, float]], samples_per_prompt: int = 1) -> list[dict[str, Any]]:
+    """The held-out evaluations per step and score, with what the logged numbers allow (pure).
+
+    One row per (step, score): ``step, metric`` (reward, toxicity, kl), ``mean``, ``interval`` (``stats.Interval``
+    fields from ``stats.summary_interval``: n prompts, n_obs completions; None when the spread ``eval/<x>_std`` or
+    the count ``eval/completions`` was not logged, e.g. for the KL), ``delta`` (since the first evaluation; None on
+    it) and ``vs_first`` (``stats.unpaired_difference`` fields + ``verdict``; None where either side has no
+    interval).
+    """
+    from backend.metrics import stats
+    from services.evaluation import lower_is_better
+
+    rows, first = [], {}
+    for ev in evals:
+        for key in (k for k in HELD_OUT if k in ev):
+            std, count = ev.get(f"{key}_std"), ev.get("eval/completions")
+            interval = None
+            if std is not None and count:
+                interval = stats.summary_interval(ev[key], std, max(1, round(count / samples_per_prompt)), int(count))
+            metric = key.removeprefix("eval/")
+            row = {"step": ev["step"], "metric": metric, "mean": ev[key],
+                   "interval": interval and interval.as_dict(), "delta": None, "vs_first": None}
+            if key in first:
+                start_mean, start = first[key]
+                row["delta"] = ev[key] - start_mean
+                if start is not None and interval is not None:
+                    diff = stats.unpaired_difference(start, interval)
+                    row["vs_first"] = {**diff.as_dict(),
+                                       "verdict": stats.verdict(diff, lower_is_better=lower_is_better(metric))}
+            else:
+                first[key] = (ev[key], interval)
+            rows.append(row)
+    return rows
+
+
 def run_view(session: Session, job_id: int) -> dict[str, Any]:
-    """Everything the page draws for one PPO run: per-step curves, evaluations, samples, flag and summary."""
+    """Everything the page draws for one PPO run: per-step curves, evaluations (``evals``: the logged ``eval/``
+    values per step; ``held_out``: the same with intervals and the change since the first evaluation, see
+    ``held_out``, and ``held_out_note`` saying how they were made), samples, flag and summary."""
     from jobs import artifacts, queue
 
     job = session.get(Job, job_id)
@@ -66,7 +110,8 @@ def run_view(session: Session, job_id: int) -> dict[str, Any]:
         if samples_file.is_file() else []
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else None
     return {"job": {"id": job.id, "name": job.name, "status": job.status, "error": job.error},
-            "steps": steps, "evals": evals, "samples": samples, "summary": summary, "kl_target": kl_target,
+            "steps": steps, "evals": evals, "held_out_note": HELD_OUT_NOTE,
+            "held_out": held_out(evals, int((job.spec or {}).get("eval_samples") or 1)), "samples": samples, "summary": summary, "kl_target": kl_target,
             "flag": reward_hacking(steps, kl_target)}
 
 

@@ -114,19 +114,12 @@ def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str
     """
     import re
 
-    from backend.models.store import register_model, resolve
-    from jobs.modeling import adapter_config, check_adapter_fits, is_prompt_learning
+    from backend.models.store import register_model
+    from jobs.modeling import adapter_config
 
     if not re.fullmatch(r"[\w][\w.-]{0,199}", out_name or ""):
         raise StudioError("Give the merged model a name of letters, digits, '.', '-' or '_' (no spaces).")
-    adapter = resolve(session, model_name)
-    if adapter.kind != "adapter":
-        raise StudioError(f"'{adapter.name}' is a {adapter.kind} model, not an adapter: there is nothing to merge.")
-    if not adapter.base_path:
-        raise StudioError(f"Adapter '{adapter.name}' has no registered base model to merge into.")
-    if is_prompt_learning(adapter.path):
-        raise StudioError(f"'{adapter.name}' is a prompt-tuning adapter: a soft prompt is extra input, not a weight "
-                          "update, so it cannot be merged. Use the adapter as it is.")
+    adapter = mergeable_adapter(session, model_name)
     if session.scalar(select(ModelRecord.id).where(ModelRecord.name == out_name)) is not None:
         raise StudioError(f"A model named '{out_name}' already exists: choose another name.")
     target = Path(out_dir).expanduser() if out_dir else get_settings().models_dir / out_name
@@ -134,8 +127,7 @@ def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str
         raise StudioError(f"{target} already exists and is not empty: choose another name or folder.")
     record = session.get(ModelRecord, adapter.id)
     base = record.base_model
-    check_adapter_fits(adapter.path, adapter.base_path, adapter.name, base.name)
-    _merge_to_folder(adapter.path, adapter.base_path, target)
+    merge_to_folder(adapter.path, adapter.base_path, target)
     return register_model(session, out_name, str(target.resolve()), kind="full",
                           source="job" if record.job_id else "local", job_id=record.job_id, meta={
                               "method": "merged", "merged_from": adapter.name, "adapter_id": adapter.id,
@@ -145,7 +137,30 @@ def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str
                           })
 
 
-def _merge_to_folder(adapter_path: str, base_path: str, target: Path) -> None:
+def mergeable_adapter(session: Session, model_name: str):
+    """The registered adapter ``model_name`` (a ``ResolvedModel``), checked to merge into its base.
+
+    Raises:
+        StudioError: unknown model, not an adapter, no registered base, a prompt-tuning adapter, or an adapter
+            that does not fit its base.
+    """
+    from backend.models.store import resolve
+    from jobs.modeling import check_adapter_fits, is_prompt_learning
+
+    adapter = resolve(session, model_name)
+    if adapter.kind != "adapter":
+        raise StudioError(f"'{adapter.name}' is a {adapter.kind} model, not an adapter: there is nothing to merge.")
+    if not adapter.base_path:
+        raise StudioError(f"Adapter '{adapter.name}' has no registered base model to merge into.")
+    if is_prompt_learning(adapter.path):
+        raise StudioError(f"'{adapter.name}' is a prompt-tuning adapter: a soft prompt is extra input, not a weight "
+                          "update, so it cannot be merged. Use the adapter as it is.")
+    check_adapter_fits(adapter.path, adapter.base_path, adapter.name, session.get(ModelRecord, adapter.id).base_model.name)
+    return adapter
+
+
+def merge_to_folder(adapter_path: str, base_path: str, target: Path) -> None:
+    """Merge the adapter into its base (fp32) and save a standalone model folder with the tokenizer at ``target``."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -81,13 +81,14 @@ def test_eval_without_references_scores_toxicity_length_and_reward(tiny_model, t
         results = s.scalars(select(EvalResult).where(EvalResult.eval_run_id == run.id).order_by(EvalResult.idx)).all()
         metrics = {m["key"] for m in queue.job_metrics(s, job_id)}
     # no references: ROUGE, BLEU and perplexity are skipped (absent, not zero)
-    assert set(run.metrics) == {"toxicity", "toxicity_std", "length_words", "reward", "reward_std"}
+    assert set(run.metrics) == {"toxicity", "toxicity_std", "length_words", "reward", "reward_std", "repetition",
+                                "refusal"}  # + the reward-hacking signs (backend.metrics.hacking)
     assert {"eval/toxicity", "eval/toxicity_std", "eval/length_words", "eval/reward", "eval/reward_std"} <= metrics
     assert not {"eval/rouge1", "eval/bleu", "eval/perplexity"} & metrics
     held_out = [r["prompt"] for r in provocative_splits()["test"][:3]]
     assert [r.input for r in results] == held_out  # the bare template passes the prompt through unchanged
     assert all(r.reference is None for r in results)
-    assert all(set(r.scores) == {"toxicity", "length_words", "reward"} for r in results)
+    assert all(set(r.scores) == {"toxicity", "length_words", "reward", "repetition", "refusal"} for r in results)
     # the reward is the reward model's score of prompt + completion in its training format (jobs.rl.rewards)
     expected = RewardModelReward(str(tmp_path / "rm"), "cpu")([r.input for r in results],
                                                               [r.prediction for r in results])

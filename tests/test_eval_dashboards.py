@@ -28,8 +28,9 @@ def add_run(s, model, metrics, predictions, split="test", toxicity=None, referen
     s.add(run)
     s.flush()
     references = references or [f"reference {i}" for i in range(len(predictions))]
-    for i, text in enumerate(predictions):
-        scores = {"rouge1": metrics["rouge1"] + i / 100, "toxicity": (toxicity or [0.1] * len(predictions))[i]}
+    for i, text in enumerate(predictions):  # three examples: per-example ROUGE-1 averages to the run's value
+        scores = {"rouge1": metrics["rouge1"] + (0, 0.01, -0.01)[i % 3],
+                  "toxicity": (toxicity or [0.1] * len(predictions))[i]}
         s.add(EvalResult(eval_run_id=run.id, idx=i, input=f"dialogue {i}", reference=references[i], prediction=text,
                          scores=scores))
     s.flush()

@@ -8,12 +8,17 @@ import pytest
 from scipy import stats as scipy_stats
 
 from backend.metrics.stats import (
+    METHOD,
     describe,
+    format_interval,
     holm,
     mean_interval,
     paired_difference,
     prompts_needed,
+    summary_interval,
+    unpaired_difference,
     variance_parts,
+    verdict,
     with_holm,
 )
 
@@ -123,3 +128,50 @@ def test_no_data_is_a_clear_error():
         mean_interval([])
     with pytest.raises(ValueError, match="share no examples"):
         paired_difference([1.0], [2.0], ["a"], ["b"])
+
+
+def test_verdict_knows_the_better_side_and_says_noise():
+    up = paired_difference([0.1, 0.2, 0.3, 0.4, 0.5] * 4, [0.3, 0.4, 0.5, 0.6, 0.7] * 4)
+    flat = paired_difference([0.1, 0.5, 0.3, 0.2], [0.2, 0.4, 0.3, 0.2])
+    assert up.significant and not flat.significant
+    assert verdict(up) == "better" and verdict(up, lower_is_better=True) == "worse"
+    assert verdict(up, lower_is_better=None) == "higher"  # a score with no better side (length)
+    assert verdict(flat) == verdict(flat, lower_is_better=True) == "noise"
+    assert describe(up).endswith("— better") and describe(up, lower_is_better=True).endswith("— worse")
+
+
+def test_format_interval_and_the_method_note():
+    assert format_interval(0.4812, 0.4523, 0.5091) == "0.481 [0.452, 0.509]"
+    assert format_interval(0.012, -0.003, 0.027, signed=True) == "+0.012 [-0.003, +0.027]"
+    assert format_interval(12.34, 10.0, 15.0, digits=1) == "12.3 [10.0, 15.0]"
+    assert "resampling prompts (2,000 resamples, seed 0)" in METHOD and "95%" in METHOD
+
+
+def test_summary_interval_matches_a_normal_interval_from_the_scores():
+    rng = np.random.default_rng(11)
+    values = rng.normal(0.4, 0.2, size=400)
+    ours = summary_interval(float(values.mean()), float(values.std()), 400)
+    z = scipy_stats.norm.interval(0.95, loc=values.mean(), scale=scipy_stats.sem(values))
+    assert (ours.low, ours.high) == pytest.approx(z) and (ours.n, ours.n_obs) == (400, 400)
+    boot = mean_interval(values)
+    assert ours.low == pytest.approx(boot.low, abs=0.005) and ours.high == pytest.approx(boot.high, abs=0.005)
+    # several samples per prompt: n is the prompts, so the interval is wider than the completions alone allow
+    assert summary_interval(0.4, 0.2, 100, 400).high - summary_interval(0.4, 0.2, 400).high > 0
+    assert summary_interval(0.5, 0.3, 1).low == 0.5
+
+
+def test_unpaired_difference_combines_the_two_standard_errors():
+    before, after = summary_interval(0.2, 0.1, 16), summary_interval(0.1, 0.1, 16)
+    diff = unpaired_difference(before, after)
+    se = math.hypot(0.1 * math.sqrt(16 / 15) / 4, 0.1 * math.sqrt(16 / 15) / 4)
+    assert diff.delta == pytest.approx(-0.1) and diff.high - diff.low == pytest.approx(2 * 1.959964 * se)
+    assert diff.p_value == pytest.approx(2 * scipy_stats.norm.sf(0.1 / se)) and diff.significant
+    same = unpaired_difference(before, summary_interval(0.21, 0.1, 16))
+    assert not same.significant and verdict(same) == "noise"
+
+
+def test_two_prompts_are_never_significant():
+    # the bootstrap interval of 2 identical shifts is [-1, -1] (excludes 0), but a sign-flip test of n = 2 cannot
+    # give p below 0.5: the difference is not called significant
+    diff = paired_difference([1.0, 1.0], [0.0, 0.0])
+    assert diff.high < 0 and diff.p_value == pytest.approx(0.5, abs=0.03) and not diff.significant

@@ -33,9 +33,16 @@ def test_before_after_table_deltas_and_histograms(studio):
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["model"]) == ["tiny (#1) · base (zero-shot)", "ppo-job7 (#2) · PPO"]
-    assert list(table["toxicity"]) == ["0.600 ± 0.200", "0.100 ± 0.100"]
-    assert list(table["reward-model score"]) == ["-0.500 ± 0.500", "1.500 ± 0.500"]
+    # means with their 95 % intervals (bootstrap over the two prompts), n beside them
+    assert list(table["toxicity"]) == ["0.600 [0.400, 0.800]", "0.100 [0.000, 0.200]"]
+    assert list(table["reward-model score"]) == ["-0.500 [-1.000, 0.000]", "1.500 [1.000, 2.000]"]
+    assert list(table["prompts"]) == [2, 2] and list(table["n"]) == [2, 2]
     assert table["Δ toxicity"].iloc[1] == pytest.approx(-0.5) and table["Δ reward-model score"].iloc[1] == 2.0
+    # the paired delta's interval with its mark and p-value beside the delta; the baseline row says so
+    # two prompts: the bootstrap interval excludes 0, but a sign-flip test of 2 prompts cannot reach p < 0.05
+    assert table["Δ toxicity 95 % CI"].iloc[1].startswith("[-0.600, -0.400] noise · p = ")
+    assert table["Δ toxicity 95 % CI"].iloc[0] == "baseline"
+    assert "2,000 resamples, seed 0" in texts(at.caption)
     assert "ROUGE-1" not in table.columns
     charts = at.get("plotly_chart")
     assert len(charts) == 3  # toxicity, reward and length, each overlaid per model

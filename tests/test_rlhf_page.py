@@ -47,8 +47,11 @@ def fake_run(hacked: bool) -> int:
                                                 "objective/rlhf_reward": 0.5, "policy/entropy": 2.0,
                                                 "policy/clipfrac": 0.1, "val/clipfrac": 0.05, "val/loss": 0.3,
                                                 "kl_coef": 0.05})
-        queue.log_metrics(s, job_id, 0, {"eval/reward": 0.80, "eval/toxicity": 0.20, "eval/kl": 0.0})
-        queue.log_metrics(s, job_id, 5, {"eval/reward": 0.90, "eval/toxicity": 0.10, "eval/kl": 2.0})
+        # as the trainer logs them: means, population sd and the count of 16 held-out prompts × 1 sample
+        queue.log_metrics(s, job_id, 0, {"eval/reward": 0.80, "eval/reward_std": 0.2, "eval/toxicity": 0.20,
+                                         "eval/toxicity_std": 0.1, "eval/kl": 0.0, "eval/completions": 16})
+        queue.log_metrics(s, job_id, 5, {"eval/reward": 0.90, "eval/reward_std": 0.2, "eval/toxicity": 0.10,
+                                         "eval/toxicity_std": 0.1, "eval/kl": 2.0, "eval/completions": 16})
     folder = artifacts.job_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     samples = [{"step": st, "prompt": f"Roast my friend {st}", "completion": f"You are lovely {st}", "reward": 0.9}
@@ -64,6 +67,29 @@ def test_run_view_collects_curves_evaluations_and_samples(studio_env):
     assert [r["step"] for r in view["steps"]] == [1, 2, 3, 4, 5]
     assert [e["step"] for e in view["evals"]] == [0, 5] and view["evals"][1]["eval/toxicity"] == 0.10
     assert len(view["samples"]) == 3 and view["kl_target"] == 4.0 and view["flag"] is None
+    # the held-out numbers with the intervals the logged mean, sd and count allow, and the change since step 0
+    held = {(r["step"], r["metric"]): r for r in view["held_out"]}
+    assert set(held) == {(0, "reward"), (0, "toxicity"), (0, "kl"), (5, "reward"), (5, "toxicity"), (5, "kl")}
+    tox = held[5, "toxicity"]
+    half = 1.959964 * 0.1 * (16 / 15) ** 0.5 / 4  # z · sample sd / √16 prompts
+    assert (tox["interval"]["low"], tox["interval"]["high"]) == pytest.approx((0.1 - half, 0.1 + half))
+    assert (tox["interval"]["n"], tox["interval"]["n_obs"]) == (16, 16)
+    assert tox["delta"] == pytest.approx(-0.1) and tox["vs_first"]["high"] < 0  # −0.1 with se ≈ 0.037: real
+    assert tox["vs_first"]["verdict"] == "better"
+    assert held[5, "reward"]["vs_first"]["verdict"] == "noise"  # +0.1 with se ≈ 0.073
+    assert held[5, "kl"]["interval"] is None and held[5, "kl"]["delta"] == 2.0  # no spread logged: no interval
+    assert held[0, "toxicity"]["delta"] is None and "not the per-completion scores" in view["held_out_note"]
+
+
+def test_held_out_without_spread_or_with_several_samples():
+    from services.rlhf import held_out
+
+    bare = held_out([{"step": 0, "eval/reward": 0.5}, {"step": 3, "eval/reward": 0.7}])
+    assert [r["interval"] for r in bare] == [None, None] and bare[1]["delta"] == pytest.approx(0.2)
+    assert bare[1]["vs_first"] is None
+    sampled = held_out([{"step": 0, "eval/toxicity": 0.2, "eval/toxicity_std": 0.1, "eval/completions": 32}],
+                       samples_per_prompt=4)
+    assert (sampled[0]["interval"]["n"], sampled[0]["interval"]["n_obs"]) == (8, 32)  # 8 prompts × 4 samples
 
 
 def test_page_without_runs(studio_env):
@@ -83,3 +109,10 @@ def test_page_shows_a_run_and_flags_reward_hacking(studio_env, hacked):
     toxicity = next(m for m in at.metric if m.label == "mean toxicity")
     assert toxicity.value == "0.100"
     assert len(at.dataframe) == 2  # evaluations and samples
+    evals = at.dataframe[0].value
+    assert list(evals["step"]) == [0, 5] and evals["toxicity"].iloc[1] == "0.100 [0.049, 0.151]"
+    assert "▼ better" in evals["Δ toxicity since step 0"].iloc[1]
+    assert "noise" in evals["Δ reward since step 0"].iloc[1]
+    assert "(no per-example scores)" in evals["kl"].iloc[1]
+    assert "n = 16 prompts (16 completions)" in "\n".join(c.value for c in at.caption)
+    assert "since step 0" in toxicity.delta and "better" in toxicity.delta

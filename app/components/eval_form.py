@@ -92,6 +92,8 @@ def eval_form() -> None:
                                    help=_help("toxic_label"))
         extra = st.text_input("Extra metrics (comma-separated)", "", key="ev-extra", help=_help("extra_metrics"),
                               placeholder="e.g. exact_match, or /path/to/local/metric")
+    with st.expander("How many examples do I need?", icon=":material/calculate:"):
+        sample_size_helper()
     if st.button("Run evaluation", type="primary", key="ev-submit"):
         with user_errors():
             if decoding is None:
@@ -107,3 +109,32 @@ def eval_form() -> None:
                 ids = evaluation.submit_comparison(s, spec, models)
             st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; results appear below when they "
                        "finish (progress on the Jobs page).")
+
+
+def sample_size_helper() -> None:
+    """A finished run as the pilot: how many prompts a paired comparison needs to detect a change of a given size
+    (``evaluation.prompts_needed``)."""
+    with session_scope() as s:
+        labels = {r["run"]: evaluation.run_label(r) for r in evaluation.eval_runs(s)}
+    if not labels:
+        st.caption("Run one evaluation first: its per-example scores are the pilot this estimate starts from.")
+        return
+    cols = st.columns([3, 2, 1, 1])
+    run = cols[0].selectbox("Pilot run", list(labels), len(labels) - 1, key="ev-need-run", format_func=labels.get,
+                            help="A finished evaluation of a model like the ones to compare, on similar prompts.")
+    with session_scope() as s:
+        metrics = evaluation.per_example_metrics(s, run)
+    if not metrics:
+        st.caption("This run kept no per-example scores: pick another.")
+        return
+    first = next((m for m in ("rouge1", "toxicity", "reward") if m in metrics), metrics[0])
+    metric = cols[1].selectbox("Metric", metrics, metrics.index(first), key="ev-need-metric")
+    effect = cols[2].number_input("Change to detect", 0.0001, 1e6, 0.05, step=0.01, format="%.4f",
+                                  key="ev-need-effect", help="The smallest absolute change in the mean worth seeing.")
+    samples = cols[3].number_input("Samples per prompt", 1, 16, 1, key="ev-need-samples")
+    with user_errors():
+        with session_scope() as s:
+            need = evaluation.prompts_needed(s, run, metric, float(effect), int(samples))
+        st.markdown(f"**{need['prompts']:,} prompts** × {need['samples_per_prompt']} = "
+                    f"{need['completions']:,} completions per model.")
+        st.caption(need["explanation"])

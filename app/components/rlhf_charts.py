@@ -40,3 +40,23 @@ def diagnostic(steps: list[dict], keys: list[str], title: str) -> go.Figure:
     fig.update_layout(title=title, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+HELD_OUT_TITLES = {"reward": "held-out reward", "toxicity": "held-out toxicity", "kl": "KL to reference"}
+
+
+def held_out_chart(rows: list[dict]) -> go.Figure:
+    """Each held-out score against the step, one small panel each, with its approximate 95 % interval as error
+    bars (none for the KL: its spread is not logged)."""
+    from app.components.uncertainty import error_y
+
+    metrics = [m for m in HELD_OUT_TITLES if any(r["metric"] == m for r in rows)]
+    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=[HELD_OUT_TITLES[m] for m in metrics])
+    for col, metric in enumerate(metrics, start=1):
+        mine = [r for r in rows if r["metric"] == metric]
+        ys = [r["mean"] for r in mine]
+        fig.add_trace(go.Scatter(x=[r["step"] for r in mine], y=ys, mode="lines+markers", name=metric,
+                                 error_y=error_y(ys, [r["interval"] for r in mine])), row=1, col=col)
+    fig.update_layout(height=260, showlegend=False, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_xaxes(title_text="PPO step")
+    return fig

@@ -9,6 +9,9 @@
 - ``holm``: Holm–Bonferroni adjustment when several models are compared with one baseline at once (controls the
   chance of any false "significant" at 5 %, less conservative than Bonferroni).
 - ``prompts_needed``: from a pilot run's per-prompt scores, how many prompts × samples detect a given effect.
+- ``verdict`` / ``describe`` / ``format_interval`` / ``METHOD``: how a difference and an interval are said to people.
+- ``summary_interval`` / ``unpaired_difference``: the fallback for numbers kept only as mean, sd and count (the PPO
+  job's held-out evaluations): a normal approximation that errs on the wide side. Never used when scores exist.
 
 Everything is seeded (same data, same seed → same interval) and vectorised with numpy: 2,000 resamples of
 1,000 prompts take a few milliseconds.
@@ -57,11 +60,12 @@ class Difference:
 
     @property
     def significant(self) -> bool:
-        """The interval excludes 0 (and, after a correction, the adjusted p-value is below 1 − confidence)."""
+        """The interval excludes 0 and the p-value (Holm-adjusted, when a correction was applied) is below
+        1 − confidence. Both are asked: with a handful of prompts a percentile bootstrap interval is too narrow,
+        while the sign-flip test stays honest (2 prompts can never give p below 0.5)."""
         excludes_zero = self.low > 0 or self.high < 0
-        if self.p_adjusted is None:
-            return excludes_zero
-        return excludes_zero and self.p_adjusted < 1 - self.confidence
+        p = self.p_value if self.p_adjusted is None else self.p_adjusted
+        return excludes_zero and p < 1 - self.confidence
 
     @property
     def relative(self) -> float | None:
@@ -234,12 +238,64 @@ def prompts_needed(values: Sequence[float], groups: Sequence[Hashable], effect: 
     return max(2, math.ceil((z * sd_diff / effect) ** 2))
 
 
-def describe(diff: Difference, *, lower_is_better: bool = False, digits: int = 3) -> str:
+def verdict(diff: Difference, *, lower_is_better: bool | None = False) -> str:
+    """``better`` / ``worse`` for a significant difference (``higher`` / ``lower`` for a score with no better
+    direction, ``lower_is_better=None``, e.g. length), else ``noise`` (the interval covers 0)."""
+    if not diff.significant:
+        return "noise"
+    if lower_is_better is None:
+        return "higher" if diff.delta > 0 else "lower"
+    return "better" if (diff.delta < 0) == lower_is_better else "worse"
+
+
+def format_interval(mean: float, low: float, high: float, *, digits: int = 3, signed: bool = False) -> str:
+    """``0.481 [0.452, 0.509]`` (``signed``: ``+0.012 [−0.003, +0.027]``, for differences)."""
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+METHOD = (f"{CONFIDENCE:.0%} bootstrap intervals resampling prompts ({RESAMPLES:,} resamples, seed {SEED}); "
+          "differences paired on the same prompts, p from a sign-flip permutation test")
+
+
+def summary_interval(mean: float, std: float, n: int, n_obs: int | None = None, *,
+                     confidence: float = CONFIDENCE) -> Interval:
+    """An approximate interval from a stored mean and standard deviation when the scores themselves were not kept:
+    mean ± z · sd / √n (normal approximation), ``std`` the population sd of the ``n_obs`` scores, ``n`` the
+    independent examples (prompts). With several samples per prompt, the sd of all scores over √prompts is at
+    least the spread of prompt means over √prompts: the interval errs on the wide side."""
+    from statistics import NormalDist
+
+    n_obs = n_obs or n
+    if n < 1:
+        raise ValueError("no scores to summarise")
+    if n == 1:
+        return Interval(mean, mean, mean, 1, n_obs, confidence)
+    sd = std * math.sqrt(n_obs / (n_obs - 1)) if n_obs > 1 else std  # population → sample sd
+    half = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, n_obs, confidence)
+
+
+def unpaired_difference(before: Interval, after: Interval) -> Difference:
+    """``after − before`` from two intervals alone (normal approximation, standard errors from the half-widths):
+    for numbers whose per-example scores were not kept. On the same prompts a paired comparison would be
+    narrower, so this one errs on the side of "noise"."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - (1 - after.confidence) / 2)
+    se = math.hypot((before.high - before.low) / (2 * z), (after.high - after.low) / (2 * z))
+    delta = after.mean - before.mean
+    if se == 0:
+        return Difference(delta, delta, delta, 1.0, min(before.n, after.n), before.n_obs + after.n_obs,
+                          before.mean, after.mean, after.confidence)
+    p_value = 2 * (1 - NormalDist().cdf(abs(delta) / se))
+    return Difference(delta, delta - z * se, delta + z * se, p_value, min(before.n, after.n),
+                      before.n_obs + after.n_obs, before.mean, after.mean, after.confidence)
+
+
+def describe(diff: Difference, *, lower_is_better: bool | None = False, digits: int = 3) -> str:
     """One line for people: ``−0.025 [−0.041, −0.009], p = 0.002, n = 21 — better`` or ``… — noise``."""
-    verdict = "noise"
-    if diff.significant:
-        verdict = "better" if (diff.delta < 0) == lower_is_better else "worse"
     p = diff.p_adjusted if diff.p_adjusted is not None else diff.p_value
     p_name = "p (Holm)" if diff.p_adjusted is not None else "p"
-    return (f"{diff.delta:+.{digits}f} [{diff.low:+.{digits}f}, {diff.high:+.{digits}f}], {p_name} = {p:.3g}, "
-            f"n = {diff.n} — {verdict}")
+    return (f"{format_interval(diff.delta, diff.low, diff.high, digits=digits, signed=True)}, {p_name} = {p:.3g}, "
+            f"n = {diff.n} — {verdict(diff, lower_is_better=lower_is_better)}")
