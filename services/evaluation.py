@@ -44,7 +44,7 @@ def examples(session: Session, run_id: int, limit: int = 200) -> list[dict[str, 
 # ROUGE on different tasks or examples is not comparable, so mixing them is refused rather than charted.
 
 HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "reward")
-LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition")
+LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition", "refusal")
 RLHF_METHODS = ("ppo", "dpo", "grpo")  # jobs whose models a before/after evaluation compares with their start
 METHOD_LABELS = {"base": "base (zero-shot)", "full": "full fine-tuning", "lora": "LoRA",
                  "prompt_tuning": "prompt tuning", "merged": "LoRA (merged)", "ppo": "PPO", "dpo": "DPO",
@@ -293,7 +293,8 @@ def per_example_diff(session: Session, run_a: int, run_b: int, metric: str = "ro
 
 
 DISTRIBUTIONS = ("toxicity", "reward", "length_words")  # per-example scores the before/after histograms show
-BEFORE_AFTER = (*DISTRIBUTIONS, "rouge1")  # … and the ones its table compares (ROUGE-1 where there are references)
+HACKING = ("repetition", "refusal")  # reward-hacking signs: did the policy win by repeating itself or declining?
+BEFORE_AFTER = (*DISTRIBUTIONS, *HACKING, "rouge1")  # what its table compares (ROUGE-1 where there are references)
 
 
 def score_distributions(session: Session, run_ids: list[int]) -> list[dict[str, Any]]:
@@ -320,7 +321,8 @@ def before_after(session: Session, run_ids: list[int], baseline_run_id: int | No
                  distributions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per run for the before/after table: ``run, model, label, method, method_label, baseline, n``
     (completions), ``n_prompts`` and, from the per-example scores, ``<score>_mean``/``<score>_std`` for toxicity,
-    reward and length_words (None when the run did not compute it: no reward model), ``rouge1`` from the run's
+    reward, length_words, repetition and refusal (None when the run did not compute it: no reward model, or an
+    evaluation from before repetition and refusal were scored), ``rouge1`` from the run's
     metrics (None without references), ``delta_<column>`` = run − baseline for each mean and ROUGE-1 (the paired
     difference on the shared prompts; None where either side lacks it), and ``intervals`` / ``vs_baseline``
     ({score: …} for toxicity, reward, length_words and rouge1: the means with their 95 % intervals, the paired
@@ -347,14 +349,14 @@ def before_after(session: Session, run_ids: list[int], baseline_run_id: int | No
                                                                                             methods[run.id]),
                                "baseline": run.id == base_id, "n": run.n_examples,
                                "n_prompts": _prompt_count(scores, run.id)}
-        for key in DISTRIBUTIONS:
+        for key in (*DISTRIBUTIONS, *HACKING):
             values = scores.get(run.id, {}).get(key, ([],))[0]
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values) if values else (None, None)
         row["rouge1"] = run.metrics.get("rouge1")
         rows.append(row | spread[run.id])
     base = next(r for r in rows if r["baseline"])
     for row in rows:
-        for key, column in [(k, f"{k}_mean") for k in DISTRIBUTIONS] + [("rouge1", "rouge1")]:
+        for key, column in [(k, f"{k}_mean") for k in (*DISTRIBUTIONS, *HACKING)] + [("rouge1", "rouge1")]:
             paired, both = row["vs_baseline"][key], row[column] is not None and base[column] is not None
             row[f"delta_{column}"] = paired["delta"] if paired else row[column] - base[column] if both else None
     return rows

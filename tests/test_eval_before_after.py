@@ -138,7 +138,8 @@ def test_missing_reference_column_names_the_fix(tiny_model):
 # --- dashboard services on factory rows ---------------------------------------------------------------------------
 
 def add_run(s, name: str, toxicity: list[float], lengths: list[int], reward: list[float] | None = None,
-            method: str | None = None, rouge1: float | None = None, chat: bool = True, path: str | None = None) -> int:
+            method: str | None = None, rouge1: float | None = None, chat: bool = True, path: str | None = None,
+            refusal: list[float] | None = None) -> int:
     """An eval job and its run as the runner writes them (the model is registered unless it already is)."""
     record = s.scalar(select(ModelRecord).where(ModelRecord.name == name)) or ModelRecord(
         name=name, kind="full" if method else "base", source="job" if method else "local",
@@ -154,6 +155,7 @@ def add_run(s, name: str, toxicity: list[float], lengths: list[int], reward: lis
     s.flush()
     for i, tox in enumerate(toxicity):
         scores = {"toxicity": tox, "length_words": lengths[i]} | ({"reward": reward[i]} if reward else {})
+        scores |= {"refusal": refusal[i], "repetition": 0.0} if refusal else {}
         s.add(EvalResult(eval_run_id=run.id, idx=i, input=f"Roast my neighbour {i}.", reference=None,
                          prediction=f"{name} says {i}", scores=scores))
     s.flush()

@@ -50,6 +50,20 @@ def test_before_after_table_deltas_and_histograms(studio):
     assert "No ROUGE: the data has no references" in texts(at.caption)
 
 
+def test_before_after_shows_the_reward_hacking_signs(studio):
+    with session_scope(write=True) as s:
+        add_run(s, "tiny", [0.8, 0.4, 0.6], [10, 20, 15], refusal=[0.0, 0.0, 0.0])
+        add_run(s, "ppo-job7", [0.0, 0.0, 0.0], [4, 4, 4], refusal=[1.0, 1.0, 1.0], method="ppo", path=studio.path)
+    at = before_after(page("page_evaluation.py"))
+    assert not at.exception
+    table = at.dataframe[0].value
+    # the policy "detoxified" by refusing everything: the refusal rate says so beside the toxicity drop
+    assert list(table["refusal rate"]) == ["0.000 [0.000, 0.000]", "1.000 [1.000, 1.000]"]
+    assert table["Δ refusal rate"].iloc[1] == pytest.approx(1.0) and "repetition" in table.columns
+    assert "refusal rate whether it repeated itself or declined" in texts(at.caption)
+    assert len(at.get("plotly_chart")) == 2  # histograms of toxicity and length only, not of the hacking signs
+
+
 def test_before_after_without_a_reward_model_says_so(studio):
     rlhf_runs(studio.path, reward=False)
     at = before_after(page("page_evaluation.py"))

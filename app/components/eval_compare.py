@@ -16,6 +16,7 @@ OTHERS = ("perplexity", "toxicity", "reward", "length_words", "repetition", "ref
 # Distinct hues for overlaid models (the theme's palette starts with two blues that blur when overlaid).
 MODEL_COLORS = ["#4f46e5", "#f97316", "#10b981", "#e11d48", "#0ea5e9", "#a16207"]
 BEFORE_AFTER = {"toxicity": "toxicity", "reward": "reward-model score", "length_words": "length (words)"}
+HACKING = {"repetition": "repetition", "refusal": "refusal rate"}  # table only: reward-hacking signs
 
 
 def _label(row: dict) -> str:
@@ -112,7 +113,7 @@ def before_after_view(run_ids: list[int]) -> None:
         table = pd.DataFrame({"model": [f"{r['label']} · {r['method_label']}" for r in rows],
                               "prompts": [r["n_prompts"] for r in rows], "n": [r["n"] for r in rows]})
         missing = []
-        for key, title in BEFORE_AFTER.items():
+        for key, title in (BEFORE_AFTER | HACKING).items():
             if all(r[f"{key}_mean"] is None for r in rows):
                 missing.append(key)
                 continue
@@ -123,7 +124,8 @@ def before_after_view(run_ids: list[int]) -> None:
             _delta_columns(table, rows, "rouge1", "delta_rouge1", ("Δ ROUGE-1", "Δ ROUGE-1 95 % CI"))
         st.caption(f"Baseline: {base['label']} · {base['method_label']}. Δ = run − baseline on the same prompts: "
                    "lower toxicity and higher reward mean the alignment worked; length shows whether it got there by "
-                   "saying less. " + caption(rows, _corrected(rows)))
+                   "saying less, repetition and refusal rate whether it repeated itself or declined to answer. "
+                   + caption(rows, _corrected(rows)))
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "model": st.column_config.TextColumn(width="medium"), "n": st.column_config.NumberColumn("completions"),
             **{c: st.column_config.NumberColumn(format="%+.3f") for c in table.columns
@@ -134,7 +136,7 @@ def before_after_view(run_ids: list[int]) -> None:
         if all(r["rouge1"] is None for r in rows):
             st.caption("No ROUGE: the data has no references (held-out prompts), so only toxicity, reward and "
                        "length compare.")
-        shown = [k for k in BEFORE_AFTER if k not in missing]
+        shown = [k for k in BEFORE_AFTER if k not in missing]  # histograms: the scores, not the hacking signs
         if dist.empty or not shown:
             st.info("These runs have no per-example scores to chart.")
             return
