@@ -17,6 +17,8 @@ from backend.errors import StudioError
 from backend.settings import get_settings
 from jobs.specs import SFTSpec
 
+EVAL_SCORES = "eval_scores.jsonl"  # a PPO job's per-completion held-out scores, one JSON line each
+
 
 def job_dir(job_id: int) -> Path:
     return get_settings().artifacts_dir / f"job-{job_id}"

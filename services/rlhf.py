@@ -52,6 +52,39 @@ HELD_OUT_NOTE = ("The PPO job logs each held-out evaluation's mean, spread and c
                  "evaluation is compared unpaired (wider than a paired test on the same prompts would be).")
 
 
+HELD_OUT_PAIRED_NOTE = ("Intervals: 95 % bootstrap over the held-out prompts (a prompt's samples kept together); "
+                        "the change since the first evaluation is paired on the same prompts and seeded draws, with "
+                        "a sign-flip p-value.")
+
+
+def held_out_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``held_out``'s rows from per-completion scores (``eval_scores.jsonl``: step, prompt, reward, toxicity, kl):
+    bootstrap intervals by prompt and paired differences against the first evaluation (pure)."""
+    from backend.metrics import stats
+    from services.evaluation import lower_is_better
+
+    by_step: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_step.setdefault(int(row["step"]), []).append(row)
+    out, first = [], None
+    for step, scored in sorted(by_step.items()):
+        prompts = [r["prompt"] for r in scored]
+        for metric in (k.removeprefix("eval/") for k in HELD_OUT):
+            values = [r[metric] for r in scored]
+            interval = stats.mean_interval(values, prompts)
+            row = {"step": step, "metric": metric, "mean": interval.mean, "interval": interval.as_dict(),
+                   "delta": None, "vs_first": None}
+            if first is not None:
+                diff = stats.paired_difference([r[metric] for r in first], values, [r["prompt"] for r in first],
+                                               prompts)
+                row["delta"] = diff.delta
+                row["vs_first"] = {**diff.as_dict(), "verdict": stats.verdict(
+                    diff, lower_is_better=lower_is_better(metric))}
+            out.append(row)
+        first = scored if first is None else first
+    return out
+
+
 def held_out(evals: list[dict[str, float]], samples_per_prompt: int = 1) -> list[dict[str, Any]]:
     """The held-out evaluations per step and score, with what the logged numbers allow (pure).
 
@@ -109,10 +142,15 @@ def run_view(session: Session, job_id: int) -> dict[str, Any]:
     samples = [json.loads(line) for line in samples_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if samples_file.is_file() else []
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else None
+    scores_file = folder / artifacts.EVAL_SCORES
+    if scores_file.is_file():  # per-completion scores: paired comparisons on the same prompts
+        rows = [json.loads(line) for line in scores_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        held, note = held_out_paired(rows), HELD_OUT_PAIRED_NOTE
+    else:  # jobs from before the scores were kept: what the logged mean, spread and count allow
+        held, note = held_out(evals, int((job.spec or {}).get("eval_samples") or 1)), HELD_OUT_NOTE
     return {"job": {"id": job.id, "name": job.name, "status": job.status, "error": job.error},
-            "steps": steps, "evals": evals, "held_out_note": HELD_OUT_NOTE,
-            "held_out": held_out(evals, int((job.spec or {}).get("eval_samples") or 1)), "samples": samples, "summary": summary, "kl_target": kl_target,
-            "flag": reward_hacking(steps, kl_target)}
+            "steps": steps, "evals": evals, "held_out_note": note, "held_out": held, "samples": samples,
+            "summary": summary, "kl_target": kl_target, "flag": reward_hacking(steps, kl_target)}
 
 
 def seed_demo_preference_campaign(session: Session, name: str, *, n_items: int = 40,

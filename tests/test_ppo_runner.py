@@ -68,6 +68,12 @@ def test_ppo_job_logs_every_key_and_registers_the_adapter(tiny_model, capsys):
     assert (out / "model" / "value_head.safetensors").is_file()
     summary = json.loads((out / "ppo_summary.json").read_text(encoding="utf-8"))
     assert summary["stopped"] == "max_steps" and summary["first_eval"]["eval/kl"] == 0.0
+    # every held-out completion's scores at each evaluation, for paired comparisons on the RLHF page
+    held = [json.loads(line) for line in (out / "eval_scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    steps = sorted({r["step"] for r in held})
+    assert steps[0] == 0 and len(steps) >= 2 and all({"prompt", "reward", "toxicity", "kl"} <= set(r) for r in held)
+    assert sum(r["step"] == 0 for r in held) == summary["first_eval"]["eval/completions"]
+    assert all(r["kl"] == 0.0 for r in held if r["step"] == 0)  # the policy starts as the reference
 
 
 def test_stop_threshold_on_held_out_prompts(tiny_model, monkeypatch, capsys):

@@ -92,6 +92,20 @@ def test_held_out_without_spread_or_with_several_samples():
     assert (sampled[0]["interval"]["n"], sampled[0]["interval"]["n_obs"]) == (8, 32)  # 8 prompts × 4 samples
 
 
+def test_held_out_paired_from_per_completion_scores():
+    from services.rlhf import held_out_paired
+
+    prompts = [f"p{i}" for i in range(12)]
+    rows = [{"step": 0, "prompt": p, "reward": 0.5, "toxicity": 0.3, "kl": 0.0} for p in prompts for _ in range(2)]
+    rows += [{"step": 10, "prompt": p, "reward": 0.5 + 0.01 * (i % 3), "toxicity": 0.1, "kl": 1.0}
+             for i, p in enumerate(prompts) for _ in range(2)]
+    out = {(r["step"], r["metric"]): r for r in held_out_paired(rows)}
+    assert out[(0, "toxicity")]["interval"]["n"] == 12 and out[(0, "toxicity")]["interval"]["n_obs"] == 24
+    tox = out[(10, "toxicity")]["vs_first"]
+    assert tox["delta"] == pytest.approx(-0.2) and tox["verdict"] == "better" and tox["n"] == 12
+    assert out[(10, "kl")]["delta"] == pytest.approx(1.0) and out[(0, "reward")]["vs_first"] is None
+
+
 def test_page_without_runs(studio_env):
     at = AppTest.from_file(str(PAGE), default_timeout=60).run()
     assert not at.exception

@@ -214,9 +214,10 @@ class PPOTrainer:
 
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)  # the same draws at every evaluation: changes come from the policy
-        scores, texts, kls = [], [], []
+        scores, texts, kls, prompts_seen = [], [], [], []
         for start in range(0, len(prompts), batch_size):
             roll = self.rollout(prompts[start:start + batch_size])
+            prompts_seen += roll.prompts
             scores += [float(s) for s in self.reward_fn(roll.prompts, roll.completions, roll.completion_ids)]
             texts += roll.completions
             width = roll.mask.shape[1]
@@ -225,18 +226,28 @@ class PPOTrainer:
             kls += (kl_per_token(logprobs, ref, self.args.kl_estimator) * roll.mask).sum(1).tolist()
         torch.random.set_rng_state(state)
         toxicity = toxicity_scores(texts)
+        # per completion, for paired comparisons between evaluations (same prompts, same seeded draws)
+        self.last_eval_rows = [{"prompt": p, "reward": r, "toxicity": float(t), "kl": float(k)}
+                               for p, r, t, k in zip(prompts_seen, scores, toxicity, kls, strict=True)]
         return {"eval/reward": mean(scores), "eval/reward_std": pstdev(scores), "eval/toxicity": mean(toxicity),
                 "eval/toxicity_std": pstdev(toxicity), "eval/kl": mean(kls), "eval/completions": len(texts)}
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def train(self, prompts: list[str], *, log: Callable[[int, dict, list[dict]], None], eval_prompts=(),
               eval_steps: int = 0, stop_reward: float | None = None, stop_toxicity: float | None = None,
-              samples_per_step: int = 3, should_stop: Callable[[], bool] = lambda: False) -> dict[str, object]:
-        """Run up to ``max_steps`` steps; returns a summary (steps run, why it stopped, first/last evaluation)."""
+              samples_per_step: int = 3, should_stop: Callable[[], bool] = lambda: False,
+              on_eval: Callable[[int, list[dict]], None] | None = None) -> dict[str, object]:
+        """Run up to ``max_steps`` steps; returns a summary (steps run, why it stopped, first/last evaluation).
+
+        ``on_eval(step, rows)`` receives each held-out evaluation's per-completion scores (prompt, reward,
+        toxicity, kl), step 0 being the start.
+        """
         a, eval_prompts = self.args, list(eval_prompts)
         first_eval = last_eval = self.evaluate(eval_prompts, a.batch_size, a.seed) if eval_prompts else {}
         if first_eval:
             log(0, first_eval, [])
+            if on_eval is not None:
+                on_eval(0, self.last_eval_rows)
         reason, step = "max_steps", 0
         order: list[str] = []
         for step in range(1, a.max_steps + 1):
@@ -257,6 +268,8 @@ class PPOTrainer:
             if at_eval:
                 last_eval = self.evaluate(eval_prompts, a.batch_size, a.seed)
                 metrics.update(last_eval)
+                if on_eval is not None:
+                    on_eval(step, self.last_eval_rows)
             log(step, metrics, samples)
             if at_eval and stop_reward is not None and last_eval["eval/reward"] >= stop_reward:
                 reason = "stop_reward"

@@ -11,7 +11,9 @@ non-score reward), ``policy/approxkl`` (½E[(log π_new − log π_old)²] withi
 ``completion_length``, ``time/step_seconds``; at evaluations (step 0, every ``eval_steps``, the end):
 ``eval/reward``, ``eval/reward_std``, ``eval/toxicity``, ``eval/toxicity_std``, ``eval/kl``.
 
-Outputs: ``samples.jsonl`` (a few completions with their rewards per step), ``ppo_summary.json``, and under
+Outputs: ``samples.jsonl`` (a few completions with their rewards per step), ``eval_scores.jsonl`` (every
+held-out completion's prompt, reward, toxicity and KL at each evaluation, for paired comparisons),
+``ppo_summary.json``, and under
 ``model/`` the LoRA adapter (registered onto its base) or, for full PPO or a policy that started from an
 adapter, the full model; ``value_head.safetensors`` beside it.
 """
@@ -21,6 +23,7 @@ import json
 from backend.db.engine import session_scope
 from backend.errors import StudioError
 from backend.models.store import resolve
+from jobs.artifacts import EVAL_SCORES
 from jobs.context import JobContext
 from jobs.specs import PPOSpec
 
@@ -85,11 +88,18 @@ def run(ctx: JobContext) -> int | None:
     print(f"reward: {getattr(reward_fn, 'name', spec.reward.source)}", flush=True)
     trainer = PPOTrainer(policy, tokenizer, reward_fn, spec.ppo, spec.decoding, reference=reference,
                          chat_format=spec.chat_format, device=device)
-    samples_path = ctx.out_dir / "samples.jsonl"
+    samples_path, scores_path = ctx.out_dir / "samples.jsonl", ctx.out_dir / EVAL_SCORES
     samples_path.unlink(missing_ok=True)
+    scores_path.unlink(missing_ok=True)
+
+    def keep_eval_scores(step: int, rows: list[dict]) -> None:
+        with scores_path.open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"step": step, **row}, ensure_ascii=False) + "\n" for row in rows)
+
     summary = trainer.train(prompts, log=_log_step(ctx, samples_path), eval_prompts=eval_prompts,
                             eval_steps=spec.eval_steps, stop_reward=spec.stop_reward, stop_toxicity=spec.stop_toxicity,
-                            samples_per_step=spec.samples_per_step, should_stop=ctx.should_cancel)
+                            samples_per_step=spec.samples_per_step, should_stop=ctx.should_cancel,
+                            on_eval=keep_eval_scores)
     ctx.raise_if_cancelled()
     summary["kl_target"] = spec.ppo.kl_target if spec.ppo.adaptive_kl else None
     (ctx.out_dir / "ppo_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
