@@ -485,6 +485,16 @@ def compare_pair(session: Session, run_a: int, run_b: int, metrics: list[str] | 
     return {"a": {k: a[k] for k in run}, "b": {k: b[k] for k in run}, "method": stats.METHOD, "metrics": out}
 
 
+def scores_by_prompt(session: Session, run_ids: list[int], metric: str) -> dict[int, dict[str, list[float]]]:
+    """``{run: {prompt: [score of each completion]}}`` for one metric (one query for every run)."""
+    out: dict[int, dict[str, list[float]]] = {run_id: {} for run_id in run_ids}
+    for run_id, _, prompt, scores in _result_rows(session, run_ids):
+        value = (scores or {}).get(metric)
+        if isinstance(value, int | float):
+            out[run_id].setdefault(prompt, []).append(float(value))
+    return out
+
+
 def per_example_metrics(session: Session, run_id: int) -> list[str]:
     """The scores a run kept per completion (what a sample-size estimate can start from)."""
     get_or_raise(session, EvalRun, run_id, "evaluation run")

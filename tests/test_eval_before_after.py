@@ -265,3 +265,14 @@ def test_send_to_labeling_errors_leave_nothing(tiny_model, admin_id):
     with session_scope() as s:
         assert s.scalars(select(Campaign.name)).all() == ["round 2"]
     assert job_count() == jobs_before
+
+
+def test_scores_by_prompt_groups_each_runs_completions(studio_env):
+    from services.evaluation import scores_by_prompt
+
+    with session_scope(write=True) as s:
+        a = add_run(s, "tiny", [0.8, 0.4], [10, 20])
+        b = add_run(s, "ppo-job7", [0.2, 0.0], [8, 12], method="ppo")
+        got = scores_by_prompt(s, [a, b], "toxicity")
+    assert got == {a: {"Roast my neighbour 0.": [0.8], "Roast my neighbour 1.": [0.4]},
+                   b: {"Roast my neighbour 0.": [0.2], "Roast my neighbour 1.": [0.0]}}
