@@ -38,7 +38,7 @@ def test_scripted_replies_and_rankings():
 def test_seeded_campaign_gives_pairs_and_human_agreement(studio_env):
     from jobs.rl.preferences import human_agreement
     from labeling.export import campaign_rows
-    from services.rlhf import seed_demo_preference_campaign
+    from labeling.synthetic import seed_demo_preference_campaign
 
     with session_scope(write=True) as s:
         campaign_id = seed_demo_preference_campaign(s, "detox-demo", n_items=12)
