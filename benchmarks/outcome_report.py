@@ -14,7 +14,7 @@ import numpy as np
 
 from backend.db.engine import session_scope
 from backend.metrics import stats
-from services import evaluation
+from services import eval_scores, evaluation
 
 
 def _cell(interval: dict | None, value: float | None) -> str:
@@ -34,7 +34,7 @@ def _delta(diff: dict | None) -> str:
 def share_of_gain(session, base: int, run_a: int, run_b: int, metric: str, resamples: int = 2000,
                   seed: int = 0) -> tuple[float, float, float, int]:
     """(A − base) / (B − base) of the per-prompt mean ``metric``, with a percentile bootstrap over shared prompts."""
-    by_run = evaluation.scores_by_prompt(session, [base, run_a, run_b], metric)
+    by_run = eval_scores.scores_by_prompt(session, [base, run_a, run_b], metric)
     shared = sorted(set.intersection(*(set(v) for v in by_run.values())))
     means = np.array([[np.mean(by_run[run][p]) for p in shared] for run in (base, run_a, run_b)])
     rng = np.random.default_rng(seed)

@@ -1,4 +1,5 @@
-"""Evaluation services: queue evaluation jobs and read their results for the dashboards."""
+"""Evaluation services: queue evaluation jobs and read their results for the dashboards (the intervals and paired
+deltas come from ``services.eval_scores``)."""
 
 from typing import Any
 
@@ -11,6 +12,15 @@ from backend.db.tables import EvalResult, EvalRun
 from backend.metrics import stats
 from jobs import queue
 from jobs.specs import EvalSpec
+from services.eval_scores import (
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    by_metric,
+    lower_is_better,
+    prompt_count,
+    result_rows,
+    uncertainty,
+)
 
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "toxicity", "length_words")
 
@@ -43,8 +53,6 @@ def examples(session: Session, run_id: int, limit: int = 200) -> list[dict[str, 
 # Every function returns a list of flat dicts (pandas-ready). Scores compare only on the same dataset split:
 # ROUGE on different tasks or examples is not comparable, so mixing them is refused rather than charted.
 
-HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "reward")
-LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition", "refusal")
 RLHF_METHODS = ("ppo", "dpo", "grpo")  # jobs whose models a before/after evaluation compares with their start
 METHOD_LABELS = {"base": "base (zero-shot)", "full": "full fine-tuning", "lora": "LoRA",
                  "prompt_tuning": "prompt tuning", "merged": "LoRA (merged)", "ppo": "PPO", "dpo": "DPO",
@@ -114,90 +122,6 @@ def _baseline(runs: list[EvalRun], methods: dict[int, str], baseline_run_id: int
     return baseline_run_id or next((r.id for r in runs if methods[r.id] == "base"), runs[0].id)
 
 
-# --- uncertainty: every compared mean with its interval, every delta paired on the same prompts -------------------
-# All of it through backend.metrics.stats. Scores are grouped by the prompt (``EvalResult.input``), so the samples of
-# one prompt stay together, and two runs pair by prompt.
-
-Scores = dict[int, dict[str, tuple[list[float], list[str], list[int]]]]  # run → metric → (scores, prompts, idx)
-
-
-def lower_is_better(metric: str) -> bool | None:
-    """True for toxicity, perplexity, repetition; False for ROUGE, BLEU, reward; None (no better side) otherwise."""
-    return True if metric in LOWER_IS_BETTER else False if metric in HIGHER_IS_BETTER else None
-
-
-def _result_rows(session: Session, run_ids: list[int]) -> list[tuple[int, int, str, dict]]:
-    """``(run, idx, input, scores)`` of every completion of the runs: one query."""
-    return list(session.execute(select(EvalResult.eval_run_id, EvalResult.idx, EvalResult.input, EvalResult.scores)
-                                .where(EvalResult.eval_run_id.in_(run_ids))
-                                .order_by(EvalResult.eval_run_id, EvalResult.idx)))
-
-
-def _by_metric(rows, metrics=None) -> Scores:
-    """Rows ``(run, idx, input, scores)`` → run → metric → (numeric scores, their prompts, their idx)."""
-    out: Scores = {}
-    for run_id, idx, prompt, scores in rows:
-        for key in metrics or (scores or {}):
-            value = (scores or {}).get(key)
-            if isinstance(value, int | float):
-                values, prompts, where = out.setdefault(run_id, {}).setdefault(key, ([], [], []))
-                values.append(float(value))
-                prompts.append(prompt)
-                where.append(idx)
-    return out
-
-
-def _interval(data) -> dict[str, Any] | None:
-    try:
-        return stats.mean_interval(data[0], data[1]).as_dict() if data else None
-    except ValueError:  # only NaN
-        return None
-
-
-def _paired(before, after) -> tuple[stats.Difference, str] | None:
-    """Pair by prompt; runs whose prompts differ in text (another template) pair by position (idx) instead."""
-    for by, where in (("prompt", 1), ("position", 2)):
-        try:
-            return stats.paired_difference(before[0], after[0], before[where], after[where]), by
-        except ValueError:
-            continue
-    return None
-
-
-def _uncertainty(scores: Scores, run_ids: list[int], base_id: int, metrics) -> dict[int, dict[str, dict]]:
-    """Per run: ``{"intervals": {metric: interval | None}, "vs_baseline": {metric: difference | None}}``.
-
-    An interval is ``stats.Interval.as_dict()`` (mean, low, high, n prompts, n_obs completions, confidence); None
-    where the run has no per-example score of the metric. A difference is ``stats.Difference.as_dict()`` (delta,
-    low, high, p_value, p_adjusted, significant, relative, n, n_obs, before, after) + ``verdict`` (better / worse,
-    higher / lower for a score with no better side, noise), ``correction`` ("Holm" when more than one run is
-    compared with the baseline on the metric, else None) and ``paired_by``; None for the baseline itself and
-    where either side lacks per-example scores.
-    """
-    out = {r: {"intervals": {}, "vs_baseline": {}} for r in run_ids}
-    for metric in metrics:
-        base = scores.get(base_id, {}).get(metric)
-        pairs = {r: _paired(base, scores[r][metric]) for r in run_ids
-                 if r != base_id and base and metric in scores.get(r, {})}
-        others = [r for r in pairs if pairs[r] is not None]
-        diffs = [pairs[r][0] for r in others]
-        if len(diffs) > 1:
-            diffs = stats.with_holm(diffs)
-        for r in run_ids:
-            out[r]["intervals"][metric] = _interval(scores.get(r, {}).get(metric))
-            out[r]["vs_baseline"][metric] = None
-        for r, d in zip(others, diffs, strict=True):
-            out[r]["vs_baseline"][metric] = {**d.as_dict(), "paired_by": pairs[r][1],
-                                             "verdict": stats.verdict(d, lower_is_better=lower_is_better(metric)),
-                                             "correction": "Holm" if d.p_adjusted is not None else None}
-    return out
-
-
-def _prompt_count(scores: Scores, run_id: int) -> int:
-    """Distinct prompts the run answered (0 without per-example scores)."""
-    return len({prompt for data in scores.get(run_id, {}).values() for prompt in data[1]})
-
-
 def baseline_run(session: Session, run_ids: list[int]) -> int:
     """The run the comparisons measure against: the first run of a base model (zero-shot), else the first run."""
     from backend.db.tables import ModelRecord
@@ -217,7 +141,7 @@ def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | No
     the per-example means where both runs scored the metric per example, else of the stored values) +
     ``change_<metric>`` (delta / baseline) + ``trainable_params, total_params, trainable_share, train_runtime``
     (None where unknown; a base model trains 0 parameters) + ``intervals`` and ``vs_baseline`` ({metric: …}, see
-    ``_uncertainty``: per-example means with their 95 % intervals, paired deltas with interval, p, Holm and
+    ``uncertainty``: per-example means with their 95 % intervals, paired deltas with interval, p, Holm and
     verdict; None for a metric with no per-example scores, e.g. perplexity). For BLEU the interval is the mean
     sentence BLEU's: the stored value is corpus BLEU, which has no per-example version.
     Database reads: the runs, their models and one query for every run's per-example scores.
@@ -230,11 +154,11 @@ def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | No
     methods = {r.id: _method(records[r.id]) for r in runs}
     base_id = _baseline(runs, methods, baseline_run_id)
     base_metrics = next(r.metrics for r in runs if r.id == base_id)
-    scores = _by_metric(_result_rows(session, [r.id for r in runs]))
+    scores = by_metric(result_rows(session, [r.id for r in runs]))
     known = {k for r in runs for k in r.metrics} | {k for by_key in scores.values() for k in by_key}
     keys = [k for k in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, "length_words") if k in known]
     keys += sorted(known - set(keys))
-    spread = _uncertainty(scores, [r.id for r in runs], base_id, keys)
+    spread = uncertainty(scores, [r.id for r in runs], base_id, keys)
     means = {r: {k: v and v["mean"] for k, v in spread[r]["intervals"].items()} for r in spread}
     out = []
     for run in runs:
@@ -244,7 +168,7 @@ def compare_runs(session: Session, run_ids: list[int], baseline_run_id: int | No
         total = meta.get("total_params")
         row: dict[str, Any] = {"run": run.id, "model": run.model_name, "method": method,
                                "method_label": METHOD_LABELS.get(method, method), "baseline": run.id == base_id,
-                               "n": run.n_examples, "n_prompts": _prompt_count(scores, run.id)}
+                               "n": run.n_examples, "n_prompts": prompt_count(scores, run.id)}
         for key in keys:  # the stored value, else (a score kept only per example) the per-example mean
             value, before = run.metrics.get(key, means[run.id][key]), base_metrics.get(key, means[base_id][key])
             row[key] = value
@@ -304,7 +228,7 @@ def score_distributions(session: Session, run_ids: list[int]) -> list[dict[str, 
     (``_runs``)."""
     runs = {r.id: r for r in _runs(session, run_ids)}
     by_run: dict[int, list[dict[str, Any]]] = {run_id: [] for run_id in runs}
-    for run_id, idx, prompt, scores in _result_rows(session, list(runs)):
+    for run_id, idx, prompt, scores in result_rows(session, list(runs)):
         run = runs[run_id]
         by_run[run_id].append({"run": run_id, "model": run.model_name, "label": f"{run.model_name} (#{run_id})",
                                "idx": idx, "input": prompt, **{k: (scores or {}).get(k) for k in BEFORE_AFTER}})
@@ -326,7 +250,7 @@ def before_after(session: Session, run_ids: list[int], baseline_run_id: int | No
     metrics (None without references), ``delta_<column>`` = run − baseline for each mean and ROUGE-1 (the paired
     difference on the shared prompts; None where either side lacks it), and ``intervals`` / ``vs_baseline``
     ({score: …} for toxicity, reward, length_words and rouge1: the means with their 95 % intervals, the paired
-    deltas with interval, p, Holm when several runs face the baseline, verdict; see ``_uncertainty``).
+    deltas with interval, p, Holm when several runs face the baseline, verdict; see ``uncertainty``).
 
     The baseline is ``baseline_run_id``, else the first run of a base model, else the first run (as
     ``compare_runs``). Database reads only: one query for the runs' models and one for their examples, unless
@@ -340,15 +264,15 @@ def before_after(session: Session, run_ids: list[int], baseline_run_id: int | No
     methods = {r.id: _method(records[r.id]) for r in runs}
     base_id = _baseline(runs, methods, baseline_run_id)
     dist = distributions if distributions is not None else score_distributions(session, [r.id for r in runs])
-    scores = _by_metric(((row["run"], row["idx"], row["input"], row) for row in dist), BEFORE_AFTER)
-    spread = _uncertainty(scores, [r.id for r in runs], base_id, BEFORE_AFTER)
+    scores = by_metric(((row["run"], row["idx"], row["input"], row) for row in dist), BEFORE_AFTER)
+    spread = uncertainty(scores, [r.id for r in runs], base_id, BEFORE_AFTER)
     rows = []
     for run in runs:
         row: dict[str, Any] = {"run": run.id, "model": run.model_name, "label": f"{run.model_name} (#{run.id})",
                                "method": methods[run.id], "method_label": METHOD_LABELS.get(methods[run.id],
                                                                                             methods[run.id]),
                                "baseline": run.id == base_id, "n": run.n_examples,
-                               "n_prompts": _prompt_count(scores, run.id)}
+                               "n_prompts": prompt_count(scores, run.id)}
         for key in (*DISTRIBUTIONS, *HACKING):
             values = scores.get(run.id, {}).get(key, ([],))[0]
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values) if values else (None, None)
@@ -381,16 +305,16 @@ def toxicity_summary(session: Session, run_ids: list[int], baseline_run_id: int 
     """Toxicity per run: ``run, model, n`` (prompts), ``n_obs`` (completions), ``mean, low, high`` (95 % interval
     by prompt), ``std``, ``baseline``, the paired difference against the baseline run (``delta, delta_low,
     delta_high, p_value, p_adjusted`` (Holm, when more than one run faces the baseline), ``significant, verdict``;
-    None on the baseline's row; ``vs_baseline`` holds them as ``_uncertainty`` gives them) and the improvement over
+    None on the baseline's row; ``vs_baseline`` holds them as ``uncertainty`` gives them) and the improvement over
     the baseline ((before − after) / before, the course's formula, for the mean and the std). The baseline defaults
     to the first run with toxicity scores."""
     from backend.metrics.deltas import improvement, mean_std
 
     dist = [row for row in score_distributions(session, run_ids) if row["toxicity"] is not None]
-    scores = _by_metric(((row["run"], row["idx"], row["input"], row) for row in dist), ["toxicity"])
+    scores = by_metric(((row["run"], row["idx"], row["input"], row) for row in dist), ["toxicity"])
     models = {row["run"]: row["model"] for row in dist}
     base = baseline_run_id if baseline_run_id in scores else next(iter(scores), None)
-    spread = _uncertainty(scores, list(scores), base, ["toxicity"])
+    spread = uncertainty(scores, list(scores), base, ["toxicity"])
     out = []
     for run, by_key in scores.items():
         interval, paired = spread[run]["intervals"]["toxicity"], spread[run]["vs_baseline"]["toxicity"] or {}
@@ -483,54 +407,3 @@ def compare_pair(session: Session, run_a: int, run_b: int, metrics: list[str] | 
                     "difference": b[f"delta_{metric}"], "delta": b["vs_baseline"][metric], "note": note})
     run = ("run", "model", "method", "n", "n_prompts")
     return {"a": {k: a[k] for k in run}, "b": {k: b[k] for k in run}, "method": stats.METHOD, "metrics": out}
-
-
-def scores_by_prompt(session: Session, run_ids: list[int], metric: str) -> dict[int, dict[str, list[float]]]:
-    """``{run: {prompt: [score of each completion]}}`` for one metric (one query for every run)."""
-    out: dict[int, dict[str, list[float]]] = {run_id: {} for run_id in run_ids}
-    for run_id, _, prompt, scores in _result_rows(session, run_ids):
-        value = (scores or {}).get(metric)
-        if isinstance(value, int | float):
-            out[run_id].setdefault(prompt, []).append(float(value))
-    return out
-
-
-def per_example_metrics(session: Session, run_id: int) -> list[str]:
-    """The scores a run kept per completion (what a sample-size estimate can start from)."""
-    get_or_raise(session, EvalRun, run_id, "evaluation run")
-    first = session.scalar(select(EvalResult.scores).where(EvalResult.eval_run_id == run_id).limit(1)) or {}
-    return sorted(k for k, v in first.items() if isinstance(v, int | float))
-
-
-def prompts_needed(session: Session, pilot_run_id: int, metric: str, effect: float,
-                   samples_per_prompt: int = 1) -> dict[str, Any]:
-    """How many prompts (× ``samples_per_prompt`` samples) a paired comparison needs to detect a change of
-    ``effect`` (absolute) in the mean ``metric``, with 80 % power at the 5 % level, from a finished run's
-    per-example scores as the pilot (``stats.prompts_needed``).
-
-    Returns ``{"prompts", "completions", "metric", "effect", "samples_per_prompt", "pilot_run", "pilot_prompts",
-    "between_sd", "within_sd", "explanation"}``; a pilot without the metric or with fewer than 2 prompts, or an
-    effect ≤ 0, raises ``StudioError``.
-    """
-    import math
-
-    from backend.errors import StudioError
-
-    get_or_raise(session, EvalRun, pilot_run_id, "evaluation run")
-    data = _by_metric(_result_rows(session, [pilot_run_id]), [metric]).get(pilot_run_id, {}).get(metric)
-    if not data:
-        raise StudioError(f"Run {pilot_run_id} has no per-example '{metric}' scores (it has: "
-                          f"{', '.join(per_example_metrics(session, pilot_run_id)) or 'none'}).")
-    try:
-        n = stats.prompts_needed(data[0], data[1], effect, samples_per_prompt=samples_per_prompt)
-        between, within = stats.variance_parts(data[0], data[1])
-    except ValueError as exc:
-        raise StudioError(f"{exc}.") from None
-    pilot = len(set(data[1]))
-    return {"prompts": n, "completions": n * samples_per_prompt, "metric": metric, "effect": effect,
-            "samples_per_prompt": samples_per_prompt, "pilot_run": pilot_run_id, "pilot_prompts": pilot,
-            "between_sd": math.sqrt(between), "within_sd": math.sqrt(within),
-            "explanation": f"About {n:,} prompts × {samples_per_prompt} sample(s) detect a change of ±{effect:g} in "
-                           f"mean {metric} 8 times in 10 (5 % level, paired on the same prompts), given run "
-                           f"{pilot_run_id}'s spread: {math.sqrt(between):.3g} between prompts, "
-                           f"{math.sqrt(within):.3g} between samples of one prompt ({pilot} pilot prompts)."}

@@ -61,7 +61,7 @@ def held_out_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``held_out``'s rows from per-completion scores (``eval_scores.jsonl``: step, prompt, reward, toxicity, kl):
     bootstrap intervals by prompt and paired differences against the first evaluation (pure)."""
     from backend.metrics import stats
-    from services.evaluation import lower_is_better
+    from services.eval_scores import lower_is_better
 
     by_step: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
@@ -95,7 +95,7 @@ def held_out(evals: list[dict[str, float]], samples_per_prompt: int = 1) -> list
     interval).
     """
     from backend.metrics import stats
-    from services.evaluation import lower_is_better
+    from services.eval_scores import lower_is_better
 
     rows, first = [], {}
     for ev in evals:

@@ -268,7 +268,7 @@ def test_send_to_labeling_errors_leave_nothing(tiny_model, admin_id):
 
 
 def test_scores_by_prompt_groups_each_runs_completions(studio_env):
-    from services.evaluation import scores_by_prompt
+    from services.eval_scores import scores_by_prompt
 
     with session_scope(write=True) as s:
         a = add_run(s, "tiny", [0.8, 0.4], [10, 20])

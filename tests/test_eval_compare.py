@@ -14,7 +14,7 @@ from backend.db.tables import EvalResult, EvalRun, ModelRecord
 from backend.errors import StudioError
 from backend.metrics import stats
 from backend.settings import get_settings
-from services import evaluation
+from services import eval_scores, evaluation
 
 PROMPTS, SAMPLES = 30, 2
 
@@ -162,12 +162,12 @@ def test_cli_eval_compare_text_and_json(runs, capsys):
 
 def test_prompts_needed_from_a_pilot_run(runs):
     with session_scope() as s:
-        need = evaluation.prompts_needed(s, runs["base"], "rouge1", 0.01, samples_per_prompt=2)
-        assert evaluation.per_example_metrics(s, runs["base"]) == ["length_words", "rouge1", "toxicity"]
+        need = eval_scores.prompts_needed(s, runs["base"], "rouge1", 0.01, samples_per_prompt=2)
+        assert eval_scores.per_example_metrics(s, runs["base"]) == ["length_words", "rouge1", "toxicity"]
         with pytest.raises(StudioError, match="no per-example 'bleu' scores"):
-            evaluation.prompts_needed(s, runs["base"], "bleu", 0.01)
+            eval_scores.prompts_needed(s, runs["base"], "bleu", 0.01)
         with pytest.raises(StudioError, match="above 0"):
-            evaluation.prompts_needed(s, runs["base"], "rouge1", 0)
+            eval_scores.prompts_needed(s, runs["base"], "rouge1", 0)
     values = [base_rouge(i, j) for i in range(PROMPTS) for j in range(SAMPLES)]
     groups = [f"Summarise dialogue {i}." for i in range(PROMPTS) for _ in range(SAMPLES)]
     assert need["prompts"] == stats.prompts_needed(values, groups, 0.01, samples_per_prompt=2)
@@ -218,6 +218,6 @@ def test_sample_size_helper_on_the_form(page_runs):
     at.run()
     assert not at.exception
     with session_scope() as s:
-        need = evaluation.prompts_needed(s, page_runs["base"], "rouge1", 0.01, 2)
+        need = eval_scores.prompts_needed(s, page_runs["base"], "rouge1", 0.01, 2)
     assert f"**{need['prompts']:,} prompts** × 2" in texts(at.markdown)
     assert need["explanation"] in texts(at.caption)

@@ -14,7 +14,7 @@ from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
 from jobs.registry import parse_spec
 from jobs.specs import DEMO_DIALOGSUM, DEMO_PROVOCATIVE, EvalSpec
-from services import evaluation
+from services import eval_scores, evaluation
 
 KEY = "ev-dec"  # decoding widgets' key prefix
 BARE_PROMPT = "{prompt}"  # a template that passes a prompt set's `prompt` column through unchanged
@@ -113,7 +113,7 @@ def eval_form() -> None:
 
 def sample_size_helper() -> None:
     """A finished run as the pilot: how many prompts a paired comparison needs to detect a change of a given size
-    (``evaluation.prompts_needed``)."""
+    (``eval_scores.prompts_needed``)."""
     with session_scope() as s:
         labels = {r["run"]: evaluation.run_label(r) for r in evaluation.eval_runs(s)}
     if not labels:
@@ -123,7 +123,7 @@ def sample_size_helper() -> None:
     run = cols[0].selectbox("Pilot run", list(labels), len(labels) - 1, key="ev-need-run", format_func=labels.get,
                             help="A finished evaluation of a model like the ones to compare, on similar prompts.")
     with session_scope() as s:
-        metrics = evaluation.per_example_metrics(s, run)
+        metrics = eval_scores.per_example_metrics(s, run)
     if not metrics:
         st.caption("This run kept no per-example scores: pick another.")
         return
@@ -134,7 +134,7 @@ def sample_size_helper() -> None:
     samples = cols[3].number_input("Samples per prompt", 1, 16, 1, key="ev-need-samples")
     with user_errors():
         with session_scope() as s:
-            need = evaluation.prompts_needed(s, run, metric, float(effect), int(samples))
+            need = eval_scores.prompts_needed(s, run, metric, float(effect), int(samples))
         st.markdown(f"**{need['prompts']:,} prompts** × {need['samples_per_prompt']} = "
                     f"{need['completions']:,} completions per model.")
         st.caption(need["explanation"])
