@@ -7,7 +7,8 @@
   consensus, tie and flag rates, median seconds per item (bar chart of agreement per annotator);
 - ``annotator_pairs``: per pair — shared items, pairwise agreement, mean τ-b (heatmap);
 - ``sources``: per completion source (model × decoding) — completions, mean consensus rank, share ranked
-  first, flag rate, and ``win_rate`` over consensus pairs against *other* sources (which source wins);
+  first, flag rate, and ``win_rate`` over consensus pairs against *other* sources (which source wins) with its
+  95 % interval (``win_rate_low``/``win_rate_high``, bootstrap over items) and the number of ``duels`` behind it;
 - ``source_ranks``: ``{source, rank, count}`` with rank "1".."K" or "F" (stacked bar of rank positions);
 - ``times``: ``{annotator, item_id, seconds}`` per ranking (histogram / box plot of time per item).
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from backend.metrics import stats
 from labeling.agreement import annotator_report, campaign_alpha, consensus_ranking
 from labeling.campaigns import find_campaign
 from labeling.pairs import dense_ranks, ranking_to_pairs
@@ -27,8 +29,7 @@ from labeling.records import ItemRecord, load_items
 def source_stats(records: list[ItemRecord]) -> tuple[list[dict], list[dict]]:
     """Per-source summary and rank-position counts, from each item's consensus ranking (pure)."""
     ranks_of: dict[str, Counter] = defaultdict(Counter)
-    wins: Counter = Counter()
-    duels: Counter = Counter()
+    outcomes: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))  # source → (won?, item)
     for record in records:
         if not record.judgements:
             continue
@@ -38,19 +39,23 @@ def source_stats(records: list[ItemRecord]) -> tuple[list[dict], list[dict]]:
         for pair in ranking_to_pairs(consensus):
             a, b = record.sources[pair.chosen], record.sources[pair.rejected]
             if a != b:
-                wins[a] += 1
-                duels[a] += 1
-                duels[b] += 1
+                for source, won in ((a, 1.0), (b, 0.0)):
+                    outcomes[source][0].append(won)
+                    outcomes[source][1].append(record.item_id)
     summary, positions = [], []
     for source in sorted(ranks_of):
         counts = ranks_of[source]
         total = sum(counts.values())
         ranked = [(int(r), n) for r, n in counts.items() if r != "F"]
         n_ranked = sum(n for _, n in ranked)
+        won, items = outcomes[source]
+        # the win rate with its 95 % interval, resampling items: the duels of one item are not independent
+        win = stats.mean_interval(won, items) if won else None
         summary.append({"source": source, "completions": total,
                         "mean_rank": sum(r * n for r, n in ranked) / n_ranked if n_ranked else None,
                         "first_place": counts.get("1", 0) / total, "flag_rate": counts.get("F", 0) / total,
-                        "win_rate": wins[source] / duels[source] if duels[source] else None})
+                        "win_rate": win.mean if win else None, "win_rate_low": win.low if win else None,
+                        "win_rate_high": win.high if win else None, "duels": len(won)})
         positions.extend({"source": source, "rank": r, "count": n}
                          for r, n in sorted(counts.items(), key=lambda kv: (kv[0] == "F", kv[0])))
     return summary, positions

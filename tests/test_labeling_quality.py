@@ -22,6 +22,10 @@ def test_report_spots_the_reversed_annotator_and_the_better_source(studio_env):
     assert -1 < report["alpha"] < 1
     sources = {r["source"]: r for r in report["sources"]}
     assert sources["a"]["win_rate"] > 0.9 and sources["b"]["win_rate"] < 0.1
+    # each win rate with its interval (items resampled) and the duels behind it; a and b fight the same duels
+    assert sources["a"]["win_rate_low"] <= sources["a"]["win_rate"] <= sources["a"]["win_rate_high"]
+    assert sources["a"]["win_rate_low"] > 0.5 > sources["b"]["win_rate_high"]
+    assert sources["a"]["duels"] == sources["b"]["duels"] > 12
     assert sources["a"]["mean_rank"] < sources["b"]["mean_rank"]
     assert sources["a"]["first_place"] >= 0.5 and sources["b"]["first_place"] == 0  # ties at the top are shared
     assert {r["rank"] for r in report["source_ranks"]} <= {"1", "2", "3", "4"}

@@ -56,7 +56,9 @@ def tables(report: dict[str, Any]) -> None:
     st.markdown("**Annotator pairs** (pairwise agreement and Kendall's τ-b on the items both ranked)")
     st.dataframe(report["annotator_pairs"], hide_index=True, width="stretch", column_config={
         "agreement": PERCENT, "tau_b": st.column_config.NumberColumn("τ-b", format="%.2f")})
-    st.markdown("**Sources** (consensus ranks; win rate over pairs against other sources)")
+    st.markdown("**Sources** (consensus ranks; win rate over pairs against other sources, with its 95 % interval "
+                "from resampling items, and the number of duels behind it)")
     st.dataframe(report["sources"], hide_index=True, width="stretch", column_config={
         "mean_rank": st.column_config.NumberColumn(format="%.2f"), "first_place": PERCENT, "flag_rate": PERCENT,
-        "win_rate": PERCENT})
+        "win_rate": PERCENT, "win_rate_low": st.column_config.NumberColumn("95 % low", format="percent"),
+        "win_rate_high": st.column_config.NumberColumn("95 % high", format="percent")})
