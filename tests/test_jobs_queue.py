@@ -146,7 +146,7 @@ def test_claim_is_atomic_across_processes(studio_env):
     for p in procs:
         p.start()
     start.set()
-    got = dict(results.get(timeout=60) for _ in procs)
+    got = dict(results.get(timeout=180) for _ in procs)  # spawned interpreters start slowly on a loaded CPU
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
