@@ -199,7 +199,7 @@ def _eval_compare(args) -> None:
             delta = "—" if row["difference"] is None else f"{row['difference']:+.3f} (no interval)"
             p, verdict = "—", row["note"] or "—"
         print(f"{row['metric']:<14}{mean(row['a']):<26}{mean(row['b']):<26}{delta:<28}{p:<10}{verdict}")
-    print(f"{result['method']}. A delta whose interval covers 0 is noise.")
+    print(f"{result['method']}. A delta whose interval covers 0, or whose p is 0.05 or more, is noise.")
 
 
 def cmd_eval(args) -> None:
