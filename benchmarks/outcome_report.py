@@ -13,6 +13,7 @@ import argparse
 import numpy as np
 
 from backend.db.engine import session_scope
+from backend.errors import StudioError
 from backend.metrics import stats
 from services import eval_scores, evaluation
 
@@ -70,4 +71,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StudioError as exc:
+        raise SystemExit(f"error: {exc}") from None

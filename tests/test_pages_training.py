@@ -52,13 +52,13 @@ def test_sft_form_shows_trainable_estimate_and_queues_the_job(studio):
     assert "No jobs yet" in texts(at.info)
     assert at.selectbox(key=f"{SFT}-base").value == "tiny"
     targets = at.multiselect(key=f"{SFT}-targets-tiny")
-    assert targets.value == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert targets.value == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # preset
     assert {"gate_proj", "up_proj", "down_proj", "all-linear"} <= set(targets.options)
     metrics = {m.label: m.value for m in at.metric}
     trainable = int(metrics["Trainable parameters"].replace(",", ""))
     assert trainable > 0 and metrics["Share of the model"].endswith("%")
     at.number_input(key=f"{SFT}-train-max_steps").set_value(3)
-    at.number_input(key=f"{SFT}-r").set_value(4)
+    at.number_input(key=f"{SFT}-r").set_value(16)  # the preset's 64 → 16: r·(d+k) is linear in r
     at.run()
     assert int({m.label: m.value for m in at.metric}["Trainable parameters"].replace(",", "")) == trainable // 4
     button(at, "Queue job").click()
@@ -67,7 +67,7 @@ def test_sft_form_shows_trainable_estimate_and_queues_the_job(studio):
     with session_scope() as s:
         job = s.scalars(select(Job)).one()
         assert (job.status, job.kind, job.spec["base_model"], job.spec["peft"]) == ("queued", "sft", "tiny", "lora")
-        assert job.spec["train"]["max_steps"] == 3 and job.spec["lora"]["r"] == 4
+        assert job.spec["train"]["max_steps"] == 3 and job.spec["lora"]["r"] == 16
         assert job.spec["resume_from_job"] is None
     assert f"Queued job {job.id}" in texts(at.success)
     assert panel_metrics(at)[0] == ("Status", "queued")
