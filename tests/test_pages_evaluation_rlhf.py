@@ -98,7 +98,7 @@ def test_preset_fills_held_out_prompts_and_queues_each_model(studio, tmp_path):
         assert (spec["dataset"], spec["split"], spec["template"], spec["target_field"]) == (
             "demo:provocative", "test", "{prompt}", None)
         assert (spec["max_examples"], spec["reward_model"], spec["toxicity_model"]) == (21, "rm-job3", None)
-        assert spec["samples_per_example"] == 4 and spec["decoding"]["do_sample"] is True  # PPO's rollout sampling
+        assert spec["samples_per_example"] == 16 and spec["decoding"]["do_sample"] is True  # PPO's rollout sampling
         assert (spec["decoding"]["temperature"], spec["decoding"]["top_k"], spec["decoding"]["seed"]) == (1.0, 0, 1)
 
 

@@ -13,7 +13,7 @@ from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
 from jobs.registry import parse_spec
-from jobs.specs import DEMO_DIALOGSUM, DEMO_PROVOCATIVE, EvalSpec
+from jobs.specs import DEMO_DIALOGSUM, EvalSpec
 from services import eval_scores, evaluation
 
 KEY = "ev-dec"  # decoding widgets' key prefix
@@ -33,13 +33,18 @@ def _splits(dataset: str) -> list[str]:
 def _rlhf_preset() -> None:
     """Held-out provocative prompts (the PPO demo's test split), no references, toxicity and the newest reward
     model; picks the newest PPO and DPO models with their start models when there are some."""
+    from jobs.spec_files import list_presets, load_spec_file
+
+    # the shipped preset (eval-rlhf-before-after.yaml) holds the sizes: 21 prompts × 16 draws, sampled as PPO
+    # samples its rollouts (T = 1, no truncation) with a fixed seed — toxicity is rare, so one greedy answer per
+    # prompt would hide most of what changed
+    preset = load_spec_file(list_presets()["eval-rlhf-before-after"])
     state = st.session_state
-    state.update({"ev-dataset": DEMO_PROVOCATIVE, "ev-split": "test", "ev-template": BARE_PROMPT, "ev-target": "",
-                  "ev-n": 21, "ev-samples": 4, "ev-ppl": False, "ev-tox": "", "ev-tox-label": "", "ev-extra": ""})
-    # How PPO samples its rollouts (T = 1, no truncation), 4 draws per prompt with a fixed seed: toxicity is
-    # rare, so one greedy answer per prompt would hide most of what changed.
-    load_decoding(KEY, DecodingConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=32,
-                                      seed=1))
+    state.update({"ev-dataset": preset.dataset, "ev-split": preset.split, "ev-template": preset.template,
+                  "ev-target": preset.target_field or "",
+                  "ev-n": preset.max_examples, "ev-samples": preset.samples_per_example, "ev-ppl": False,
+                  "ev-tox": "", "ev-tox-label": "", "ev-extra": ""})
+    load_decoding(KEY, preset.decoding)
     rewards = model_names(reward=True)
     state["ev-reward"] = rewards[-1] if rewards else ""
     with session_scope() as s:
