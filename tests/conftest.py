@@ -6,6 +6,7 @@ tests marked ``integration`` use the real embedded model from the developer's da
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ REAL_DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", REPO / "studio-data")).re
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def keep_main_module():
+    """Streamlit's script runner (AppTest) installs the page it ran as ``sys.modules["__main__"]`` and leaves it
+    there; a later ``spawn`` child would then re-run that page as its main script and die before doing its work.
+    Put the real ``__main__`` back after every test."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture

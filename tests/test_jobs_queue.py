@@ -3,7 +3,9 @@ finish, stale-heartbeat reaping, metrics and logs."""
 
 import json
 import multiprocessing as mp
+import queue as stdqueue
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -121,7 +123,6 @@ def _assert_partition(results: dict[str, list[int]], ids: list[int]) -> None:
 @pytest.mark.parametrize("write", [True, False], ids=["begin-immediate", "deferred"])
 def test_claim_is_atomic_across_threads(studio_env, write):
     """Also with plain (deferred) transactions: the single UPDATE … RETURNING is atomic by itself."""
-    import queue as stdqueue
 
     ids = add_jobs(60)
     start, results = threading.Event(), stdqueue.Queue()
@@ -146,7 +147,15 @@ def test_claim_is_atomic_across_processes(studio_env):
     for p in procs:
         p.start()
     start.set()
-    got = dict(results.get(timeout=180) for _ in procs)  # spawned interpreters start slowly on a loaded CPU
+    got = {}
+    deadline = time.monotonic() + 180  # spawned interpreters start slowly on a loaded CPU
+    while len(got) < len(procs):
+        assert time.monotonic() < deadline, f"claimers did not report in 180 s: exit codes {[p.exitcode for p in procs]}"
+        try:
+            got.update([results.get(timeout=1)])
+        except stdqueue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"a claimer process died before reporting (exit codes {dead})"
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
