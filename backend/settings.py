@@ -7,8 +7,16 @@
 | ``STUDIO_DEVICE`` | ``auto`` | ``auto`` (CUDA when present), ``cpu`` or ``cuda`` |
 | ``STUDIO_DEFAULT_MODEL`` | ``smollm2-135m-instruct`` | model name used when none is chosen |
 | ``STUDIO_WORKER_AUTOSTART`` | ``true`` | the app starts a local worker when none is alive |
+| ``STUDIO_ALLOW_TELEMETRY`` | ``false`` | let libraries report usage (off: nothing phones home, see below) |
+
+Nothing phones home by default: importing this module (every entry point does, before any Hugging Face
+library) sets ``HF_HUB_DISABLE_TELEMETRY=1`` (TRL's trainers ping the hub at start otherwise) and
+``STREAMLIT_BROWSER_GATHER_USAGE_STATS=false`` in the process environment, which workers and job processes
+inherit. ``STUDIO_ALLOW_TELEMETRY=1`` leaves the libraries' own defaults alone.
 """
 
+import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +24,50 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+
+# What each library reads to stop reporting usage. TRL's trainers (`BaseTrainer._send_telemetry`) and
+# huggingface_hub honour HF_HUB_DISABLE_TELEMETRY (read when huggingface_hub is imported); streamlit reads
+# its usage-stats flag from this variable too (also off in .streamlit/config.toml). transformers' and TRL's
+# `report_to` is "none" in every runner, so no experiment tracker (wandb, …) is contacted.
+TELEMETRY_OFF_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+_TRUE = {"1", "true", "yes", "on"}
+_set_by_us: set[str] = set()
+
+
+def telemetry_allowed(environ: dict[str, str] | None = None) -> bool:
+    """Whether ``STUDIO_ALLOW_TELEMETRY`` is on in ``environ`` (default: this process's environment)."""
+    env = os.environ if environ is None else environ
+    return env.get("STUDIO_ALLOW_TELEMETRY", "").strip().lower() in _TRUE
+
+
+def apply_telemetry_setting(allowed: bool | None = None) -> None:
+    """Switch library telemetry off in this process's environment (inherited by workers and job processes),
+    unless it is allowed. Idempotent; called at import and again when settings load (``.env`` may allow it)."""
+    allowed = telemetry_allowed() if allowed is None else allowed
+    if allowed:
+        for name in _set_by_us:  # undo only what we set ourselves
+            os.environ.pop(name, None)
+        _set_by_us.clear()
+        return
+    for name, value in TELEMETRY_OFF_ENV.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+            _set_by_us.add(name)
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None:  # imported before us: its flag was read already
+        hub_constants.HF_HUB_DISABLE_TELEMETRY = True
+
+
+def job_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process (a job, a worker): ``base`` (default: ours) with telemetry off unless
+    allowed there."""
+    env = dict(os.environ if base is None else base)
+    if not telemetry_allowed(env) and not get_settings().allow_telemetry:
+        env.update(TELEMETRY_OFF_ENV)
+    return env
+
+
+apply_telemetry_setting()
 
 
 class Settings(BaseSettings):
@@ -31,6 +83,9 @@ class Settings(BaseSettings):
     job_threads: int | None = Field(None, ge=1, le=512, description="CPU threads a job's torch may use; empty = "
                                     "torch's default (one per core). On a few shared cores (the studio, a worker and "
                                     "a job side by side) 1 is often faster: idle threads spin while they wait.")
+    allow_telemetry: bool = Field(False, description="Let libraries report usage to their makers (Hugging Face "
+                                  "hub pings from TRL trainers, …). Off by default: nothing phones home.")
+
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -55,7 +110,10 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    settings = Settings()
+    if settings.allow_telemetry != telemetry_allowed():  # set in a .env file
+        apply_telemetry_setting(settings.allow_telemetry)
+    return settings
 
 
 def reset_settings_cache() -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import get_args, get_origin
 
+import backend.settings  # noqa: F401 - first: switches library telemetry off (STUDIO_ALLOW_TELEMETRY)
 from backend.errors import StudioError
 
 

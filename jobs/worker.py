@@ -27,7 +27,7 @@ from sqlalchemy import update
 
 from backend.db.engine import session_scope, upgrade_database
 from backend.db.tables import Job, Worker, utcnow
-from backend.settings import get_settings
+from backend.settings import get_settings, job_environment
 from jobs import artifacts, queue
 
 CANCEL_GRACE_SECONDS = 30.0  # a cancelled job gets this long to stop at a step boundary
@@ -99,7 +99,7 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
     with log.open("ab") as fh:  # the child holds its own copy of the descriptor
         child = subprocess.Popen(child_command(job_id), stdout=fh,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                 env={**job_environment(), "PYTHONUNBUFFERED": "1"})
     try:
         cancel_seen_at = terminated_at = None
         while child.poll() is None:
