@@ -2,9 +2,9 @@
 
 Cheap checks only: the model resolves, the dataset exists (a hub dataset is reachable) and has the split the job
 reads, templates use a data field, a resumed job has a usable checkpoint, early stopping has validation data, an
-evaluated adapter fits its base (shapes only, no weights), extra metrics and the toxicity model load. Rows are not
-read here: column and row problems fail the job with a readable error (and ``services.training.preview_examples``
-shows them before launch).
+evaluated adapter fits its base (shapes only, no weights), extra metrics are allow-listed names (nothing is loaded)
+and the toxicity model loads. Rows are not read here: column and row problems fail the job with a readable error (and
+``services.training.preview_examples`` shows them before launch).
 """
 
 from pathlib import Path
@@ -63,10 +63,10 @@ def check_eval(session: Session, spec: EvalSpec) -> None:
 
 
 def _check_eval_scorers(spec: EvalSpec) -> None:
-    from backend.metrics.scorers import load_evaluate_metric
+    from backend.metrics.extra import check_extra_metric
 
-    for name in spec.extra_metrics:
-        load_evaluate_metric(name)  # raises StudioError with the reason
+    for name in spec.extra_metrics:  # allow-listed names only: nothing is imported or run here
+        check_extra_metric(name)
     ref = spec.toxicity_model
     if ref is None:
         return

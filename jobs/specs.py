@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
+from backend.metrics.extra import EXTRA_METRICS, check_extra_metric
 from backend.prompts.templates import DEFAULT_SUMMARY_TEMPLATE
 
 DEMO_DIALOGSUM = "demo:dialogsum"
@@ -185,11 +187,20 @@ class EvalSpec(SpecModel):
                                      "or a folder) that scores every prompt + completion: the `reward` metric, "
                                      "higher = more preferred. Empty = no reward score.")
     extra_metrics: list[str] = Field(default_factory=list, description="More metrics to compute with Hugging Face "
-                                     "`evaluate` (names or local metric folders) against the references; each must "
-                                     "load when the job is submitted (hub names need network access).")
+                                     "against the references, by name: " + ", ".join(EXTRA_METRICS) + " (computed "
+                                     "offline; metric code from folders or the hub is not loaded).")
 
     _blank_optional = field_validator("toxicity_model", "toxic_label", "target_field", "reward_model",
                                       mode="before")(_none_if_blank)
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        # An allow-list checked by name: nothing is imported or run in the submitting (CLI/web) process.
+        try:
+            return list(dict.fromkeys(check_extra_metric(name) for name in value))
+        except StudioError as exc:
+            raise ValueError(str(exc).removeprefix("extra_metrics: ")) from None
 
     @model_validator(mode="after")
     def _references_for_extra_metrics(self) -> "EvalSpec":

@@ -1,8 +1,6 @@
 """Evaluation beyond ROUGE/BLEU on the tiny model: perplexity of the references, a neural toxicity classifier,
-user-named `evaluate` metrics, prompt-tuning adapters, and submit-time refusals (a metric or classifier that
+allow-listed extra metrics, prompt-tuning adapters, and submit-time refusals (an unknown metric, a classifier that
 cannot load, an adapter that does not fit its base)."""
-
-import textwrap
 
 import pytest
 from factories import write_dialogues
@@ -15,21 +13,6 @@ from backend.models.store import register_model
 from jobs import queue
 from jobs.run import main as run_job
 from jobs.specs import EvalSpec
-
-METRIC_SCRIPT = '''
-import datasets
-import evaluate
-
-
-class ExactMatchLocal(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(description="share of exact matches", citation="", inputs_description="",
-                                   features=datasets.Features({"predictions": datasets.Value("string"),
-                                                               "references": datasets.Value("string")}))
-
-    def _compute(self, predictions, references):
-        return {"exact_match_local": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
-'''
 
 
 def write_dataset(folder, n=4):
@@ -72,15 +55,13 @@ def classifier_dir(tmp_path, tiny_model_dir):
 
 
 def test_perplexity_neural_toxicity_and_extra_metric(tiny_model, tmp_path, classifier_dir):
-    metric = tmp_path / "exact_match_local"
-    metric.mkdir()
-    (metric / "exact_match_local.py").write_text(textwrap.dedent(METRIC_SCRIPT), encoding="utf-8")
     job, row, results = run(eval_spec(write_dataset(tmp_path / "data"), toxicity_model=str(classifier_dir),
-                                      toxic_label="hate", extra_metrics=[str(metric)],
+                                      toxic_label="hate", extra_metrics=["exact_match", "chrf"],
                                       decoding={"max_new_tokens": 8, "do_sample": True, "seed": 0}))
     assert job.status == "succeeded", job.error
     assert row.metrics["perplexity"] > 1  # a random model is far from certain of the references
-    assert row.metrics["exact_match_local"] == 0.0
+    assert row.metrics["exact_match"] == 0.0
+    assert 0 <= row.metrics["chrf"] <= 100
     # the classifier's zero head says 50% for any text; a blank completion scores 0 (nothing to classify)
     expected = [0.5 if r.prediction.strip() else 0.0 for r in results]
     assert 0.5 in expected
@@ -88,11 +69,10 @@ def test_perplexity_neural_toxicity_and_extra_metric(tiny_model, tmp_path, class
     assert row.metrics["toxicity"] == pytest.approx(sum(expected) / 4)
     with session_scope() as s:
         keys = {m["key"] for m in queue.job_metrics(s, job.id)}
-    assert {"eval/perplexity", "eval/exact_match_local", "eval/toxicity"} <= keys
+    assert {"eval/perplexity", "eval/exact_match", "eval/chrf", "eval/toxicity"} <= keys
 
 
 @pytest.mark.parametrize(("values", "match"), [
-    ({"extra_metrics": ["no_such_metric_xyz"]}, "could not be loaded"),
     ({"toxicity_model": "someone/no-such-classifier"}, "toxicity_model.*local folder"),
 ])
 def test_unloadable_scorers_are_refused_at_submit(tiny_model, tmp_path, values, match):

@@ -1,4 +1,4 @@
-"""Tests for backend.metrics.scorers (toxicity, perplexity, evaluate metrics, score_texts).
+"""Tests for backend.metrics.scorers (toxicity, perplexity, score_texts).
 
 Everything runs offline: the models are tiny random Llamas built here with a word-level
 tokenizer made from a small vocabulary.
@@ -293,45 +293,3 @@ def test_perplexity_errors(causal_lm, tokenizer):
         sc.perplexity(causal_lm, tokenizer, ["a", "b"], prompts=["p"])
     with pytest.raises(StudioError, match="no token to score"):
         sc.perplexity(causal_lm, tokenizer, [""])
-
-
-# --------------------------------------------------------------------------------------------
-# evaluate wrapper
-# --------------------------------------------------------------------------------------------
-
-_LOCAL_METRIC = """
-import datasets
-import evaluate
-
-
-class ExactLocal(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description="exact match",
-            citation="",
-            inputs_description="",
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
-
-    def _compute(self, predictions, references):
-        hits = sum(p == r for p, r in zip(predictions, references))
-        return {"exact": hits / len(predictions)}
-"""
-
-
-def test_load_evaluate_metric_local_folder(tmp_path):
-    pytest.importorskip("evaluate")
-    folder = tmp_path / "exact_local"
-    folder.mkdir()
-    (folder / "exact_local.py").write_text(_LOCAL_METRIC)
-    metric = sc.load_evaluate_metric(str(folder))
-    assert metric.compute(predictions=["a", "b"], references=["a", "c"]) == {"exact": 0.5}
-
-
-def test_load_evaluate_metric_missing(tmp_path):
-    pytest.importorskip("evaluate")
-    missing = str(tmp_path / "no_such_metric")
-    with pytest.raises(StudioError, match="could not be loaded offline: give a local folder"):
-        sc.load_evaluate_metric(missing)

@@ -96,7 +96,7 @@ def eval_form() -> None:
         label = cols[1].text_input("Toxic class name", "", key="ev-tox-label", placeholder="auto",
                                    help=_help("toxic_label"))
         extra = st.text_input("Extra metrics (comma-separated)", "", key="ev-extra", help=_help("extra_metrics"),
-                              placeholder="e.g. exact_match, or /path/to/local/metric")
+                              placeholder="e.g. exact_match, chrf")
     with st.expander("How many examples do I need?", icon=":material/calculate:"):
         sample_size_helper()
     if st.button("Run evaluation", type="primary", key="ev-submit"):

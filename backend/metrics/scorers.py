@@ -1,7 +1,7 @@
-"""Model-based scorers: toxicity classifiers, perplexity, ``evaluate`` metrics, and the scoreboard call.
+"""Model-based scorers: toxicity classifiers, perplexity, and the scoreboard call.
 
 Every function here is pure (no Streamlit, no database) and works offline. Heavy libraries
-(``torch``, ``transformers``, ``evaluate``, ``profanity_check``) are imported inside the
+(``torch``, ``transformers``, ``profanity_check``) are imported inside the
 functions that need them, so importing this module is cheap. :func:`score_texts` puts the
 reference-overlap metrics of :mod:`backend.metrics.overlap` and a toxicity scorer together.
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
 __all__ = [
-    "load_evaluate_metric",
     "neural_toxicity_scores",
     "perplexity",
     "score_texts",
@@ -420,42 +419,3 @@ def perplexity(
         return math.exp(mean_nll)
     except OverflowError:
         return math.inf
-
-
-# --------------------------------------------------------------------------------------------
-# User-named metrics from Hugging Face evaluate
-# --------------------------------------------------------------------------------------------
-
-
-def load_evaluate_metric(name_or_path: str) -> Any:
-    """Load a user-named metric with Hugging Face ``evaluate``.
-
-    The built-in metrics (ROUGE, BLEU, toxicity, perplexity) never go through ``evaluate`` (its hub scripts need a network).
-    This is for extra metrics a user names: a local folder (or ``.py`` file) holding an
-    ``evaluate`` metric script always works; a hub name works only with network access or a
-    warm cache.
-
-    Args:
-        name_or_path: A local folder / script path, or an ``evaluate`` hub name.
-
-    Returns:
-        The loaded ``evaluate.EvaluationModule``.
-
-    Raises:
-        StudioError: if ``evaluate`` is missing or the metric cannot be loaded.
-    """
-    if not isinstance(name_or_path, str) or not name_or_path.strip():
-        raise StudioError("give the name or local folder of an evaluate metric.")
-    try:
-        import evaluate
-    except ImportError as err:
-        raise StudioError(
-            f"metric {name_or_path!r} could not be loaded: the 'evaluate' package is not installed."
-        ) from err
-    try:
-        return evaluate.load(name_or_path)
-    except Exception as err:
-        raise StudioError(
-            f"metric {name_or_path!r} could not be loaded offline: give a local folder "
-            f"containing the metric script ({type(err).__name__}: {err})"
-        ) from err

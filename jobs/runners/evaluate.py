@@ -28,8 +28,9 @@ from backend.db.tables import EvalResult, EvalRun
 from backend.errors import StudioError
 from backend.generation.engine import format_prompt, generate
 from backend.metrics.deltas import mean_std
+from backend.metrics.extra import compute_extra_metric
 from backend.metrics.hacking import refusal, repetition
-from backend.metrics.scorers import load_evaluate_metric, neural_toxicity_scores, perplexity, score_texts
+from backend.metrics.scorers import neural_toxicity_scores, perplexity, score_texts
 from backend.models.loader import load_model
 from backend.models.store import resolve
 from backend.prompts.templates import render, resolve_template, template_fields
@@ -52,18 +53,10 @@ def _load(resolved, precision: str):
 
 
 def _extra_metrics(spec: EvalSpec, predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Scalar results of user-named ``evaluate`` metrics, keyed ``<metric>`` or ``<metric>.<key>``."""
+    """Scores of the allow-listed extra metrics (``backend.metrics.extra``), keyed by metric name."""
     out: dict[str, float] = {}
     for ref in spec.extra_metrics:
-        metric = load_evaluate_metric(ref)
-        short = Path(ref.rstrip("/")).stem or ref
-        try:
-            result = metric.compute(predictions=predictions, references=references) or {}
-        except Exception as exc:  # noqa: BLE001 - a user metric's own error, shown with its name
-            raise StudioError(f"Extra metric '{ref}' failed: {type(exc).__name__}: {exc}") from None
-        numbers = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        for key, value in numbers.items():
-            name = short if key == short or len(numbers) == 1 else f"{short}.{key}"
+        for name, value in compute_extra_metric(ref, predictions, references).items():
             out[f"extra.{name}" if name in METRIC_KEYS or name == "perplexity" else name] = value
     return out
 
