@@ -72,7 +72,8 @@ with tab_import:
         st.session_state.pop("ld-report", None)
         done = None
         with user_errors():
-            lines = decode_utf8(upload.getvalue(), upload.name, "save it as UTF-8 JSONL").splitlines()
+            lines = decode_utf8(upload.getvalue(), upload.name, "save it as UTF-8 JSONL",
+                                max_bytes=importer.MAX_IMPORT_BYTES).splitlines()
             with session_scope(write=True) as s:
                 accounts.require_admin(s, user["id"])
                 done = importer.import_rankings(s, lines, target)

@@ -7,6 +7,7 @@
 | ``STUDIO_DEVICE`` | ``auto`` | ``auto`` (CUDA when present), ``cpu`` or ``cuda`` |
 | ``STUDIO_DEFAULT_MODEL`` | ``smollm2-135m-instruct`` | model name used when none is chosen |
 | ``STUDIO_WORKER_AUTOSTART`` | ``true`` | the app starts a local worker when none is alive |
+| ``STUDIO_ALLOWED_PATHS`` | empty | folders besides the data dir that dataset and output paths may use |
 | ``STUDIO_ALLOW_TELEMETRY`` | ``false`` | let libraries report usage (off: nothing phones home, see below) |
 
 Nothing phones home by default: importing this module (every entry point does, before any Hugging Face
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto picks CUDA when present.")
     default_model: str = Field(DEFAULT_MODEL_NAME, description="Model used when none is chosen.")
     worker_autostart: bool = Field(True, description="Start a local worker from the app when none is alive.")
+    allowed_paths: str = Field("", description="Folders besides the data dir that dataset paths in job specs and "
+                               "export outputs may use, separated by ':' (';' on Windows); empty = the data dir only "
+                               "(see backend.limits).")
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often workers and jobs report they are alive.")
     stale_after_seconds: float = Field(30.0, gt=0, description="A worker silent this long is considered dead.")
     job_threads: int | None = Field(None, ge=1, le=512, description="CPU threads a job's torch may use; empty = "

@@ -6,6 +6,7 @@ import yaml
 from pydantic import BaseModel
 
 from backend.errors import StudioError
+from backend.limits import MAX_SPEC_FILE_BYTES
 from backend.textfiles import read_text_file
 from jobs.registry import parse_spec
 from jobs.specs import SpecModel
@@ -15,12 +16,17 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 def load_spec_file(path: str | Path) -> SpecModel:
     """Read and validate a YAML job spec; raises ``StudioError`` saying what is wrong with the file."""
-    text = read_text_file(path, "spec file", "save the spec as UTF-8 YAML")
+    text = read_text_file(path, "spec file", "save the spec as UTF-8 YAML", max_bytes=MAX_SPEC_FILE_BYTES)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise StudioError(" ".join(f"{path} is not valid YAML: {exc}".split())) from None
-    return parse_spec(data)
+        raise StudioError(" ".join(f"{path} is not valid YAML: {exc}".split())[:500]) from None
+    except RecursionError:
+        raise StudioError(f"{path} is not a job spec: its YAML is nested too deeply.") from None
+    try:
+        return parse_spec(data)
+    except RecursionError:
+        raise StudioError(f"{path} is not a job spec: its values are nested too deeply.") from None
 
 
 def spec_to_yaml(spec: BaseModel) -> str:

@@ -5,6 +5,10 @@ Every field has a default and a description; the Jobs page builds its help text 
 ``LoraArgs`` by every training method, ``PolicyPromptArgs`` and ``RLLoopArgs`` by the online RL methods (PPO, GRPO).
 Which kinds exist, and what runs and checks each, is ``jobs.registry``; YAML files and presets are
 ``jobs.spec_files``.
+
+Every field is bounded: numbers have an upper bound (and Infinity/NaN are refused), strings at most
+``MAX_TEXT_CHARS`` characters, lists a few dozen entries, so an absurd value (``max_steps: 1e12``, ``seed: 1e23``)
+fails validation with a message instead of running forever or crashing inside a library.
 """
 
 from typing import Any, Literal
@@ -17,16 +21,21 @@ from backend.metrics.extra import EXTRA_METRICS, check_extra_metric
 from backend.prompts.templates import DEFAULT_SUMMARY_TEMPLATE
 
 DEMO_DIALOGSUM = "demo:dialogsum"
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeding accept this range everywhere
+MAX_ID = 2**31 - 1
+MAX_STEPS = 1_000_000
+MAX_ROWS = 10_000_000
+MAX_TEXT_CHARS = 20_000  # any string field: names, paths, templates
 
 
 class SpecModel(BaseModel):
     """Base of every spec and argument group: unknown fields are refused (a typo never passes silently)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=MAX_TEXT_CHARS)
 
 
 class TrainArgs(SpecModel):
-    max_steps: int = Field(30, ge=-1, description="Optimizer steps to run; -1 = use epochs. A few dozen steps "
+    max_steps: int = Field(30, ge=-1, le=MAX_STEPS, description="Optimizer steps to run; -1 = use epochs. A few dozen steps "
                            "already move a 135M model; hundreds for real gains.")
     epochs: float = Field(1.0, gt=0, le=100, description="Passes over the training data (used when max_steps is -1).")
     learning_rate: float = Field(2e-4, gt=0, le=1.0, description="Peak learning rate. LoRA: 1e-4–5e-4; full "
@@ -39,13 +48,13 @@ class TrainArgs(SpecModel):
                             "(effective batch = batch_size × grad_accum).")
     max_length: int = Field(384, ge=16, le=32768, description="Longest tokenized example; longer ones are truncated.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
-    seed: int = Field(42, ge=0, description="Seed for data order and initialisation.")
-    logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
-    eval_steps: int = Field(0, ge=0, description="Evaluate on the validation split every N steps "
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed for data order and initialisation.")
+    logging_steps: int = Field(1, ge=1, le=MAX_STEPS, description="Write metrics every N steps.")
+    eval_steps: int = Field(0, ge=0, le=MAX_STEPS, description="Evaluate on the validation split every N steps "
                             "(0 = at the end only).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay; 0.0–0.1. Helps full fine-tuning "
                                 "on small data; LoRA rarely needs it.")
-    save_steps: int = Field(0, ge=0, description="Write a checkpoint every N steps (0 = none). Checkpoints let a "
+    save_steps: int = Field(0, ge=0, le=MAX_STEPS, description="Write a checkpoint every N steps (0 = none). Checkpoints let a "
                             "failed or cancelled job be resumed (`resume_from_job`); a cancelled job also "
                             "checkpoints where it stopped when this is on.")
     save_total_limit: int = Field(2, ge=1, le=100, description="Keep only the last k checkpoints (older ones are "
@@ -53,7 +62,7 @@ class TrainArgs(SpecModel):
     early_stopping_patience: int = Field(0, ge=0, le=100, description="Stop when the eval loss has not improved for "
                                          "this many evaluations (0 = off). Needs validation data and eval_steps; "
                                          "the best checkpoint becomes the output. 3–5 is typical.")
-    early_stopping_threshold: float = Field(0.0, ge=0, description="How much the eval loss must drop to count as "
+    early_stopping_threshold: float = Field(0.0, ge=0, le=100, description="How much the eval loss must drop to count as "
                                             "an improvement (0 = any drop).")
 
     @field_validator("max_steps")
@@ -82,7 +91,7 @@ class LoraArgs(SpecModel):
     alpha: int = Field(32, ge=1, le=1024, description="Scaling of the update (alpha / r); 2 × r is a common choice.")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path; regularizes small datasets.")
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-                                      min_length=1, description="Module names to adapt (default: attention "
+                                      min_length=1, max_length=64, description="Module names to adapt (default: attention "
                                       "projections).")
     use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale the update by alpha / √r instead of "
                              "alpha / r, so higher ranks keep learning (useful from r = 32 up).")
@@ -124,7 +133,7 @@ class SFTSpec(SpecModel):
                          "dataset `hub:org/name` (needs network access).")
     template: str = Field(DEFAULT_SUMMARY_TEMPLATE, description="Instruction template name or text with "
                           "{fields} from the data.")
-    template_mix: list[str] = Field(default_factory=list, description="Several phrasings of the instruction (names "
+    template_mix: list[str] = Field(default_factory=list, max_length=32, description="Several phrasings of the instruction (names "
                                     "or texts): each example gets one of them, picked at random with the seed "
                                     "(e.g. the seven flan-* summary templates). Empty = every example uses "
                                     "`template`.")
@@ -137,8 +146,10 @@ class SFTSpec(SpecModel):
     prompt_tuning: PromptTuningArgs = Field(default_factory=PromptTuningArgs,
                                             description="Soft-prompt settings (used when peft is prompt_tuning).")
     train: TrainArgs = Field(default_factory=TrainArgs)
-    max_train_examples: int = Field(0, ge=0, description="Use at most this many training rows (0 = all).")
-    max_eval_examples: int = Field(64, ge=0, description="Validation rows used for eval loss (0 = none).")
+    max_train_examples: int = Field(0, ge=0, le=MAX_ROWS, description="Use at most this many training rows "
+                                    "(0 = all).")
+    max_eval_examples: int = Field(64, ge=0, le=100_000, description="Validation rows used for eval loss "
+                                   "(0 = none).")
     validation_share: float = Field(0.1, ge=0, le=0.5, description="When the dataset has no `validation` split, "
                                     "hold out this share of the training rows (shuffled with the seed) for eval "
                                     "loss; 0 = no validation.")
@@ -146,7 +157,7 @@ class SFTSpec(SpecModel):
         "truncate", description="Examples longer than train.max_length tokens: truncate = cut the end (an example "
         "whose prompt alone fills max_length has nothing left to learn and is dropped); skip = drop them; refuse "
         "= fail the job. The log and the data/* metrics count them.")
-    resume_from_job: int | None = Field(None, ge=1, description="Continue from the last checkpoint of this failed "
+    resume_from_job: int | None = Field(None, ge=1, le=MAX_ID, description="Continue from the last checkpoint of this failed "
                                         "or cancelled SFT job (same base model and PEFT settings; it needs "
                                         "train.save_steps > 0 when it ran).")
 
@@ -186,7 +197,7 @@ class EvalSpec(SpecModel):
     reward_model: str | None = Field(None, description="A reward model (registered name of a reward job's model, "
                                      "or a folder) that scores every prompt + completion: the `reward` metric, "
                                      "higher = more preferred. Empty = no reward score.")
-    extra_metrics: list[str] = Field(default_factory=list, description="More metrics to compute with Hugging Face "
+    extra_metrics: list[str] = Field(default_factory=list, max_length=16, description="More metrics to compute with Hugging Face "
                                      "against the references, by name: " + ", ".join(EXTRA_METRICS) + " (computed "
                                      "offline; metric code from folders or the hub is not loaded).")
 
@@ -231,7 +242,7 @@ class LabelCompletionsSpec(SpecModel):
 
     kind: Literal["label_completions"] = "label_completions"
     name: str = Field("", max_length=120, description="A name for the job (default: the campaign's name).")
-    campaign_id: int = Field(1, ge=1, description="Id of the labeling campaign whose items need completions.")
+    campaign_id: int = Field(1, ge=1, le=MAX_ID, description="Id of the labeling campaign whose items need completions.")
     campaign: str = Field("", max_length=200, description="The campaign's name, for the job list (the id decides).")
     batch_size: int = Field(8, ge=1, le=256, description="Items generated together and written in one short "
                             "transaction; annotators can rank each batch as soon as it is written. 4–16 on a CPU.")
@@ -257,9 +268,9 @@ class PreferenceDataArgs(SpecModel):
                              "column) inside the loss: clearer preferences must be separated by more.")
     test_size: float = Field(0.2, ge=0, lt=1, description="Share of prompts held out to measure pairwise accuracy "
                              "(split by prompt, so one ranking never straddles the split).")
-    min_pairs: int = Field(8, ge=2, description="Refuse the job with fewer training pairs than this.")
+    min_pairs: int = Field(8, ge=2, le=MAX_ROWS, description="Refuse the job with fewer training pairs than this.")
     chat_format: bool = Field(True, description="Show prompt and completion to the model in its chat template.")
-    seed: int = Field(0, ge=0, description="Seed of the train/test split.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the train/test split.")
 
     _blank = field_validator("campaign", "dataset", mode="before")(_none_if_blank)
 
@@ -344,7 +355,7 @@ class RLLoopArgs(SpecModel):
     batch_size: int = Field(8, ge=1, le=1024, description="Completions generated and scored per step (GRPO: "
                             "prompts × num_generations, a multiple of num_generations).")
     learning_rate: float = Field(5e-5, gt=0, le=1.0, description="LoRA: 1e-5–2e-4; full fine-tuning: 1e-6–1e-5.")
-    seed: int = Field(42, ge=0, description="Seed for sampling and data order.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed for sampling and data order.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on a GPU, fp32 on CPU.")
 
 
@@ -354,23 +365,23 @@ class PPOArgs(RLLoopArgs):
     ppo_epochs: int = Field(4, ge=1, le=32, description="Passes over each rollout batch: 2–4; more reuses the data "
                             "harder and clips more.")
     clip_range: float = Field(0.2, gt=0, le=1, description="ε of the clipped ratio: 0.1–0.3 (0.2 is standard).")
-    clip_range_value: float = Field(0.2, gt=0, description="Clip of the value update around the old value.")
-    vf_coef: float = Field(0.1, ge=0, description="c1, weight of the value loss: 0.1–1.")
-    entropy_coef: float = Field(0.0, ge=0, description="c2, entropy bonus: 0–0.01; keeps sampling diverse.")
+    clip_range_value: float = Field(0.2, gt=0, le=100, description="Clip of the value update around the old value.")
+    vf_coef: float = Field(0.1, ge=0, le=100, description="c1, weight of the value loss: 0.1–1.")
+    entropy_coef: float = Field(0.0, ge=0, le=10, description="c2, entropy bonus: 0–0.01; keeps sampling diverse.")
     gamma: float = Field(1.0, ge=0, le=1, description="Discount per token; 1.0 for completions scored at the end.")
     lam: float = Field(0.95, ge=0, le=1, description="GAE λ: 0.95 trades bias (0) against variance (1).")
-    kl_coef: float = Field(0.05, ge=0, description="β, initial weight of the per-token KL penalty: 0.01–0.2.")
+    kl_coef: float = Field(0.05, ge=0, le=100, description="β, initial weight of the per-token KL penalty: 0.01–0.2.")
     adaptive_kl: bool = Field(True, description="Adjust β towards kl_target (Ziegler et al.); off = fixed β.")
-    kl_target: float = Field(4.0, description="Target KL per completion (nats) for the adaptive β; 1–6 for short "
+    kl_target: float = Field(4.0, ge=-1000, le=1000, description="Target KL per completion (nats) for the adaptive β; 1–6 for short "
                              "completions.")
-    kl_horizon: int = Field(1000, ge=1, description="Completions over which β may change by 20 %; shorter reacts "
+    kl_horizon: int = Field(1000, ge=1, le=MAX_ROWS, description="Completions over which β may change by 20 %; shorter reacts "
                             "faster.")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="k1 = log π − log π_ref (classic); k3 = non-negative, "
                                               "lower-variance estimate.")
     whiten_rewards: bool = Field(False, description="Scale per-token rewards to unit variance per batch (keeps "
                                  "their mean).")
-    score_clip: float | None = Field(None, gt=0, description="Clip scores to ±this before use (empty = off).")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    score_clip: float | None = Field(None, gt=0, le=1e6, description="Clip scores to ±this before use (empty = off).")
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="Gradient clipping.")
 
     _blank = field_validator("score_clip", mode="before")(_none_if_blank)
 
@@ -423,8 +434,8 @@ class PPOSpec(PolicyPromptArgs):
                               "eval_steps and at the end (0 = none).")
     eval_samples: int = Field(1, ge=1, le=16, description="Completions sampled per held-out prompt at each "
                               "evaluation: toxicity is rare and noisy, so 4 gives a much steadier mean than 1.")
-    eval_steps: int = Field(0, ge=0, description="Evaluate on held-out prompts every N steps (0 = start and end).")
-    stop_reward: float | None = Field(None, description="Stop once the held-out mean reward reaches this.")
+    eval_steps: int = Field(0, ge=0, le=MAX_STEPS, description="Evaluate on held-out prompts every N steps (0 = start and end).")
+    stop_reward: float | None = Field(None, ge=-1e6, le=1e6, description="Stop once the held-out mean reward reaches this.")
     stop_toxicity: float | None = Field(None, ge=0, le=1, description="Stop once held-out mean toxicity is at or "
                                         "below this.")
     samples_per_step: int = Field(3, ge=0, le=64, description="Completions with their rewards written to the log "

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from backend.db.tables import Campaign, CampaignItem, Completion, PlaygroundRun, Prompt, Ranking, User
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
+from backend.limits import MAX_IMPORT_BYTES, MAX_PROMPT_CHARS
 from backend.textfiles import decode_utf8
 
 CRITERIA = {
@@ -136,6 +137,9 @@ def create_campaign(session: Session, name: str, prompts: list[str], *, k: int =
         raise StudioError("Campaign names are at most 200 characters.")
     if not prompts:
         raise StudioError("The prompt set is empty: add at least one prompt.")
+    if (too_long := next((i for i, p in enumerate(prompts) if len(p) > MAX_PROMPT_CHARS), None)) is not None:
+        raise StudioError(f"Prompt {too_long + 1} has {len(prompts[too_long]):,} characters: the limit is "
+                          f"{MAX_PROMPT_CHARS:,}.")
     if not isinstance(k, int) or not 2 <= k <= 9:
         raise StudioError(f"K must be between 2 and 9 completions per prompt, not {k}.")
     if not isinstance(overlap, int) or not 1 <= overlap <= 100:
@@ -158,9 +162,9 @@ def create_campaign(session: Session, name: str, prompts: list[str], *, k: int =
 
 def parse_prompt_file(filename: str, data: bytes) -> list[str]:
     """Prompts from an uploaded file: JSONL (objects with ``prompt``, or strings), CSV with a ``prompt`` column,
-    or plain text (one prompt per line)."""
+    or plain text (one prompt per line). At most ``MAX_IMPORT_BYTES``; see ``create_campaign`` for prompt caps."""
     suffix = Path(filename or "").suffix.lower()
-    text = decode_utf8(data, filename)
+    text = decode_utf8(data, filename, max_bytes=MAX_IMPORT_BYTES)
     if suffix in (".jsonl", ".json"):
         prompts, bad = [], []
         for n, line in enumerate(text.splitlines(), start=1):
@@ -168,7 +172,7 @@ def parse_prompt_file(filename: str, data: bytes) -> list[str]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 bad.append(n)
                 continue
             value = row.get("prompt") if isinstance(row, dict) else row
@@ -182,10 +186,11 @@ def parse_prompt_file(filename: str, data: bytes) -> list[str]:
         return prompts
     if suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text))
-        columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
-        if "prompt" not in columns:
-            raise StudioError(f"{filename} has no 'prompt' column (it has: {', '.join(reader.fieldnames or [])}).")
         try:
+            columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
+            if "prompt" not in columns:
+                shown = ", ".join(reader.fieldnames or [])
+                raise StudioError(f"{filename} has no 'prompt' column (it has: {shown[:300] or 'none'}).")
             return [row[columns["prompt"]] or "" for row in reader]
         except csv.Error as exc:
             raise StudioError(f"{filename} is not valid CSV: {exc}.") from None

@@ -142,9 +142,12 @@ def export_campaign(session: Session, campaign: int | str, out: str | Path, *, f
 
     With ``test_size`` 0, ``out`` is one file. Otherwise ``out`` is a folder that gets ``train.<fmt>`` and
     ``test.<fmt>`` — the layout ``backend.data.datasets_io`` reads, so jobs can use the folder as a dataset.
-    ``fmt`` defaults to the file's suffix, else JSONL.
+    ``fmt`` defaults to the file's suffix, else JSONL. ``out`` must lie inside the data dir or a folder of
+    ``STUDIO_ALLOWED_PATHS`` (``backend.limits.confine``).
     """
-    out = Path(out).expanduser()
+    from backend.limits import confine
+
+    out = confine(out, "output")
     fmt = fmt or (out.suffix.lstrip(".").lower() if out.suffix.lower() in (".jsonl", ".parquet") else "jsonl")
     if fmt not in FORMATS:
         raise StudioError(f"Format must be one of {', '.join(FORMATS)}, not '{fmt}'.")

@@ -4,6 +4,10 @@
 ranks = tie; optional ``"flags": [bool, …]`` (a flagged completion's rank is ignored and may be null),
 ``"comment": str`` and ``"seconds": number``. Unknown keys are ignored.
 
+Caps (``backend.limits``): the file is at most ``MAX_IMPORT_BYTES``, a line at most ``MAX_LINE_CHARS``, a prompt or
+completion at most ``MAX_PROMPT_CHARS``, ``seconds`` a finite number up to ``MAX_SECONDS`` (a day); a file with no
+row at all is refused, not reported as an empty success.
+
 Every row is validated on its own and written in its own savepoint: a bad row changes nothing and is
 reported with its line number and reason; good rows are kept. The campaign is created at the first good
 row when it does not exist (K from that row; later rows with another K are rejected). Rows for a prompt
@@ -13,6 +17,7 @@ Annotators become users without a password (an admin can give them one); complet
 """
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,11 +28,14 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
+from backend.limits import MAX_IMPORT_BYTES, MAX_LINE_CHARS, MAX_PROMPT_CHARS
 from backend.textfiles import read_text_file
 from labeling.campaigns import default_guidelines
 from labeling.pairs import validate_ranks
 
 IMPORTED = "imported"
+MAX_SECONDS = 86_400.0  # time spent on one ranking: a day is already absurd
+MAX_COMMENT_CHARS = 10_000
 
 
 class RowError(ValueError):
@@ -36,16 +44,20 @@ class RowError(ValueError):
 
 def _read_lines(source: str | Path | Iterable[str]) -> Iterable[str]:
     if isinstance(source, str | Path):
-        return read_text_file(source, hint="save it as UTF-8 JSONL").splitlines()
+        return read_text_file(source, hint="save it as UTF-8 JSONL", max_bytes=MAX_IMPORT_BYTES).splitlines()
     return source
 
 
 def parse_row(line: str) -> dict[str, Any]:
     """One row checked on its own (shape, types, ranks); raises RowError with the reason."""
+    if len(line) > MAX_LINE_CHARS:
+        raise RowError(f"the line has {len(line):,} characters: a row may have at most {MAX_LINE_CHARS:,}")
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise RowError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise RowError("not a ranking row: its JSON is nested too deeply") from None
     if not isinstance(row, dict):
         raise RowError("not a JSON object")
     missing = [k for k in ("prompt", "completions", "ranks", "annotator") if k not in row]
@@ -54,10 +66,14 @@ def parse_row(line: str) -> dict[str, Any]:
     prompt, completions, ranks, annotator = row["prompt"], row["completions"], row["ranks"], row["annotator"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise RowError("prompt must be a non-empty string")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise RowError(f"the prompt has {len(prompt):,} characters: the limit is {MAX_PROMPT_CHARS:,}")
     if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions):
         raise RowError("completions must be a list of strings")
     if not 2 <= len(completions) <= 9:
         raise RowError(f"{len(completions)} completions: K must be between 2 and 9")
+    if any(len(c) > MAX_PROMPT_CHARS for c in completions):
+        raise RowError(f"a completion is longer than the limit of {MAX_PROMPT_CHARS:,} characters")
     if len(set(completions)) != len(completions):
         raise RowError("two completions have the same text: completions must be distinct")
     if not isinstance(ranks, list) or len(ranks) != len(completions):
@@ -74,11 +90,14 @@ def parse_row(line: str) -> dict[str, Any]:
     except StudioError as exc:
         raise RowError(str(exc)) from None
     seconds = row.get("seconds", 0.0)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise RowError("seconds must be a non-negative number")
+    if (isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_SECONDS):
+        raise RowError(f"seconds must be a number from 0 to {MAX_SECONDS:,.0f} (a day), not {str(seconds)[:30]}")
     comment = row.get("comment", "")
     if not isinstance(comment, str):
         raise RowError("comment must be a string")
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise RowError(f"the comment has {len(comment):,} characters: the limit is {MAX_COMMENT_CHARS:,}")
     return {"prompt": prompt.strip(), "completions": completions, "ranks": ranks, "flags": flags,
             "annotator": annotator.strip(), "seconds": float(seconds), "comment": comment.strip()}
 
@@ -164,6 +183,9 @@ def import_rankings(session: Session, source: str | Path | Iterable[str], campai
 
     Returns:
         ``{"campaign", "created", "accepted", "rejected": [{"line", "reason"}]}``; blank lines are ignored.
+
+    Raises:
+        StudioError: no campaign name, an unreadable or oversized file, or a file without any row (empty).
     """
     campaign = (campaign or "").strip()
     if not campaign or len(campaign) > 200:
@@ -190,5 +212,9 @@ def import_rankings(session: Session, source: str | Path | Iterable[str], campai
             accepted += 1
         except RowError as exc:
             rejected.append({"line": number, "reason": str(exc)})
+    if not accepted and not rejected:
+        name = source if isinstance(source, str | Path) else "The import"
+        raise StudioError(f"{name} holds no rankings (it is empty): write one JSON object per line, e.g. "
+                          '{"prompt": …, "completions": […], "ranks": […], "annotator": …}.')
     return {"campaign": campaign, "created": not existed and accepted > 0, "accepted": accepted,
             "rejected": rejected}

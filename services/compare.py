@@ -88,9 +88,19 @@ def prepare_variant(session: Session, input_text: str, variant: Variant | dict[s
 
     Use a read session: loading a model can take seconds and needs no write lock.
     """
+    _check_input(input_text)
     variant = parse_variants([variant])[0]
     resolved = resolve(session, variant.model)
     return _build(session, input_text, variant, resolved, load_model(resolved, precision=variant.precision))
+
+
+def _check_input(input_text: str) -> None:
+    """An input over ``MAX_PROMPT_CHARS`` is refused before any model loads (an empty one is the template's call)."""
+    from backend.limits import MAX_PROMPT_CHARS
+
+    if len(input_text or "") > MAX_PROMPT_CHARS:
+        raise StudioError(f"The input has {len(input_text):,} characters: the limit is {MAX_PROMPT_CHARS:,} "
+                          "characters. Shorten it.")
 
 
 def _build(session: Session, input_text: str, variant: Variant, resolved: ResolvedModel,
@@ -159,6 +169,7 @@ def run_comparison(session: Session, input_text: str, variants: list[Variant | d
         prompt, latency_s, tokens_per_second, completion_tokens, words, chars, citations, notes, decoding,
         completions: [{id, text, completion_tokens, finish_reason, seconds, answer}]}]}``.
     """
+    _check_input(input_text)
     parsed = parse_variants(variants)
     resolved = [resolve(session, v.model) for v in parsed]
     session.commit()  # NOTE: no transaction (so no SQLite lock) while models load and generate

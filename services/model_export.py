@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from backend.errors import StudioError
+from backend.limits import confine
 from backend.settings import get_settings
 
 GGUF_DTYPES = ("f16", "q8_0", "f32")
@@ -31,7 +32,8 @@ def export_model_gguf(session: Session, model_name: str, out_path: str | Path | 
         session: any session; its transaction is committed before the slow part (no SQLite lock held while
             merging and converting).
         model_name: a registered name or a model folder (``store.resolve``).
-        out_path: the ``.gguf`` file; default ``<data dir>/exports/<name>.<dtype>.gguf`` (overwritten).
+        out_path: the ``.gguf`` file, inside the data dir or a folder of ``STUDIO_ALLOWED_PATHS``; default
+            ``<data dir>/exports/<name>.<dtype>.gguf`` (overwritten).
         dtype: ``f16``, ``q8_0`` or ``f32``.
 
     Returns:
@@ -48,6 +50,9 @@ def export_model_gguf(session: Session, model_name: str, out_path: str | Path | 
 
     if dtype not in GGUF_DTYPES:
         raise StudioError(f"Unknown GGUF type '{dtype}': choose one of {', '.join(GGUF_DTYPES)}.")
+    given = confine(out_path, "output") if out_path else None
+    if given is not None and given.is_dir():
+        raise StudioError(f"{out_path} is a folder: give the .gguf file to write.")
     model = resolve(session, model_name)
     if model.kind == "reward":
         raise StudioError(f"'{model.name}' is a reward model (a scorer with a value head, not a text generator): "
@@ -61,7 +66,7 @@ def export_model_gguf(session: Session, model_name: str, out_path: str | Path | 
     elif not Path(model.path).is_dir():
         raise StudioError(f"'{model.name}' is a hub id with no local folder: GGUF export needs the model on disk. "
                           "Download it (e.g. `huggingface-cli download`) and add the folder with `studio models add`.")
-    target = Path(out_path).expanduser() if out_path else default_export_path(model.name, dtype)
+    target = given or default_export_path(model.name, dtype)
     session.commit()  # NOTE: no transaction (so no SQLite lock) while the adapter merges and the file is written
     if model.kind == "adapter":
         with tempfile.TemporaryDirectory(prefix="studio-gguf-") as merged:

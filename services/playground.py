@@ -9,13 +9,18 @@ from backend.db.tables import Completion, Prompt
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
 from backend.generation.engine import GenerationResult, format_prompt, generate
+from backend.limits import MAX_PROMPT_CHARS
 from backend.models.loader import LoadedModel, load_model
 from backend.models.store import ResolvedModel, resolve
 
 
-def check_prompt(text: str) -> None:
-    if not text or not text.strip():
-        raise StudioError("The prompt is empty: type something for the model to continue.")
+def check_prompt(text: str, what: str = "prompt") -> None:
+    """Refuse an empty prompt, or one over ``MAX_PROMPT_CHARS`` (checked before any model loads)."""
+    if not isinstance(text, str) or not text.strip():
+        raise StudioError(f"The {what} is empty: type something for the model to continue.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise StudioError(f"The {what} has {len(text):,} characters: the limit is {MAX_PROMPT_CHARS:,} characters "
+                          "(far more than any model's context window). Shorten it.")
 
 
 def open_model(session: Session, model_ref: str | None, precision: str = "auto") -> tuple[ResolvedModel, LoadedModel]:
@@ -37,9 +42,17 @@ def record_completion(session: Session, resolved: ResolvedModel, user_text: str,
 
 def run_generation(session: Session, model_ref: str | None, text: str, cfg: DecodingConfig, *, chat: bool = True,
                    system: str | None = None, precision: str = "auto") -> dict[str, Any]:
-    """Generate ``cfg.num_return_sequences`` completions for one prompt and save them."""
+    """Generate ``cfg.num_return_sequences`` completions for one prompt and save them.
+
+    The session's transaction is committed once the model is resolved: no SQLite write lock is held while the
+    model loads and generates (seconds); the completions are saved in a short transaction afterwards.
+    """
     check_prompt(text)
-    resolved, loaded = open_model(session, model_ref, precision)
+    if system is not None and len(system) > MAX_PROMPT_CHARS:
+        check_prompt(system, "system prompt")
+    resolved = resolve(session, model_ref)
+    session.commit()  # NOTE: no transaction (so no SQLite lock) while the model loads and generates
+    loaded = load_model(resolved, precision=precision)
     prompt_text = format_prompt(loaded.tokenizer, text, chat, system)
     results = generate(loaded, [prompt_text], cfg)[0]
     for r in results:

@@ -6,13 +6,14 @@ torch/transformers/peft are imported inside the functions that need them.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
+from backend.limits import confine
 from backend.settings import get_settings
 from jobs import artifacts, queue
 from jobs.specs import EvalSpec, SFTSpec
@@ -122,7 +123,7 @@ def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str
     adapter = mergeable_adapter(session, model_name)
     if session.scalar(select(ModelRecord.id).where(ModelRecord.name == out_name)) is not None:
         raise StudioError(f"A model named '{out_name}' already exists: choose another name.")
-    target = Path(out_dir).expanduser() if out_dir else get_settings().models_dir / out_name
+    target = confine(out_dir, "output") if out_dir else get_settings().models_dir / out_name
     if target.exists() and any(target.iterdir()):
         raise StudioError(f"{target} already exists and is not empty: choose another name or folder.")
     record = session.get(ModelRecord, adapter.id)
@@ -234,23 +235,27 @@ def lora_target_choices(session: Session, model_name: str) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name in layers} - {"lm_head"})
 
 
-def save_upload(file_name: str, data: bytes) -> Path:
+def save_upload(file_name: str, data: bytes | BinaryIO) -> Path:
     """Store an uploaded JSONL/CSV/Parquet file under ``<data dir>/datasets/uploads`` and return its path.
 
-    The name is reduced to safe characters; a file with the same name and different bytes gets a numbered
-    name, so a dataset a finished job trained on is never overwritten. The rows are checked by the job's own
-    reader when the form previews or queues the job (missing columns, empty rows, non-UTF-8 bytes).
+    ``data`` is the upload's bytes or a binary stream (read in chunks, never past the cap). The name is reduced
+    to safe characters (``backend.limits.safe_file_name``: the file never leaves the uploads folder); a file
+    with the same name and different bytes gets a numbered name, so a dataset a finished job trained on is never
+    overwritten. At most ``MAX_DATASET_BYTES``. The rows are checked by the job's own reader when the form
+    previews or queues the job (missing columns, empty rows, non-UTF-8 bytes).
     """
-    import re
+    from backend.limits import MAX_DATASET_BYTES, read_capped, safe_file_name
 
-    stem, dot, suffix = Path(file_name or "").name.rpartition(".")
+    shown = (file_name or "")[:120]
+    stem, dot, suffix = safe_file_name(file_name or "", default="", max_chars=4096).rpartition(".")
     suffix = f".{suffix.lower()}" if dot else ""
     if suffix not in UPLOAD_SUFFIXES:
-        raise StudioError(f"'{file_name}' is not a dataset file: upload JSONL, CSV or Parquet "
+        raise StudioError(f"'{shown}' is not a dataset file: upload JSONL, CSV or Parquet "
                           f"({', '.join(UPLOAD_SUFFIXES)}).")
+    data = read_capped(data, MAX_DATASET_BYTES, f"'{shown}'", "dataset file")
     if not data:
-        raise StudioError(f"'{file_name}' is empty.")
-    stem = re.sub(r"[^\w.-]+", "-", stem).strip("-.") or "dataset"
+        raise StudioError(f"'{shown}' is empty.")
+    stem = stem[:100].strip("-.") or "dataset"
     folder = get_settings().datasets_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     target, n = folder / f"{stem}{suffix}", 1

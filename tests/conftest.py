@@ -53,6 +53,8 @@ def studio_env(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
     monkeypatch.delenv("STUDIO_DATABASE_URL", raising=False)
     monkeypatch.setenv("STUDIO_WORKER_AUTOSTART", "false")
+    # tests keep datasets and outputs beside the data dir (tmp_path, tmp_path_factory folders)
+    monkeypatch.setenv("STUDIO_ALLOWED_PATHS", str(tmp_path.parent))
     reset_settings_cache()
     reset_engines()
     upgrade_database()

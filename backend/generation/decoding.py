@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class DecodingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Infinity/NaN are refused; every number has an upper bound, stop sequences a length.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=200)
 
     do_sample: bool = Field(False, description="Off = greedy: always take the most likely token (cake at 20% beats "
                             "donut at 10%) — repeatable, good for short answers, prone to repeating itself. On = "
@@ -60,7 +61,7 @@ class DecodingConfig(BaseModel):
     stop: list[str] = Field(default_factory=list, max_length=8, description="Strings that end the completion as "
                             "soon as they are generated; they are not included in the output (e.g. '\\n\\n' or "
                             "'Human:'). Up to 8.")
-    seed: int | None = Field(None, ge=0, description="Fixes the random draws so a sampled completion repeats "
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixes the random draws so a sampled completion repeats "
                              "exactly on the same model, settings and hardware (empty = a new draw each time).")
 
     @model_validator(mode="after")
