@@ -1,5 +1,12 @@
-"""What a runner gets: its spec, an output folder, metrics logging, cancel checks and a model registry."""
+"""What a runner gets: its spec, an output folder, metrics logging, cancel checks and a model registry.
 
+A job process stops at its next step boundary when the user cancels, and also when its row is no longer
+``running`` (reaped, or ended by someone else) or the worker that started it is gone: the heartbeat thread
+notices both (``start_heartbeat``), records the end when the worker was killed, and the cancel check
+reports it, so the runner stops as it does on a cancel and registers nothing.
+"""
+
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,7 +18,15 @@ from jobs import queue
 
 
 class JobCancelled(Exception):
-    """Raised inside a runner when the user cancelled the job."""
+    """Raised inside a runner when the user cancelled the job (or the job must stop: see ``stop_reason``)."""
+
+
+_STOPPED: dict[int, str] = {}  # job id → why its process must stop (set by the heartbeat thread)
+
+
+def stop_reason(job_id: int) -> str | None:
+    """Why this process must stop the job (its row is no longer running, its worker is gone), or None."""
+    return _STOPPED.get(job_id)
 
 
 @dataclass
@@ -35,17 +50,23 @@ class JobContext:
                 print(f"metrics at step {step} not written: {exc}", flush=True)
 
     def should_cancel(self) -> bool:
-        """True once the user asked to cancel (checked against the DB at most once a second)."""
+        """True once the user asked to cancel, or the job's row is no longer ``running`` (checked against the DB at
+        most once a second), or the heartbeat thread found the job must stop."""
         from sqlalchemy.exc import OperationalError
 
+        if stop_reason(self.job_id):
+            self._cancelled = True
         now = time.monotonic()
         if not self._cancelled and now - self._last_cancel_check >= 1.0:
             self._last_cancel_check = now
             try:
                 with session_scope() as s:
-                    self._cancelled = queue.is_cancel_requested(s, self.job_id)
+                    status, cancel, error = queue.job_state(s, self.job_id)
             except OperationalError:  # database briefly unavailable: ask again at the next check
-                pass
+                return self._cancelled
+            if status != "running":
+                _STOPPED.setdefault(self.job_id, f"its row says {status}" + (f" ({error})" if error else ""))
+            self._cancelled = cancel or status != "running"
         return self._cancelled
 
     def raise_if_cancelled(self) -> None:
@@ -53,16 +74,48 @@ class JobContext:
             raise JobCancelled()
 
 
+WORKER_PID_ENV = "STUDIO_WORKER_PID"  # set by the worker for its job child: the process to outlive never
+
+
+def _worker_gone(worker_pid: int | None) -> bool:
+    """The worker that started this process has died (we were re-parented), when we know our worker."""
+    return worker_pid is not None and os.getppid() != worker_pid
+
+
+def _end_orphaned(job_id: int, worker_pid: int) -> None:
+    reason = (f"The worker running this job (pid {worker_pid}) was killed; the job stopped at its next step. "
+              "Resume it from its last checkpoint (resume_from_job) or resubmit it.")
+    _STOPPED.setdefault(job_id, reason)
+    print(f"job {job_id}: {reason}", flush=True)
+    with session_scope(write=True) as s:
+        queue.finish(s, job_id, "failed", reason)
+
+
 def start_heartbeat(job_id: int, every: float) -> threading.Event:
-    """Heartbeat from inside the job process too, so a job whose worker was killed outright is not reaped
-    while it still runs. Set the returned event to stop."""
+    """Heartbeat from inside the job process. Set the returned event to stop.
+
+    Each beat also checks that the job may go on: when the row is no longer ``running`` (reaped, ended
+    elsewhere) or the worker that started this process (``STUDIO_WORKER_PID``) is gone, ``stop_reason`` says so
+    and the runner's cancel checks stop the job; a job orphaned by a killed worker is recorded ``failed`` with the
+    reason at once (within one beat), so it can be resumed from its last checkpoint.
+    """
     stop = threading.Event()
+    raw = os.environ.get(WORKER_PID_ENV, "")
+    worker_pid = int(raw) if raw.isdigit() else None
 
     def _loop() -> None:
         while not stop.wait(every):
             try:
+                if _worker_gone(worker_pid) and job_id not in _STOPPED:
+                    _end_orphaned(job_id, worker_pid)
+                    continue
                 with session_scope(write=True) as s:
-                    queue.heartbeat_job(s, job_id)
+                    alive = queue.heartbeat_job(s, job_id)
+                    if not alive:
+                        status, _, error = queue.job_state(s, job_id)
+                if not alive and job_id not in _STOPPED:
+                    _STOPPED[job_id] = f"its row says {status}" + (f" ({error})" if error else "")
+                    print(f"job {job_id}: no longer running ({_STOPPED[job_id]}): stopping", flush=True)
             except Exception:  # noqa: BLE001, S110 - a missed beat is harmless; the next one retries
                 pass
 

@@ -2,16 +2,21 @@
 
 Services here take a session first and do one short transaction's worth of work. The claim is a
 single ``UPDATE … RETURNING`` statement, so two workers (on SQLite or PostgreSQL) never take the
-same job.
+same job. A submission may carry a token (one per form submission): submitting the same token again
+returns the job it already queued instead of queueing a second one.
 """
 
 import math
+import os
+import socket
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend.db.engine import BUSY_TIMEOUT_SECONDS
 from backend.db.lookup import get_or_raise
 from backend.db.tables import Job, JobMetric, Worker, utcnow
 from backend.errors import StudioError
@@ -22,13 +27,68 @@ from jobs.specs import SpecModel
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
-def submit(session: Session, spec: SpecModel) -> Job:
-    """Queue a job after its kind's submit-time check (``jobs.registry``); raises ``StudioError`` when it cannot run."""
-    check_spec(session, spec)
-    job = Job(kind=spec.kind, name=spec.name or spec.kind, spec=spec.model_dump(mode="json"), status="queued")
-    session.add(job)
-    session.flush()
+MAX_TOKEN_CHARS = 64
+
+
+def _check_outside_write_lock(session: Session, spec: SpecModel) -> None:
+    """Run the kind's submit-time check without holding SQLite's write lock when the caller has not taken it yet.
+
+    The checks read datasets and model configs (seconds on a slow disk or hub). A fresh write session would take
+    the lock at its first query and hold it through them, so they run in a read transaction of their own on the
+    same database; a session already in a transaction (it created rows the check must see, e.g. a campaign and
+    its completion job in one go) is used as it is.
+    """
+    if session.in_transaction():
+        check_spec(session, spec)
+        return
+    bind = session.get_bind()
+    reader = Session(bind=bind.execution_options(studio_write=False), expire_on_commit=False)
+    try:
+        check_spec(reader, spec)
+        reader.commit()
+    finally:
+        reader.close()
+
+
+def find_submission(session: Session, token: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.submission_token == token))
+
+
+def submit(session: Session, spec: SpecModel, submission_token: str | None = None) -> Job:
+    """Queue a job after its kind's submit-time check (``jobs.registry``); raises ``StudioError`` when it cannot run.
+
+    ``submission_token`` (at most 64 characters, one per form submission) makes the submit idempotent: the same
+    token again (a double click, a rerun of the page) returns the job it queued the first time, whatever its state.
+    """
+    if submission_token is not None:
+        submission_token = str(submission_token).strip()[:MAX_TOKEN_CHARS] or None
+    if (submission_token and not session.in_transaction()
+            and (known := _peek_submission(session, submission_token)) is not None):
+        return session.get(Job, known)
+    _check_outside_write_lock(session, spec)
+    if submission_token and (known_job := find_submission(session, submission_token)) is not None:
+        return known_job
+    job = Job(kind=spec.kind, name=spec.name or spec.kind, spec=spec.model_dump(mode="json"), status="queued",
+              submission_token=submission_token)
+    if submission_token is None:
+        session.add(job)
+        session.flush()
+        return job
+    try:
+        with session.begin_nested():  # two processes with the same token: the unique index keeps one
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        if (known_job := find_submission(session, submission_token)) is None:
+            raise
+        return known_job
     return job
+
+
+def _peek_submission(session: Session, token: str) -> int | None:
+    bind = session.get_bind()
+    with Session(bind=bind.execution_options(studio_write=False)) as reader:
+        return reader.scalar(select(Job.id).where(Job.submission_token == token))
 
 
 def claim(session: Session, worker_id: str) -> int | None:
@@ -46,11 +106,39 @@ def claim(session: Session, worker_id: str) -> int | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def heartbeat_job(session: Session, job_id: int, pid: int | None = None) -> None:
+def heartbeat_job(session: Session, job_id: int, pid: int | None = None) -> bool:
+    """Mark a running job alive; returns False when its row is no longer ``running`` (it ended, or was reaped)."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if pid is not None:
         values["pid"] = pid
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
+    return session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values)
+                           .returning(Job.id)).scalar_one_or_none() is not None
+
+
+def job_state(session: Session, job_id: int) -> tuple[str | None, bool, str | None]:
+    """``(status, cancel_requested, error)`` of a job; status None when there is no such job."""
+    row = session.execute(select(Job.status, Job.cancel_requested, Job.error).where(Job.id == job_id)).first()
+    return (None, False, None) if row is None else (row[0], bool(row[1]), row[2])
+
+
+def require_running(session: Session, job_id: int) -> None:
+    """Raise ``JobNotRunning`` unless the job's row still says ``running``.
+
+    Runners call it inside the transaction that registers their output, so a job reaped (or cancelled and
+    recorded) meanwhile never registers a model its row says it did not make.
+    """
+    status, _, error = job_state(session, job_id)
+    if status != "running":
+        raise JobNotRunning(job_id, status, error)
+
+
+class JobNotRunning(StudioError):
+    """The job's row is no longer ``running``: its process must stop without writing results."""
+
+    def __init__(self, job_id: int, status: str | None, error: str | None = None):
+        self.job_id, self.status, self.error = job_id, status, error
+        super().__init__(f"Job {job_id} is {status or 'gone'}" + (f" ({error})" if error else "")
+                         + ": this process stops without registering anything.")
 
 
 def request_cancel(session: Session, job_id: int) -> str:
@@ -92,20 +180,70 @@ def finish(session: Session, job_id: int, status: str, error: str | None = None,
     session.execute(update(Job).where(Job.id == job_id, Job.status.not_in(FINAL_STATUSES)).values(**values))
 
 
-def reap_stale(session: Session, stale_after: float | None = None) -> list[int]:
-    """End running jobs whose heartbeat stopped (their worker and process died); returns their ids.
+def reap_after_seconds() -> float:
+    """How long a running job's heartbeat must be silent before it may be reaped: the stale limit, and never less
+    than twice SQLite's busy timeout (a writer blocked that long by a lock is slow, not dead)."""
+    return max(get_settings().stale_after_seconds, 2 * BUSY_TIMEOUT_SECONDS)
 
-    A job the user had asked to cancel ends ``cancelled``; any other ends ``failed`` with the reason.
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:  # a zombie (dead, not yet waited for) still answers kill(0)
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _still_alive(session: Session, job: Job, limit: timedelta, now) -> bool:
+    """Whether anything says the job's worker or process still lives (then it is slow, not dead)."""
+    here = socket.gethostname()
+    worker = session.get(Worker, job.worker_id) if job.worker_id else None
+    if worker is not None:
+        if worker.stopped_at is None and worker.heartbeat_at is not None and worker.heartbeat_at >= now - limit:
+            return True
+        if worker.host == here and worker.stopped_at is None and _pid_alive(worker.pid):
+            return True
+        host = worker.host
+    else:  # run by hand ("manual:<host>:<pid>") or a worker with no row
+        parts = (job.worker_id or "").split(":")
+        host = parts[1] if parts[0] == "manual" and len(parts) > 2 else (parts[0] if len(parts) > 1 else None)
+    return host == here and _pid_alive(job.pid)
+
+
+def reap_stale(session: Session, stale_after: float | None = None) -> list[int]:
+    """End running jobs whose worker and process are gone; returns their ids.
+
+    A job is reaped only when its heartbeat is older than ``stale_after`` (default ``reap_after_seconds()``) and
+    its worker is gone too: the worker row stopped or silent as long, and, on this host, neither the worker's nor
+    the job's process exists. A job the user had asked to cancel ends ``cancelled``; any other ends ``failed`` with
+    the reason. Each end is a conditional UPDATE on the stale heartbeat, so a job that beat meanwhile is left alone.
     """
-    seconds = get_settings().stale_after_seconds if stale_after is None else stale_after
+    seconds = reap_after_seconds() if stale_after is None else stale_after
     now = utcnow()
-    stale = and_(Job.status == "running", Job.heartbeat_at < now - timedelta(seconds=seconds))
-    cancelled = session.execute(update(Job).where(stale, Job.cancel_requested.is_(True))
-                                .values(status="cancelled", finished_at=now).returning(Job.id)).scalars().all()
-    failed = session.execute(update(Job).where(stale).values(
-        status="failed", finished_at=now,
-        error="The job's worker stopped responding (no heartbeat); resubmit it.").returning(Job.id)).scalars().all()
-    return sorted([*cancelled, *failed])
+    limit = timedelta(seconds=seconds)
+    stale = and_(Job.status == "running", Job.heartbeat_at < now - limit)
+    reaped = []
+    for job in session.scalars(select(Job).where(stale)).all():
+        if _still_alive(session, job, limit, now):
+            continue
+        if job.cancel_requested:
+            values = {"status": "cancelled", "finished_at": now}
+        else:
+            values = {"status": "failed", "finished_at": now,
+                      "error": f"The job's worker and process are gone (no heartbeat for over {seconds:g} s); "
+                               "resume it from its last checkpoint or resubmit it."}
+        if session.execute(update(Job).where(stale, Job.id == job.id).values(**values)
+                           .returning(Job.id)).scalar_one_or_none() is not None:
+            reaped.append(job.id)
+    return sorted(reaped)
 
 
 def log_metrics(session: Session, job_id: int, step: int, values: dict[str, float]) -> None:

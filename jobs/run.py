@@ -7,7 +7,8 @@ recorded too before the process exits, so a job never stays ``running`` because 
 an orderly way.
 
 Run by hand on a queued job (``python -m jobs.run 7``), it takes the job itself; a job that already
-ended is left alone.
+ended is left alone, and a job that is already running is refused (exit code 3): only the worker that
+claimed it may start its process (the worker names itself in ``STUDIO_WORKER_ID``), once.
 """
 
 import importlib
@@ -25,11 +26,13 @@ from backend.errors import StudioError
 from backend.settings import get_settings
 from jobs import queue
 from jobs.artifacts import job_dir
-from jobs.context import JobCancelled, JobContext, start_heartbeat
+from jobs.context import JobCancelled, JobContext, start_heartbeat, stop_reason
 from jobs.registry import KINDS, parse_spec
 from jobs.spec_files import spec_to_yaml
 
 MAX_ERROR_CHARS = 2000
+WORKER_ID_ENV = "STUDIO_WORKER_ID"  # set by the worker for the job process it starts
+REFUSED = 3  # exit code: the job is already running elsewhere
 
 
 def _take(job_id: int) -> tuple[dict | None, str]:
@@ -44,6 +47,12 @@ def _take(job_id: int) -> tuple[dict | None, str]:
                 status="running", worker_id=f"manual:{socket.gethostname()}:{os.getpid()}", started_at=now,
                 heartbeat_at=now, pid=os.getpid()))
         elif job.status == "running":
+            mine = (job.worker_id is not None and job.worker_id == os.environ.get(WORKER_ID_ENV)
+                    and job.pid in (None, os.getpid()))
+            if not mine:
+                return None, (f"already running (worker {job.worker_id}, pid {job.pid}): a job runs once. Cancel it "
+                              "(`studio job cancel`) or wait for it; a job whose worker died is failed by the next "
+                              "worker and can then be resumed or resubmitted")
             s.execute(update(Job).where(Job.id == job_id).values(pid=os.getpid(), heartbeat_at=now))
         else:
             return None, job.status
@@ -74,7 +83,7 @@ def main(job_id: int) -> int:
     spec_data, status = _take(job_id)
     if spec_data is None:
         print(f"job {job_id}: not run ({status})", file=sys.stderr, flush=True)
-        return 2 if status == "missing" else 0
+        return 2 if status == "missing" else REFUSED if status.startswith("already running") else 0
     settings = get_settings()
     if settings.job_threads:
         import torch
@@ -93,7 +102,10 @@ def main(job_id: int) -> int:
         output_model_id = runner.run(JobContext(job_id, spec, out_dir))
         status, error = "succeeded", None
     except JobCancelled:
-        status, error = "cancelled", None
+        stopped = stop_reason(job_id)  # the row ended elsewhere or the worker is gone: not the user's cancel
+        status, error = ("failed", f"The job stopped: {stopped}.") if stopped else ("cancelled", None)
+    except queue.JobNotRunning as exc:  # reaped or ended meanwhile: its row keeps what it says
+        status, error = "failed", str(exc)
     except StudioError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001

@@ -9,8 +9,10 @@ SIGKILL).
 Every claimed job gets a final status: the child records its own; when it dies without doing so
 (killed, crashed interpreter) the worker records it. When the worker itself is stopped (Ctrl-C,
 SIGTERM) it stops its running child first, so no job process is left behind competing for the
-machine with the next worker. A worker killed outright (SIGKILL) cannot clean up: its child keeps
-heartbeating and finishes on its own, and a job whose heartbeat stops is failed by ``reap_stale``.
+machine with the next worker. A worker killed outright (SIGKILL) cannot clean up: its child notices
+at its next heartbeat that its worker is gone (``STUDIO_WORKER_PID``), records the job ``failed`` with the
+reason and stops at its next step, leaving its checkpoints for a resume. A job whose worker and process
+are both gone is failed by ``queue.reap_stale`` once its heartbeat is well past SQLite's busy timeout.
 """
 
 import argparse
@@ -27,8 +29,11 @@ from sqlalchemy import update
 
 from backend.db.engine import session_scope, upgrade_database
 from backend.db.tables import Job, Worker, utcnow
+from backend.errors import StudioError
 from backend.settings import get_settings, job_environment
 from jobs import artifacts, queue
+from jobs.context import WORKER_PID_ENV
+from jobs.run import WORKER_ID_ENV
 
 CANCEL_GRACE_SECONDS = 30.0  # a cancelled job gets this long to stop at a step boundary
 KILL_GRACE_SECONDS = 10.0  # after SIGTERM, this long before SIGKILL
@@ -99,7 +104,8 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
     with log.open("ab") as fh:  # the child holds its own copy of the descriptor
         child = subprocess.Popen(child_command(job_id), stdout=fh,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env={**job_environment(), "PYTHONUNBUFFERED": "1"})
+                                 env={**job_environment(), "PYTHONUNBUFFERED": "1",
+                                      WORKER_ID_ENV: worker_id, WORKER_PID_ENV: str(os.getpid())})
     try:
         cancel_seen_at = terminated_at = None
         while child.poll() is None:
@@ -193,7 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the running job is stopped and recorded
-    run_worker(args.poll, args.max_jobs, args.idle_exit)
+    try:
+        run_worker(args.poll, args.max_jobs, args.idle_exit)
+    except StudioError as exc:  # a bad setting, database URL or data dir: one line, no traceback
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ completion at most ``MAX_PROMPT_CHARS``, ``seconds`` a finite number up to ``MAX
 row at all is refused, not reported as an empty success.
 
 Every row is validated on its own and written in its own savepoint: a bad row changes nothing and is
-reported with its line number and reason; good rows are kept. The campaign is created at the first good
+reported with its line number and reason; good rows are kept. The whole file is read and every row parsed
+before anything is written; rows are then written in batches (at most ``IMPORT_BATCH_ROWS`` rows or
+``IMPORT_BATCH_SECONDS`` of work), each batch one short transaction followed by a short pause, so a large import
+never holds SQLite's write lock for long and writers waiting on it (heartbeats, annotators' submits) get their
+turn. A row is never half-written (its prompt, completions and ranking go in together); an import
+that is interrupted keeps the batches already committed, and running the same file again imports the rest
+(the rows already stored are reported as already ranked). The campaign is created at the first good
 row when it does not exist (K from that row; later rows with another K are rejected). Rows for a prompt
 already in the campaign must carry the same completion texts (in any order: they are matched by text).
 Annotators become users without a password (an admin can give them one); completions get the source label
@@ -18,6 +24,7 @@ Annotators become users without a password (an admin can give them one); complet
 
 import json
 import math
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,9 @@ from labeling.campaigns import default_guidelines
 from labeling.pairs import validate_ranks
 
 IMPORTED = "imported"
+IMPORT_BATCH_ROWS = 500  # at most this many rows per write transaction …
+IMPORT_BATCH_SECONDS = 0.5  # … or this long holding SQLite's write lock
+IMPORT_PAUSE_SECONDS = 0.1  # between batches: a waiting writer's busy handler polls at least every 0.1 s
 MAX_SECONDS = 86_400.0  # time spent on one ranking: a day is already absurd
 MAX_COMMENT_CHARS = 10_000
 
@@ -191,14 +201,19 @@ def import_rankings(session: Session, source: str | Path | Iterable[str], campai
     if not campaign or len(campaign) > 200:
         raise StudioError("Give the campaign a name (at most 200 characters).")
     lines = _read_lines(source)
-    importer = _Importer(session, campaign, criterion)
-    existed = importer.campaign is not None
-    accepted, rejected = 0, []
-    for number, line in enumerate(lines, start=1):
+    accepted, rejected, parsed = 0, [], []
+    for number, line in enumerate(lines, start=1):  # every row parsed before the first write
         if not line.strip():
             continue
         try:
-            row = parse_row(line)
+            parsed.append((number, parse_row(line)))
+        except RowError as exc:
+            rejected.append({"line": number, "reason": str(exc)})
+    importer = _Importer(session, campaign, criterion)
+    existed = importer.campaign is not None
+    batch_rows, batch_started = 0, time.monotonic()
+    for number, row in parsed:
+        try:
             importer.check(row)
             before = importer.campaign
             try:
@@ -212,6 +227,12 @@ def import_rankings(session: Session, source: str | Path | Iterable[str], campai
             accepted += 1
         except RowError as exc:
             rejected.append({"line": number, "reason": str(exc)})
+        batch_rows += 1
+        if batch_rows >= IMPORT_BATCH_ROWS or time.monotonic() - batch_started >= IMPORT_BATCH_SECONDS:
+            session.commit()  # end the batch: release the write lock; the next statement takes it again
+            time.sleep(IMPORT_PAUSE_SECONDS)
+            batch_rows, batch_started = 0, time.monotonic()
+    rejected.sort(key=lambda r: r["line"])
     if not accepted and not rejected:
         name = source if isinstance(source, str | Path) else "The import"
         raise StudioError(f"{name} holds no rankings (it is empty): write one JSON object per line, e.g. "

@@ -109,11 +109,16 @@ def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str
     is given, and loads without peft. Lineage: ``meta`` names the adapter, its base and its training job, and
     ``job_id`` is the adapter's job.
 
+    The checks run first, then the session's transaction is committed, so no SQLite write lock is held while the
+    weights merge and save (seconds); the model is registered afterwards in a short transaction (the name is
+    checked again there; a name taken meanwhile removes the folder just written and raises).
+
     Raises:
         StudioError: unknown model, not an adapter, a prompt-tuning adapter (a soft prompt has no weights to
             merge), an adapter that does not fit its base, or a name or folder already in use.
     """
     import re
+    import shutil
 
     from backend.models.store import register_model
     from jobs.modeling import adapter_config
@@ -128,14 +133,24 @@ def merge_adapter(session: Session, model_name: str, out_name: str, out_dir: str
         raise StudioError(f"{target} already exists and is not empty: choose another name or folder.")
     record = session.get(ModelRecord, adapter.id)
     base = record.base_model
-    merge_to_folder(adapter.path, adapter.base_path, target)
-    return register_model(session, out_name, str(target.resolve()), kind="full",
-                          source="job" if record.job_id else "local", job_id=record.job_id, meta={
-                              "method": "merged", "merged_from": adapter.name, "adapter_id": adapter.id,
-                              "base": base.name, "base_model_id": base.id, "base_path": base.path,
-                              "adapter_meta": record.meta or {}, "lora": {
-                                  k: adapter_config(adapter.path).get(k) for k in ("r", "lora_alpha", "target_modules")},
-                          })
+    meta = {"method": "merged", "merged_from": adapter.name, "adapter_id": adapter.id,
+            "base": base.name, "base_model_id": base.id, "base_path": base.path,
+            "adapter_meta": record.meta or {}, "lora": {
+                k: adapter_config(adapter.path).get(k) for k in ("r", "lora_alpha", "target_modules")}}
+    job_id = record.job_id
+    session.commit()  # NOTE: merge first, register after: no transaction (so no SQLite lock) while merging
+    created = not target.exists()
+    try:
+        merge_to_folder(adapter.path, adapter.base_path, target)
+        if session.scalar(select(ModelRecord.id).where(ModelRecord.name == out_name)) is not None:
+            raise StudioError(f"A model named '{out_name}' was registered while merging: choose another name.")
+        return register_model(session, out_name, str(target.resolve()), kind="full",
+                              source="job" if job_id else "local", job_id=job_id, meta=meta)
+    except BaseException:
+        session.rollback()
+        if created:
+            shutil.rmtree(target, ignore_errors=True)  # no half-written or unregistered folder left behind
+        raise
 
 
 def mergeable_adapter(session: Session, model_name: str):

@@ -4,8 +4,13 @@ SQLite is tuned for many readers and a few short writers across processes (app, 
 WAL journal, a 30 s busy timeout, foreign keys on. Write transactions start with
 ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of failing with
 "database is locked" when a read lock cannot be upgraded (NOTE: a SQLite-only constraint).
+
+Start-up migrations are serialized across processes: on SQLite by an exclusive file lock next to the
+database file (``<db>.migrate.lock``), on PostgreSQL by a transaction-level advisory lock, so several
+first-run commands at once (app, worker, CLI) upgrade one after another instead of failing.
 """
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -17,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+BUSY_TIMEOUT_SECONDS = 30  # how long a SQLite writer waits for the lock before "database is locked"
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -25,7 +31,7 @@ def _tune_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -41,7 +47,7 @@ def get_engine(url: str | None = None) -> Engine:
     url = url or get_settings().url
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
         _tune_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -75,15 +81,33 @@ def session_scope(write: bool = False, url: str | None = None) -> Iterator[Sessi
         session.close()
 
 
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db file>.migrate.lock`` (SQLite file URLs); other URLs lock in ``env.py``."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        yield
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".migrate.lock"), "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # blocks until the process upgrading now is done
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def upgrade_database(url: str | None = None) -> None:
-    """Apply Alembic migrations up to head (idempotent; called at every start-up)."""
+    """Apply Alembic migrations up to head (idempotent; called at every start-up; serialized across processes)."""
     from alembic import command
     from alembic.config import Config
 
+    url = url or get_settings().url
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["url"] = url or get_settings().url
-    command.upgrade(cfg, "head")
+    cfg.attributes["url"] = url
+    with migration_lock(url):
+        command.upgrade(cfg, "head")
 
 
 def reset_engines() -> None:

@@ -190,6 +190,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    submission_token: Mapped[str | None] = mapped_column(String(64), default=None, unique=True,
+                                                         doc="one per form submission: the same token queues once")
     __table_args__ = (CheckConstraint(f"status in {JOB_STATUSES}", name="ck_jobs_status"),)
 
 

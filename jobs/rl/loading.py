@@ -10,6 +10,7 @@ import torch
 
 from backend.db.engine import session_scope
 from backend.models.store import ResolvedModel, register_model, registered_id
+from jobs import queue
 from jobs.rl.checks import weights_path
 
 
@@ -54,6 +55,7 @@ def register_output(ctx, start: ResolvedModel, path: str, kind: str, meta: dict[
     """Register a job's output with its lineage; an adapter is attached to the registry row of its base."""
     spec = ctx.spec
     with session_scope(write=True) as s:
+        queue.require_running(s, ctx.job_id)  # reaped or ended meanwhile: register nothing
         base_id = registered_id(s, start) if kind == "adapter" else None
         record = register_model(s, f"{spec.name or spec.kind}-job{ctx.job_id}", path, kind=kind, source="job",
                                 base_model_id=base_id, job_id=ctx.job_id,

@@ -21,6 +21,7 @@ model whose lineage names the base model, the data, the spec and this job.
 from backend.db.engine import session_scope
 from backend.errors import StudioError
 from backend.models.store import register_model, registered_id, resolve
+from jobs import queue
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
 from jobs.data import apply_length_policy, load_sft_data
@@ -127,6 +128,7 @@ def run(ctx: JobContext) -> int | None:
     stopped_early = bool(spec.train.early_stopping_patience and spec.train.max_steps > 0
                          and trainer.state.global_step < spec.train.max_steps)
     with session_scope(write=True) as s:
+        queue.require_running(s, ctx.job_id)  # reaped or ended meanwhile: register nothing
         # An adapter needs its base's row to load. A full model is self-contained: its lineage is kept in
         # meta because the loader reads a base_model_id as "load the base's weights" (adapters only).
         base_id = registered_id(s, base) if kind == "adapter" else None
