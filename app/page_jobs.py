@@ -5,6 +5,7 @@ import streamlit as st
 
 from app.common import model_names, user_errors
 from app.components.spec_form import spec_form
+from app.components.submit_once import queue_once
 from app.components.training_form import sft_job_form
 from app.components.training_panel import job_panel
 from backend.db.engine import session_scope
@@ -33,8 +34,7 @@ def generic_job_form(kind: str) -> None:
         with st.expander("Resolved spec (the same YAML works with `studio job submit`)"):
             st.code(spec_to_yaml(spec), language="yaml")
         if st.button("Queue job", type="primary", key=f"jobs-{kind}-submit"):
-            with session_scope(write=True) as s:
-                job_id = queue.submit(s, spec).id
+            job_id = queue_once(f"jobs-{kind}-submit", spec)  # a double-click queues one job
             st.session_state["jobs-pick"] = job_id
             st.success(f"Queued job {job_id}.")
 

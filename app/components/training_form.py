@@ -7,10 +7,10 @@ import streamlit as st
 
 from app.common import user_errors
 from app.components.spec_form import spec_form
+from app.components.submit_once import queue_once
 from app.components.training_data import data_controls, preview
 from backend.db.engine import session_scope
 from backend.settings import get_settings
-from jobs import queue
 from jobs.registry import parse_spec
 from jobs.spec_files import list_presets, load_spec_file, spec_to_yaml
 from jobs.specs import LoraArgs, PromptTuningArgs, SFTSpec
@@ -127,7 +127,6 @@ def sft_job_form() -> None:
         with st.expander("Resolved spec (the same YAML works with `studio job submit`)"):
             st.code(spec_to_yaml(spec), language="yaml")
         if st.button("Queue job", type="primary", key="jobs-submit"):
-            with session_scope(write=True) as s:
-                job_id = queue.submit(s, spec).id
+            job_id = queue_once("jobs-submit", spec)  # a double-click queues one job
             st.session_state["jobs-pick"] = job_id  # the job list below is not drawn yet in this run
             st.success(f"Queued job {job_id}.")

@@ -1,0 +1,24 @@
+"""A double-click on "Queue job" queues one job; the same spec queued again on purpose later is a new job."""
+
+from page_support import button, count, page
+from sqlalchemy import select
+
+from app.components import submit_once
+from backend.db.engine import session_scope
+from backend.db.tables import Job
+
+
+def test_double_click_on_queue_job_queues_one_job(studio, monkeypatch):
+    at = page("page_jobs.py")
+    at.selectbox(key="jobs-preset").select("sft-lora-tiny-cpu").run()
+    at.number_input(key="sft-sft-lora-tiny-cpu-train-max_steps").set_value(2).run()
+    button(at, "Queue job").click().run()
+    button(at, "Queue job").click().run()  # the second click of a double-click: its rerun follows at once
+    assert not at.exception
+    assert count(Job) == 1
+    monkeypatch.setattr(submit_once, "REPEAT_AFTER_SECONDS", 0.0)  # as if the user clicked again a while later
+    button(at, "Queue job").click().run()
+    assert count(Job) == 2
+    with session_scope() as s:
+        tokens = s.scalars(select(Job.submission_token)).all()
+    assert len(set(tokens)) == 2 and all(tokens)
