@@ -1,7 +1,9 @@
 """Who is signed in: the account lives in ``st.session_state["user"]`` as ``{"id", "name", "role"}``.
 
-Navigation is the gate (``studio_app.py`` lists only the pages a role may open, Streamlit's pattern for
-role-based access); admin actions in ``labeling/`` check the role again in the database.
+Navigation is the gate (``studio_app.py`` re-reads the role from the database each run and lists only the pages
+that role may open, Streamlit's pattern for role-based access). Fragments and button callbacks run without that
+script, so admin fragments call ``leave_unless_admin`` and every admin service function checks the acting user's role
+in the database itself.
 """
 
 from typing import Any
@@ -26,3 +28,57 @@ def sign_out() -> None:
 def is_admin() -> bool:
     user = current_user()
     return bool(user) and user["role"] == "admin"
+
+
+def exposed() -> bool:
+    """Whether this server listens beyond loopback (``server.address`` empty = every interface)."""
+    from backend.settings import is_loopback
+
+    return not is_loopback(st.get_option("server.address"))
+
+
+@st.cache_resource
+def announce_setup_token() -> str:
+    """Print the one-time setup token in the server's terminal, once per process (as Jupyter does)."""
+    from labeling.accounts import setup_token
+
+    token = setup_token()
+    print(f"\nLoop Studio has no admin yet. Create the first one on the sign-in page with this setup token:\n\n"
+          f"    {token}\n\n(or stop the studio and run `studio users create-admin NAME`).\n", flush=True)
+    return token
+
+
+def still_admin() -> bool:
+    """Re-read the signed-in user's role from the database (for fragments and button callbacks, which run without
+    the entry script's check): on a demotion or a removed account, sign the session out of admin and rerun the
+    whole app, whose navigation then leaves the admin pages out."""
+    from backend.db.engine import session_scope
+    from labeling.accounts import lookup
+
+    user = current_user()
+    if user is not None:
+        with session_scope() as s:
+            fresh = lookup(s, user["id"])
+        if fresh is not None and fresh["role"] == "admin":
+            return True
+        if fresh is None:
+            sign_out()
+        else:
+            sign_in_as(fresh)
+    return False
+
+
+def leave_unless_admin() -> None:
+    """First line of an admin fragment: when the user is no longer an admin, rerun the whole app (its navigation
+    then leaves the admin pages out) — or, in a full run, stop here (the page was opened without navigation).
+
+    Nobody signed in: nothing to re-check (navigation shows signed-out visitors the sign-in page only, and signing
+    out reruns the whole app); page files run on their own in tests get here that way."""
+    if current_user() is None or still_admin():
+        return
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.fragment_ids_this_run:
+        st.rerun()
+    st.stop()

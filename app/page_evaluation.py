@@ -4,7 +4,7 @@ toxicity, examples — and send a model's completions to a new labeling campaign
 import pandas as pd
 import streamlit as st
 
-from app.auth import current_user
+from app.auth import current_user, leave_unless_admin
 from app.common import user_errors
 from app.components.eval_compare import before_after_view, compare_view
 from app.components.eval_dashboards import curves_view, examples_view, toxicity_view
@@ -66,6 +66,7 @@ def send_to_labeling(picked: list[int], labels: dict[int, str], models: dict[int
 
 @st.fragment(run_every=5)
 def results() -> None:
+    leave_unless_admin()  # a fragment rerun skips the entry script's role check: demoted since → leave the page
     with session_scope() as s:
         runs = evaluation.eval_runs(s)
     if not runs:

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from app.auth import leave_unless_admin
 from app.common import model_names, user_errors
 from app.components.spec_form import spec_form
 from app.components.submit_once import queue_once
@@ -52,6 +53,7 @@ with st.expander("New job", expanded=False, icon=":material/add:"):
 @st.fragment(run_every=3)
 def jobs_view() -> None:
     """The job list and the selected job, refreshed every few seconds from the database."""
+    leave_unless_admin()  # a fragment rerun skips the entry script's role check: demoted since → leave the page
     with session_scope() as s:
         jobs = [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
                  "created": j.created_at.strftime("%m-%d %H:%M:%S"), "error": j.error or ""}

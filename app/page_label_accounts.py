@@ -1,8 +1,8 @@
-"""Accounts (admin): create annotator accounts, promote or demote, reset a password."""
+"""Accounts (admin): create annotator accounts, promote or demote, reset a password, allow self sign-up."""
 
 import streamlit as st
 
-from app.auth import current_user, is_admin
+from app.auth import current_user, exposed, is_admin
 from app.common import user_errors
 from backend.db.engine import session_scope
 from labeling import accounts
@@ -24,6 +24,15 @@ st.caption("Annotators see only the Labeling page and their own work; admins see
            "cannot sign in until they get a password.")
 
 done = None
+signup_open = accounts.self_signup_open(exposed=exposed())
+allow = st.toggle("Self sign-up", value=signup_open, key="la-signup",
+                  help="On: anyone who can open the studio may create an annotator account on the sign-in page. "
+                       "Off: only admins create accounts. Default: on when the studio listens on this machine only "
+                       "(loopback), off when it is exposed to the network.")
+if allow != signup_open:
+    with user_errors(), session_scope() as s:
+        accounts.set_self_signup(s, admin["id"], allow)
+        done = "Self sign-up is now " + ("on." if allow else "off.")
 left, right = st.columns(2)
 with left.form("la-create", clear_on_submit=True):
     st.markdown("**New account**")

@@ -9,6 +9,7 @@ import streamlit as st
 from app.auth import is_admin
 from app.common import user_errors
 from app.components import labeling_charts as charts
+from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
 from labeling import campaigns, quality
 
@@ -55,7 +56,7 @@ m[2].metric("Items shared", report["items_shared"], help="Ranked by two or more 
 m[3].metric("Rankings", report["rankings"])
 outliers = [a for a in report["annotators"] if a["outlier"]]
 for a in outliers:
-    st.warning(f"**{a['annotator']}** may have misunderstood the instructions: {a['why']}.", icon=":material/flag:")
+    st.warning(f"**{escape_markdown(a['annotator'])}** may have misunderstood the instructions: {a['why']}.", icon=":material/flag:")
 if not report["items_shared"]:
     st.info("No item has been ranked by two annotators yet: agreement needs an overlap of at least 2.")
 

@@ -12,6 +12,7 @@ import streamlit as st
 from app.auth import current_user, is_admin
 from app.common import user_errors
 from app.components.labeling_workbench import history_panel, prefill, ranking_form, wait_for_completions
+from app.components.safe_text import safe_markdown
 from backend.db.engine import session_scope
 from labeling import workbench
 from services import completion_jobs
@@ -62,7 +63,7 @@ c3.progress(min(1.0, campaign["rankings"] / max(1, campaign["needed"])),
             text=f"Campaign: {campaign['rankings']} of {campaign['needed']} judgements "
                  f"({campaign['items']} items × {campaign['overlap']} annotators each)")
 with st.expander("Guidelines", expanded=mine["ranked"] == 0, icon=":material/menu_book:"):
-    st.markdown(guidelines)
+    st.markdown(safe_markdown(guidelines))  # no remote images or live links
 
 
 def undo() -> None:

@@ -14,6 +14,7 @@ from app.components.playground_results import (
     send_to_labeling,
     show_column,
 )
+from app.components.safe_text import safe_markdown
 from backend.db.engine import session_scope
 from backend.rag.collections import list_collections
 from services import compare, playground, prompt_building, reward_scoring, runs
@@ -53,14 +54,14 @@ def generate(input_text: str, variant: dict, reward: str | None = None, best_of_
             prepared = compare.prepare_variant(s, input_text, variant)
         final = {}
 
-        def deltas():
-            for chunk in compare.stream_variant(prepared):
+        with st.container(border=True, key="pg-output"):
+            shown, streamed = st.empty(), ""
+            for chunk in compare.stream_variant(prepared):  # redrawn inert: no remote image, no live link
                 if chunk.result is not None:
                     final["result"] = chunk.result
-                yield chunk.delta
-
-        with st.container(border=True, key="pg-output"):
-            st.write_stream(deltas())
+                if chunk.delta:
+                    streamed += chunk.delta
+                    shown.markdown(safe_markdown(streamed))
         with session_scope(write=True) as s:
             run = compare.save_streamed_run(s, input_text, prepared, final["result"])
         if not final["result"].text.strip():

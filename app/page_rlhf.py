@@ -4,8 +4,10 @@ evaluations and the sample completions over time. Jobs are launched from the Job
 import pandas as pd
 import streamlit as st
 
+from app.auth import leave_unless_admin
 from app.common import user_errors
 from app.components.rlhf_charts import diagnostic, held_out_chart, reward_and_kl
+from app.components.safe_text import inert_figure
 from app.components.uncertainty import cell, delta_interval
 from backend.db.engine import session_scope
 from services import rlhf
@@ -72,7 +74,7 @@ def evaluations_view(view: dict, job_id: int) -> None:
             {r["metric"]: cell(r["interval"], r["mean"], r["metric"]), f"Δ {r['metric']} since step 0":
              change(r, r["metric"])})
     if any(r["interval"] for r in rows):
-        st.plotly_chart(held_out_chart(rows), width="stretch", key=f"rlhf-held-out-{job_id}")
+        st.plotly_chart(inert_figure(held_out_chart(rows)), width="stretch", key=f"rlhf-held-out-{job_id}")
     st.dataframe(pd.DataFrame(list(by_step.values())), hide_index=True, width="stretch")
     sizes = {(r["interval"]["n"], r["interval"]["n_obs"]) for r in rows if r["interval"]}
     n = ", ".join(f"{p} prompts ({c} completions)" for p, c in sorted(sizes)) or "no logged spread: point values"
@@ -81,6 +83,7 @@ def evaluations_view(view: dict, job_id: int) -> None:
 
 @st.fragment(run_every=5)
 def run_view(job_id: int) -> None:
+    leave_unless_admin()  # a fragment rerun skips the entry script's role check: demoted since → leave the page
     view = None
     with user_errors(), session_scope() as s:
         view = rlhf.run_view(s, job_id)

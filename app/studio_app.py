@@ -8,6 +8,7 @@ import streamlit as st
 
 from app.auth import current_user, sign_in_as, sign_out
 from app.common import startup
+from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
 from labeling import accounts
 
@@ -28,7 +29,7 @@ if user is None:
     pages = [st.Page("page_sign_in.py", title="Sign in", icon=":material/login:", url_path="sign-in", default=True)]
 else:
     with st.sidebar:
-        st.caption(f"Signed in as {user['name']} ({user['role']})")
+        st.caption(f"Signed in as {escape_markdown(user['name'])} ({user['role']})")
         st.button("Sign out", key="sign-out", icon=":material/logout:", on_click=sign_out)
     label = [st.Page("page_labeling.py", title="Labeling", icon=":material/low_priority:", url_path="labeling",
                      default=user["role"] != "admin")]

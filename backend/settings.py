@@ -21,7 +21,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -114,7 +114,15 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    settings = Settings()
+    """The settings; a bad value is a one-line ``StudioError`` naming the variable (``STUDIO_DEVICE=gpu`` …)."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        from backend.errors import StudioError
+
+        problems = "; ".join(f"STUDIO_{'_'.join(map(str, e['loc'])).upper()}={str(e.get('input'))[:60]!r}: {e['msg']}"
+                             for e in exc.errors())
+        raise StudioError(f"Invalid setting — {problems}. Fix the environment variable or the .env file.") from None
     if settings.allow_telemetry != telemetry_allowed():  # set in a .env file
         apply_telemetry_setting(settings.allow_telemetry)
     return settings

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import get_args, get_origin
 
 import backend.settings  # noqa: F401 - first: switches library telemetry off (STUDIO_ALLOW_TELEMETRY)
+from backend.config_errors import STORAGE_ERRNOS, explain_config_error
 from backend.errors import StudioError
 
 
@@ -22,15 +23,16 @@ def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding")
     for name, field in DecodingConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        text = (field.description or "").replace("%", "%%")  # argparse %-formats help ("20%" broke --help)
         if name == "stop":
-            group.add_argument(flag, action="append", default=None, help=field.description + " Repeatable.")
+            group.add_argument(flag, action="append", default=None, help=text + " Repeatable.")
         elif field.annotation is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.description)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             kind = field.annotation
             if get_origin(kind) is not None:  # int | None
                 kind = next(a for a in get_args(kind) if a is not type(None))
-            group.add_argument(flag, type=kind, default=None, help=field.description)
+            group.add_argument(flag, type=kind, default=None, help=text)
 
 
 def _decoding_from_args(args: argparse.Namespace):
@@ -83,7 +85,7 @@ def cmd_models(args) -> None:
         return
     with session_scope(write=True) as s:
         if args.models_cmd == "add":
-            record = add_model(s, args.ref, args.name)
+            record = add_model(s, args.ref, args.name, replace=args.replace)
             print(f"registered {record.name} -> {record.path}")
             return
         rows = list_models(s)
@@ -105,7 +107,7 @@ def cmd_generate(args) -> None:
     session_scope = _db()
     from cli.prompt_flags import apply_template
 
-    prompt = apply_template(args, args.prompt if args.prompt is not None else sys.stdin.read())
+    prompt = apply_template(args, args.prompt if args.prompt is not None else _read_stdin())
     with session_scope(write=True) as s:
         out = run_generation(s, args.model, prompt, cfg, chat=not args.raw, system=args.system,
                              precision=args.precision)
@@ -116,6 +118,19 @@ def cmd_generate(args) -> None:
             if len(out["completions"]) > 1:
                 print(f"--- completion {i + 1}")
             print(c["text"])
+
+
+def _read_stdin() -> str:
+    """Standard input as text; bytes that are not UTF-8 (e.g. Latin-1) are a clear error, not a traceback."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # replaced by a text stream (tests)
+        return sys.stdin.read()
+    data = stream.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StudioError(f"Standard input is not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x}): convert "
+                          "it, e.g. `iconv -f latin1 -t utf-8 prompt.txt | studio generate`, or pass --prompt.") from None
 
 
 def cmd_job(args) -> None:
@@ -249,8 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls = msub.add_parser("list", help="Models and adapters with lineage.")
     ls.add_argument("--json", action="store_true")
     a = msub.add_parser("add", help="Register a local model folder or a hub id.")
-    a.add_argument("ref")
-    a.add_argument("--name")
+    a.add_argument("ref", help="A model folder (saved with save_pretrained) or a hub id like org/name.")
+    a.add_argument("--name", help="Name to register it under (default: the folder's name or the hub id); letters, "
+                   "digits, _ - . and one / at most, 96 characters at most.")
+    a.add_argument("--replace", action="store_true", help="Point an existing name at this model instead of refusing "
+                   "(never the embedded default model or a model a job trained).")
     x = msub.add_parser("export", help="Write a model (an adapter: merged first) as one GGUF file for llama.cpp/Ollama.")
     x.add_argument("name", help="Registered model name or model folder.")
     x.add_argument("--gguf", action="store_true", required=True, help="GGUF format (the only one for now).")
@@ -273,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_template_flags(g)
     g.set_defaults(func=cmd_generate)
 
-    w = sub.add_parser("worker", help="Run queued jobs.", add_help=False)
-    w.set_defaults(func=lambda args: __import__("jobs.worker", fromlist=["main"]).main(args.rest))
+    # listed here for `studio --help`; main() hands `studio worker …` to jobs.worker's own parser (argparse's
+    # REMAINDER cannot take a leading --help)
+    w = sub.add_parser("worker", help="Run queued jobs (studio worker --help for its options).", add_help=False)
+    w.set_defaults(func=lambda args: _worker(args.rest))
     w.add_argument("rest", nargs=argparse.REMAINDER)
 
     j = sub.add_parser("job", help="Submit, list, cancel jobs and read their logs.")
@@ -311,13 +331,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _worker(argv: list[str]) -> None:
+    from jobs.worker import main as worker_main
+
+    worker_main(argv)
+
+
+def _fail(exc: StudioError) -> None:
+    print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+    raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    """Run one command. A user or configuration error (bad setting or URL, missing driver, unreachable database,
+    unwritable data dir, full disk) prints one line on stderr and exits with status 2, without a traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["worker"]:
+            _worker(argv[1:])
+            return
+        args = build_parser().parse_args(argv)
         args.func(args)
     except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(exc)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        _fail(explain_config_error(exc))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,22 @@ so raising ``ITERATIONS`` later keeps old passwords working.
 
 Roles: whoever signs up while no admin exists becomes admin (normally the first user); everyone else is an
 annotator until an admin promotes them. Annotators see only the labeling pages and their own work; pages
-gate admin views with ``require_admin``.
+gate admin views with ``require_admin``, and every admin service function calls it with the acting user.
+
+Exposure: when the studio listens beyond loopback (``exposed=True``), the first admin can sign up only with the
+one-time setup token the server prints in its terminal (``setup_token``) — or be made with
+``studio users create-admin`` — and self sign-up is off unless an admin turns it on (``set_self_signup``; the
+choice is kept in ``<data dir>/access.json``). On loopback both stay open: only this machine can reach the page.
+
+User names are letters, digits, spaces and ``. _ - @ '`` (``NAME_RULE``): they are shown on many pages, so no
+markdown, HTML or link syntax.
 """
 
 import hashlib
 import hmac
+import json
+import os
+import re
 import secrets
 from functools import lru_cache
 from typing import Any
@@ -21,11 +32,16 @@ from sqlalchemy.orm import Session
 from backend.db.lookup import get_or_raise
 from backend.db.tables import User
 from backend.errors import StudioError
+from backend.settings import get_settings
 
 ITERATIONS = 310_000  # OWASP's 2021 figure for PBKDF2-HMAC-SHA256: ~0.1-0.3 s per sign-in on a laptop
 MIN_PASSWORD = 8
 ROLES = ("admin", "annotator")
 _BAD_LOGIN = "Wrong name or password."
+MAX_NAME = 80
+_NAME_RE = re.compile(r"[^\W_][\w .@'-]*")  # \w: letters and digits of any script, and _
+NAME_RULE = "letters, digits, spaces and . _ - @ ' (starting with a letter or digit)"
+_CLOSED = "Self sign-up is off on this studio: ask an admin for an account."
 
 
 def hash_password(password: str, *, iterations: int | None = None, salt: bytes | None = None) -> str:
@@ -52,12 +68,21 @@ def _dummy_hash(iterations: int) -> str:
     return hash_password("not a password", iterations=iterations, salt=b"\0" * 16)
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` (already stripped) cannot be a user name, or None when it can."""
+    if not name:
+        return "Enter a user name."
+    if len(name) > MAX_NAME:
+        return f"User names are at most {MAX_NAME} characters."
+    if not _NAME_RE.fullmatch(name):
+        return f"A user name may hold only {NAME_RULE}."
+    return None
+
+
 def _clean_name(name: str) -> str:
     name = (name or "").strip()
-    if not name:
-        raise StudioError("Enter a user name.")
-    if len(name) > 80:
-        raise StudioError("User names are at most 80 characters.")
+    if problem := name_problem(name):
+        raise StudioError(problem)
     return name
 
 
@@ -76,18 +101,80 @@ def any_admin(session: Session) -> bool:
     return session.scalar(select(func.count(User.id)).where(User.role == "admin")) > 0
 
 
-def sign_up(session: Session, name: str, password: str) -> User:
+_setup_token: str | None = None
+
+
+def setup_token() -> str:
+    """This process's one-time token for creating the first admin of an exposed studio (made on first call).
+
+    The server prints it in its terminal, as Jupyter does; it stops working once an admin exists."""
+    global _setup_token
+    if _setup_token is None:  # `studio run` makes it, prints it and hands it to the server in the environment
+        _setup_token = os.environ.get("STUDIO_SETUP_TOKEN") or secrets.token_urlsafe(24)
+    return _setup_token
+
+
+def _access_file():
+    return get_settings().resolved_data_dir / "access.json"
+
+
+def self_signup_open(*, exposed: bool) -> bool:
+    """Whether people may create their own (annotator) accounts: an admin's choice, else open on loopback only."""
+    try:
+        choice = json.loads(_access_file().read_text(encoding="utf-8")).get("self_signup")
+    except (OSError, ValueError, AttributeError):
+        choice = None
+    return choice if isinstance(choice, bool) else not exposed
+
+
+def set_self_signup(session: Session, admin_id: int, allowed: bool) -> None:
+    """An admin turns self sign-up on or off (kept in ``<data dir>/access.json``, written atomically)."""
+    require_admin(session, admin_id)
+    path = _access_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"self_signup": bool(allowed)}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def sign_up(session: Session, name: str, password: str, *, exposed: bool = False, token: str | None = None) -> User:
     """Create an account; it is admin when no admin exists yet, else annotator.
 
+    ``exposed``: the studio listens beyond loopback. Then the first admin needs this process's ``setup_token``
+    and later accounts need self sign-up turned on by an admin.
+
     Raises:
-        StudioError: empty/long name, short password, or the name is taken.
+        StudioError: empty/long/odd name, short password, the name is taken, a missing or wrong setup token,
+            or self sign-up is off.
     """
+    first = not any_admin(session)
+    if first and exposed and not hmac.compare_digest((token or "").strip().encode(), setup_token().encode()):
+        raise StudioError("Enter the setup token printed in the terminal that started the studio (or create the "
+                          "first admin with `studio users create-admin`).")
+    if not first and not self_signup_open(exposed=exposed):
+        raise StudioError(_CLOSED)
     name = _clean_name(name)
     _check_password(password)
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise StudioError(f"The name '{name}' is taken: choose another, or sign in.")
-    user = User(name=name, role="annotator" if any_admin(session) else "admin", password_hash=hash_password(password))
+    user = User(name=name, role="admin" if first else "annotator", password_hash=hash_password(password))
     session.add(user)
+    session.flush()
+    return user
+
+
+def create_admin(session: Session, name: str, password: str) -> User:
+    """An admin account made from the command line (``studio users create-admin``): whoever runs it can write the
+    database already. A name-only user (an imported annotator) of that name gets the password and the role."""
+    name = _clean_name(name)
+    _check_password(password)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is not None and user.password_hash is not None:
+        raise StudioError(f"The name '{name}' is taken: choose another (or promote that account in the studio).")
+    if user is None:
+        user = User(name=name)
+        session.add(user)
+    user.role, user.password_hash = "admin", hash_password(password)
     session.flush()
     return user
 
@@ -175,3 +262,8 @@ def set_password(session: Session, admin_id: int, user_id: int, password: str) -
 def list_users(session: Session, admin_id: int) -> list[dict[str, Any]]:
     require_admin(session, admin_id)
     return [public(u) for u in session.scalars(select(User).order_by(User.id))]
+
+
+def all_users(session: Session) -> list[User]:
+    """Every account, oldest first (for the command line, which runs with the database's own rights)."""
+    return list(session.scalars(select(User).order_by(User.id)))

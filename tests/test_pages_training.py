@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from page_support import button, count, page, texts
+from page_support import button, count, open_as, page, signed_in, texts
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -179,7 +179,13 @@ def test_job_panel_shows_status_curves_and_log(studio):
 
 def test_job_panel_cancel_button_cancels_queued_job(studio):
     job_id = queue_tiny_job()
-    at = page("page_jobs.py")
+    at = page("page_jobs.py")  # signed out (the page opened without navigation): the service refuses
+    button(at, "Cancel").click()
+    at.run()
+    assert "Only an admin" in texts(at.error) or "sign in again" in texts(at.error)
+    with session_scope() as s:
+        assert s.get(Job, job_id).status == "queued"
+    at = open_as("page_jobs.py", signed_in("ada"))
     button(at, "Cancel").click()
     at.run()
     assert not at.exception

@@ -4,11 +4,12 @@ from typing import Any
 
 import streamlit as st
 
+from app.auth import current_user, leave_unless_admin
 from app.common import user_errors
+from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
-from jobs import queue
 from labeling import campaigns
-from services import completion_jobs
+from services import admin_actions, completion_jobs
 
 STATUS_ACTIONS = {  # status → the buttons that move it on (label, target status)
     "open": [("Close", "closed"), ("Archive", "archived")],
@@ -17,30 +18,36 @@ STATUS_ACTIONS = {  # status → the buttons that move it on (label, target stat
 }
 
 
+def _acting() -> int:
+    """The signed-in user's id (the services re-check that it is still an admin's)."""
+    user = current_user()
+    return user["id"] if user else 0
+
+
 def _set_status(campaign_id: int, status: str) -> None:
     with user_errors(), session_scope(write=True) as s:
-        summary = campaigns.set_status(s, campaign_id, status)
+        summary = admin_actions.set_campaign_status(s, _acting(), campaign_id, status)
         st.session_state["lc-flash"] = f"Campaign '{summary['name']}' is now {summary['status']}."
 
 
 def _queue_job(campaign_id: int) -> None:
     with user_errors(), session_scope(write=True) as s:
-        job = completion_jobs.queue_completions(s, campaign_id)
+        job = admin_actions.queue_completions(s, _acting(), campaign_id)
         st.session_state["lc-flash"] = f"Queued job #{job.id} to generate the missing completions."
 
 
 def _cancel_job(job_id: int) -> None:
     with user_errors(), session_scope(write=True) as s:
-        queue.request_cancel(s, job_id)
+        admin_actions.cancel_job(s, _acting(), job_id)
 
 
 @st.fragment(run_every=4)
 def progress_panel(campaign_id: int) -> None:
     """Live while annotators rank and the job generates: progress, the job, each annotator's counts."""
+    leave_unless_admin()  # a fragment rerun skips the entry script's role check: demoted since → leave the page
     with session_scope() as s:
-        p = campaigns.campaign_progress(s, campaign_id)
-        people = campaigns.annotator_progress(s, campaign_id)
-        jobs = completion_jobs.completion_jobs(s, campaign_id)
+        overview = admin_actions.campaign_overview(s, _acting(), campaign_id)
+    p, people, jobs = overview["progress"], overview["people"], overview["jobs"]
     cols = st.columns(5)
     cols[0].metric("Items", p["items"])
     cols[1].metric("With completions", p["items_ready"])
@@ -80,8 +87,8 @@ def _job_status(campaign_id: int, progress: dict[str, Any], jobs: list[dict[str,
 
 def campaign_panel(campaign: dict[str, Any]) -> None:
     """Progress, status buttons and editable settings of one campaign."""
-    st.markdown(f"**{campaign['name']}** · {campaign['status']} · {campaign['criterion']} · K={campaign['k']} · "
-                f"sources: {', '.join(campaign['sources'])}")
+    st.markdown(f"**{escape_markdown(campaign['name'])}** · {campaign['status']} · {campaign['criterion']} · "
+                f"K={campaign['k']} · sources: {escape_markdown(', '.join(campaign['sources']))}")
     progress_panel(campaign["id"])
     cols = st.columns(6)
     for col, (label, target) in zip(cols, STATUS_ACTIONS[campaign["status"]], strict=False):
@@ -96,7 +103,8 @@ def campaign_panel(campaign: dict[str, Any]) -> None:
             saved = False
             if st.form_submit_button("Save changes"):
                 with user_errors(), session_scope(write=True) as s:
-                    campaigns.update_campaign(s, campaign["id"], guidelines=text, overlap=int(overlap))
+                    admin_actions.update_campaign(s, _acting(), campaign["id"], guidelines=text,
+                                                  overlap=int(overlap))
                     saved = True
         if saved:  # outside the transaction, so it commits first
             st.session_state["lc-flash"] = "Campaign settings saved."

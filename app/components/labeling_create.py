@@ -6,6 +6,7 @@ import streamlit as st
 
 from app.common import model_names, user_errors
 from app.components.decoding_controls import decoding_controls, load_decoding
+from app.components.safe_text import safe_markdown
 from backend.db.engine import session_scope
 from backend.generation.decoding import PRESETS
 from labeling.campaigns import CRITERIA, default_guidelines, load_prompt_set
@@ -87,7 +88,7 @@ def new_campaign_form(admin_id: int) -> int | None:
     guidelines = st.text_area("Annotator guidelines (markdown)", default_guidelines(criterion or "helpfulness"),
                               height=220, key=f"lc-guidelines-{criterion}")
     with st.expander("Preview guidelines"):
-        st.markdown(guidelines)
+        st.markdown(safe_markdown(guidelines))  # as annotators will see it: no images, no live links
     sources = _sources(k)
     batch = st.number_input("Items per generation batch", 1, 256, 8, key="lc-batch",
                             help="The background job writes each batch at once; annotators can start on it.")

@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from app.common import user_errors
+from app.components.safe_text import safe_markdown
 from backend.db.engine import session_scope
 
 
@@ -59,7 +60,7 @@ def completions(col: dict[str, Any], *, show_text: bool = True) -> None:
             with st.container(border=True):
                 if head:
                     st.caption(head)
-                st.markdown(done["text"] if done["text"].strip() else "_(only whitespace, or empty: the model ended "
+                st.markdown(safe_markdown(done["text"]) if done["text"].strip() else "_(only whitespace, or empty: the model ended "
                             "at once)_")
         elif done.get("score") is not None:  # the text was streamed above: only its score
             st.caption(head)

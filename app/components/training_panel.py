@@ -3,19 +3,21 @@
 import pandas as pd
 import streamlit as st
 
+from app.auth import current_user
 from app.common import user_errors
 from app.components.training_curves import curves_chart
 from backend.db.engine import session_scope
 from jobs import artifacts, queue
-from services import training
+from services import admin_actions, training
 
 ACTIVE = ("queued", "running")
 
 
 def _cancel(job_id: int) -> None:
     """Button callback: runs before the rerun, so the panel then shows the new status."""
-    with user_errors(), session_scope(write=True) as s:
-        queue.request_cancel(s, job_id)
+    user = current_user()
+    with user_errors(), session_scope(write=True) as s:  # the service re-checks that the user is still an admin
+        admin_actions.cancel_job(s, user["id"] if user else 0, job_id)
 
 
 def _output(model_id: int) -> dict | None:

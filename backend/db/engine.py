@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.config_errors import config_errors
 from backend.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -43,6 +44,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
 
 @lru_cache(maxsize=8)
+@config_errors  # a missing driver, a bad URL, a data dir that cannot be created: one line
 def get_engine(url: str | None = None) -> Engine:
     url = url or get_settings().url
     if url.startswith("sqlite:///"):
@@ -97,6 +99,7 @@ def migration_lock(url: str) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+@config_errors  # an unreachable server, an unwritable data dir, a full disk: one line
 def upgrade_database(url: str | None = None) -> None:
     """Apply Alembic migrations up to head (idempotent; called at every start-up; serialized across processes)."""
     from alembic import command

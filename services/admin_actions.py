@@ -1,0 +1,49 @@
+"""Admin actions that pages run from buttons: each takes the acting user and checks, in the database, that the
+user is still an admin before doing anything.
+
+Button callbacks and fragment reruns run without the entry script's role check, so a tab left open by an admin
+who was demoted since would otherwise get one more action per button. The CLI runs with the database's own
+rights and calls the lower functions directly.
+"""
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from jobs import queue
+from labeling import campaigns
+from labeling.accounts import require_admin
+from services import completion_jobs
+
+
+def set_campaign_status(session: Session, user_id: int, campaign_id: int, status: str) -> dict[str, Any]:
+    """Open, close, archive or unarchive a campaign (``campaigns.set_status``)."""
+    require_admin(session, user_id)
+    return campaigns.set_status(session, campaign_id, status)
+
+
+def update_campaign(session: Session, user_id: int, campaign_id: int, *, guidelines: str | None = None,
+                    overlap: int | None = None) -> dict[str, Any]:
+    """Change a campaign's guidelines or overlap (``campaigns.update_campaign``)."""
+    require_admin(session, user_id)
+    return campaigns.update_campaign(session, campaign_id, guidelines=guidelines, overlap=overlap)
+
+
+def queue_completions(session: Session, user_id: int, campaign_id: int, **options: Any):
+    """Queue the job that makes a campaign's missing completions (``completion_jobs.queue_completions``)."""
+    require_admin(session, user_id)
+    return completion_jobs.queue_completions(session, campaign_id, **options)
+
+
+def cancel_job(session: Session, user_id: int, job_id: int) -> str:
+    """Cancel a queued job, or ask a running one to stop (``jobs.queue.request_cancel``)."""
+    require_admin(session, user_id)
+    return queue.request_cancel(session, job_id)
+
+
+def campaign_overview(session: Session, user_id: int, campaign_id: int) -> dict[str, Any]:
+    """What the campaign panel shows every few seconds: progress, each annotator's counts, completion jobs."""
+    require_admin(session, user_id)
+    return {"progress": campaigns.campaign_progress(session, campaign_id),
+            "people": campaigns.annotator_progress(session, campaign_id),
+            "jobs": completion_jobs.completion_jobs(session, campaign_id)}
