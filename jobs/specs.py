@@ -324,7 +324,9 @@ class DPOSpec(SpecModel):
     train: TrainArgs = Field(default_factory=_preference_train_args)
 
 
-class RewardSourceArgs(SpecModel):
+class RewardTermArgs(SpecModel):
+    """One reward source and its weight in the reward."""
+
     source: Literal["toxicity", "reward_model", "classifier"] = Field(
         "toxicity", description="toxicity = 1 − p(toxic) from the packaged profanity classifier (offline); "
         "reward_model = a reward model trained by a reward job; classifier = one class's logit of a text classifier "
@@ -335,16 +337,30 @@ class RewardSourceArgs(SpecModel):
                                     "or index), e.g. nothate.")
     score_completion_only: bool = Field(False, description="Score the completion alone instead of prompt + "
                                         "completion (toxicity and classifiers read the completion alone always).")
+    weight: float = Field(1.0, ge=-100, le=100, allow_inf_nan=False, description="This source's multiplier in "
+                          "the reward (1 when it is the only source).")
 
     _blank = field_validator("model", "class_label", mode="before")(_none_if_blank)
 
     @model_validator(mode="after")
-    def _needs_model(self) -> "RewardSourceArgs":
+    def _needs_model(self) -> "RewardTermArgs":
         if self.source != "toxicity" and self.model is None:
             raise ValueError(f"source {self.source} needs `model`")
         if self.source == "classifier" and self.class_label is None:
             raise ValueError("a classifier reward needs class_label: the class whose logit is the reward")
         return self
+
+
+class RewardSourceArgs(RewardTermArgs):
+    plus: list[RewardTermArgs] = Field(
+        default_factory=list, max_length=8, description="Further sources added to the reward: reward = weight × "
+        "this source + Σ weight × each source listed here. E.g. a reward model trained on a toxicity-ranking "
+        "campaign plus 0.5 × the toxicity classifier. Mind the scales: toxicity is 0–1, a reward model's logit "
+        "is unbounded.")
+
+    def terms(self) -> list[RewardTermArgs]:
+        """Every source of the reward, this one first."""
+        return [self, *self.plus]
 
 
 class RLLoopArgs(SpecModel):

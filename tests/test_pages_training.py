@@ -378,3 +378,14 @@ def test_calculators_page_seed_numbers(studio):
     assert values["To load (weights only)"] == "2.00 GB" and values["To train (weights + gradients + Adam + activations)"] == "12.00 GB"
     assert values["Training FLOPs (6·N·D)"] == "5.88e+23"  # 6 × 70e9 × 1.4e12
     assert len(at.get("plotly_chart")) == 4
+
+
+def test_ppo_form_offers_a_table_of_further_reward_sources(studio):
+    """List-of-group fields (reward.plus) render as an editable table, and an empty table resolves to no terms."""
+    at = page("page_jobs.py")
+    at.radio(key="jobs-kind").set_value("ppo")
+    at.run()
+    assert not at.exception
+    assert "plus: []" in texts(at.code)
+    tables = [list(df.value.columns) for df in at.dataframe]
+    assert ["source", "model", "class_label", "score_completion_only", "weight"] in tables

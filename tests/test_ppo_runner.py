@@ -168,3 +168,34 @@ def test_classifier_reward_uses_the_chosen_class_logit(tiny_model, tmp_path):
         enc = reward.tokenizer(texts, padding=True, return_tensors="pt")
         expected = reward.model(**enc).logits[:, 1].tolist()
     assert reward(["p", "p"], texts) == pytest.approx(expected)
+
+
+def test_weighted_sum_of_reward_sources_adds_each_score_times_its_weight(tiny_model, tmp_path):
+    from jobs.rl.rewards import ClassifierReward, ToxicityReward, WeightedSum, load_reward_source
+
+    folder = _model_with_other_tokenizer(tmp_path / "hate", num_labels=2)
+    spec = ppo_spec(reward={"source": "toxicity", "weight": 0.5,
+                            "plus": [{"source": "classifier", "model": str(folder), "class_label": "nothate",
+                                      "weight": -2.0}]})
+    submit(spec)  # every term is checked at submit time
+    reward = load_reward_source(spec.reward, {}, "cpu")
+    assert isinstance(reward, WeightedSum) and reward.name.startswith("0.5 × 1 − p(toxic)")
+    prompts, texts = ["p", "p"], ["what a lovely day", "shut up, idiot"]
+    toxic = ToxicityReward()(prompts, texts)
+    logits = ClassifierReward(str(folder), "nothate", "cpu")(prompts, texts)
+    assert reward(prompts, texts) == pytest.approx([0.5 * t - 2.0 * c for t, c in zip(toxic, logits, strict=True)])
+    assert isinstance(load_reward_source(ppo_spec().reward, {}, "cpu"), ToxicityReward)  # one source: itself
+
+    with pytest.raises(StudioError, match="class_label 'kind' is not one of"):  # a bad term is named at submit
+        submit(ppo_spec(reward={"plus": [{"source": "classifier", "model": str(folder), "class_label": "kind"}]}))
+    with pytest.raises(StudioError, match="reward.plus.0: source reward_model needs `model`"):
+        ppo_spec(reward={"plus": [{"source": "reward_model"}]})
+    with pytest.raises(StudioError, match="reward.weight"):
+        ppo_spec(reward={"weight": 1e9})
+
+
+def test_ppo_trains_on_a_weighted_sum_of_sources(tiny_model, capsys):
+    job_id = submit(ppo_spec(ppo={"max_steps": 1, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1},
+                             eval_prompts=0, reward={"weight": 0.5, "plus": [{"source": "toxicity", "weight": 0.5}]}))
+    assert run_job(job_id) == 0
+    assert "reward: 0.5 × 1 − p(toxic) (profanity classifier) + 0.5 × 1 − p(toxic)" in capsys.readouterr().out

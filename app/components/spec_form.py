@@ -3,6 +3,7 @@
 The same spec class validates `studio job submit`, so the form and the CLI cannot drift apart.
 """
 
+import json
 from typing import Any, Literal, get_args, get_origin
 
 import streamlit as st
@@ -24,6 +25,8 @@ def _widget(label: str, field, default: Any, key: str, options: dict[str, list])
         return st.number_input(label, value=int(default), step=1, key=key, help=help_text)
     if annotation is float:
         return st.number_input(label, value=float(default), format="%g", key=key, help=help_text)
+    if get_origin(annotation) is list and _model_items(annotation):
+        return _rows_editor(_model_items(annotation), default, key, help_text)
     if get_origin(annotation) is list:
         text = st.text_input(label, ", ".join(map(str, default)), key=key, help=help_text)
         return [part.strip() for part in text.split(",") if part.strip()]
@@ -32,6 +35,28 @@ def _widget(label: str, field, default: Any, key: str, options: dict[str, list])
                              placeholder="(none)")
         return text.strip() or None
     return st.text_input(label, str(default), key=key, help=help_text)
+
+
+def _model_items(annotation) -> type[BaseModel] | None:
+    """The item class of a ``list[SomeModel]`` field, else None."""
+    (item,) = get_args(annotation) or (None,)
+    return item if isinstance(item, type) and issubclass(item, BaseModel) else None
+
+
+def _rows_editor(item_cls: type[BaseModel], default: list, key: str, help_text: str | None) -> list[dict]:
+    """A list of argument groups as an editable table: one row per item, one column per field. Rows whose first
+    column is blank are dropped (a new row's checkboxes alone do not make an item); the spec validates the rest and
+    names a bad row's field."""
+    import pandas as pd
+
+    columns = list(item_cls.model_fields)
+    rows = pd.DataFrame([item.model_dump() for item in default], columns=columns)
+    config = {name: st.column_config.SelectboxColumn(name, options=list(get_args(field.annotation)))
+              for name, field in item_cls.model_fields.items() if get_origin(field.annotation) is Literal}
+    st.caption(help_text or "")
+    edited = st.data_editor(rows, num_rows="dynamic", key=key, column_config=config, hide_index=True)
+    rows = json.loads(edited.to_json(orient="records"))  # plain Python values (no numpy scalars), NaN → None
+    return [{k: v for k, v in row.items() if v not in (None, "")} for row in rows if row[columns[0]] not in (None, "")]
 
 
 def spec_form(spec_cls: type[BaseModel], defaults: BaseModel, key: str, *, hidden: tuple[str, ...] = ("kind",),

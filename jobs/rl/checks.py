@@ -107,8 +107,11 @@ def _check_same_vocab_size(path_a: str, path_b: str, name_a: str, name_b: str) -
 
 
 def _check_reward_source(session: Session, spec, policy) -> None:
+    for reward in spec.reward.terms():
+        _check_reward_term(session, reward, policy)
 
-    reward = spec.reward
+
+def _check_reward_term(session: Session, reward, policy) -> None:
     if reward.source == "toxicity":
         return
     if reward.source == "reward_model":

@@ -7,7 +7,8 @@
   "not hate" logit.
 
 A source is called as ``source(prompts, completions, completion_ids)``; the token ids let tests define a reward
-as an exact function of what the policy emitted. ``load_reward_source`` builds one from a spec.
+as an exact function of what the policy emitted. ``load_reward_source`` builds one from a spec; a spec that lists
+several sources (``reward.plus``) gets their ``WeightedSum``.
 """
 
 import json
@@ -93,10 +94,43 @@ class ClassifierReward(_SequenceClassifier):
         return self.logits(completions)
 
 
-def load_reward_source(reward_args, reward_path: str | None, device: str):
-    """The reward source a PPO spec asks for (``reward_path``: the resolved reward model folder, if any)."""
-    if reward_args.source == "toxicity":
+class WeightedSum:
+    """Σ weight × source: e.g. a reward model that knows what the annotators preferred plus the classifier that
+    knows profanity, so neither one's blind spots alone decide the reward."""
+
+    def __init__(self, parts: list[tuple[float, object]]):
+        self.parts = parts
+        self.name = " + ".join(f"{weight:g} × {getattr(source, 'name', 'source')}" for weight, source in parts)
+
+    def __call__(self, prompts: list[str], completions: list[str], completion_ids=None) -> list[float]:
+        total = [0.0] * len(completions)
+        for weight, source in self.parts:
+            for i, score in enumerate(source(prompts, completions, completion_ids)):
+                total[i] += weight * score
+        return total
+
+
+def _load_term(term, reward_path: str | None, device: str):
+    if term.source == "toxicity":
         return ToxicityReward()
-    if reward_args.source == "reward_model":
-        return RewardModelReward(reward_path or reward_args.model, device, reward_args.score_completion_only)
-    return ClassifierReward(reward_args.model, reward_args.class_label, device)
+    if term.source == "reward_model":
+        return RewardModelReward(reward_path or term.model, device, term.score_completion_only)
+    return ClassifierReward(term.model, term.class_label, device)
+
+
+def load_reward_source(reward_args, reward_paths: dict[str, str], device: str):
+    """The reward a PPO/GRPO spec asks for. ``reward_paths`` maps each ``reward_model`` term's name to its resolved
+    folder. One source of weight 1 is returned as itself; anything else as a ``WeightedSum``."""
+    parts = [(term.weight, _load_term(term, reward_paths.get(term.model or ""), device))
+             for term in reward_args.terms()]
+    if len(parts) == 1 and parts[0][0] == 1.0:
+        return parts[0][1]
+    return WeightedSum(parts)
+
+
+def resolve_reward_paths(session, reward_args) -> dict[str, str]:
+    """Each reward-model term's registered name → its folder (read in the job's DB session)."""
+    from backend.models.store import resolve
+
+    return {term.model: resolve(session, term.model).path for term in reward_args.terms()
+            if term.source == "reward_model"}

@@ -57,12 +57,12 @@ def run(ctx: JobContext) -> int | None:
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
-    from jobs.rl.rewards import load_reward_source
+    from jobs.rl.rewards import load_reward_source, resolve_reward_paths
 
     spec: GRPOSpec = ctx.spec
     with session_scope(write=True) as s:
         start = resolve(s, spec.policy_model)
-        reward_path = resolve(s, spec.reward.model).path if spec.reward.source == "reward_model" else None
+        reward_paths = resolve_reward_paths(s, spec.reward)
     device = resolve_device()
     dtype = dtype_for(spec.precision, device)
     tokenizer = load_tokenizer(weights_path(start))
@@ -76,7 +76,7 @@ def run(ctx: JobContext) -> int | None:
     peft_config = None
     if spec.peft == "lora":
         peft_config = lora_config(spec.lora, model, start.name)
-    source = load_reward_source(spec.reward, reward_path, device)
+    source = load_reward_source(spec.reward, reward_paths, device)
     print(f"reward: {getattr(source, 'name', spec.reward.source)}", flush=True)
     config = GRPOConfig(
         output_dir=str(ctx.out_dir / "checkpoints"), max_steps=spec.max_steps, learning_rate=spec.learning_rate,

@@ -54,14 +54,14 @@ def run(ctx: JobContext) -> int | None:
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
-    from jobs.rl.rewards import load_reward_source
+    from jobs.rl.rewards import load_reward_source, resolve_reward_paths
     from jobs.rl.trainer import PolicyWithValueHead, PPOTrainer
 
     spec: PPOSpec = ctx.spec
     with session_scope(write=True) as s:
         start = resolve(s, spec.policy_model)
         reference_ref = resolve(s, spec.reference_model) if spec.reference_model else start
-        reward_path = resolve(s, spec.reward.model).path if spec.reward.source == "reward_model" else None
+        reward_paths = resolve_reward_paths(s, spec.reward)
     torch.manual_seed(spec.ppo.seed)
     device = resolve_device()
     dtype = dtype_for(spec.ppo.precision, device)
@@ -84,7 +84,7 @@ def run(ctx: JobContext) -> int | None:
     trainable, total = count_parameters(policy)
     ctx.log_metrics(0, {"trainable_params": trainable, "total_params": total})
     print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
-    reward_fn = load_reward_source(spec.reward, reward_path, device)
+    reward_fn = load_reward_source(spec.reward, reward_paths, device)
     print(f"reward: {getattr(reward_fn, 'name', spec.reward.source)}", flush=True)
     trainer = PPOTrainer(policy, tokenizer, reward_fn, spec.ppo, spec.decoding, reference=reference,
                          chat_format=spec.chat_format, device=device)
