@@ -20,9 +20,10 @@ from backend.settings import DEFAULT_MODEL_NAME, get_settings
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # The hub's own rules for one part of ``org/name``: letters, digits, ``_ . -``; no leading/trailing ``.``/``-``,
 # no ``..`` or ``--`` (so ``a/..`` is not an id); 96 characters at most.
-_HUB_PART = re.compile(r"^(?!.*(\.\.|--))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?$")
+_HUB_PART = re.compile(r"^(?!.*(\.\.|--))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?$", re.ASCII)
 # A registered name: a hub-id-like name (one ``/`` at most) from the same safe characters, 96 characters at most.
-MODEL_NAME = re.compile(r"^(?!.*(\.\.|--))[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?(?:/[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?)?$")
+MODEL_NAME = re.compile(r"^(?!.*(\.\.|--))[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?(?:/[A-Za-z0-9_](?:[\w.-]*[A-Za-z0-9_])?)?$",
+                        re.ASCII)
 MAX_MODEL_NAME = 96
 
 
