@@ -72,7 +72,7 @@ def test_entry_points_switch_it_off_before_any_hub_import():
     probe = ("import os, sys, {module}; import huggingface_hub.constants as c; "
              "print(os.environ.get('HF_HUB_DISABLE_TELEMETRY'), c.HF_HUB_DISABLE_TELEMETRY, "
              "os.environ.get('STREAMLIT_BROWSER_GATHER_USAGE_STATS'))")
-    for module in ("cli.main", "jobs.run", "jobs.worker", "backend.settings"):
+    for module in ("cli.main", "app.common", "jobs.run", "jobs.worker", "backend.settings"):
         out = subprocess.run([sys.executable, "-c", probe.format(module=module)], env=env, capture_output=True,
                              text=True, check=True).stdout.split()
         assert out == ["1", "True", "false"], module
