@@ -119,6 +119,7 @@ def add_model(session: Session, ref: str, name: str | None = None, *, replace: b
         replace: point an existing name the user added at ``ref`` instead of refusing. The embedded default
             model and models trained by jobs are never replaced.
     """
+    ref = str(ref) if isinstance(ref, Path) else ref
     if not isinstance(ref, str) or not ref.strip():
         raise StudioError("Give a model folder or a hub id like 'org/model'.")
     if len(ref) > 4096:
