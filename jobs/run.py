@@ -11,8 +11,10 @@ ended is left alone, and a job that is already running is refused (exit code 3):
 claimed it may start its process (the worker names itself in ``STUDIO_WORKER_ID``), once.
 """
 
+import errno
 import importlib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -24,7 +26,7 @@ from backend.db.engine import session_scope
 from backend.db.tables import Job, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
-from jobs import queue
+from jobs import artifacts, queue
 from jobs.artifacts import job_dir
 from jobs.context import JobCancelled, JobContext, start_heartbeat, stop_reason
 from jobs.registry import KINDS, parse_spec
@@ -33,6 +35,7 @@ from jobs.spec_files import spec_to_yaml
 MAX_ERROR_CHARS = 2000
 WORKER_ID_ENV = "STUDIO_WORKER_ID"  # set by the worker for the job process it starts
 REFUSED = 3  # exit code: the job is already running elsewhere
+LOW_DISK_BYTES = 16 * 2**20  # a write that failed with less than this left: reported as a full disk
 
 
 def _take(job_id: int) -> tuple[dict | None, str]:
@@ -68,6 +71,34 @@ def _record(job_id: int, status: str, error: str | None, output_model_id: int | 
     with session_scope(write=True) as s:
         queue.finish(s, job_id, status, error, output_model_id)
     print(f"job {job_id} {status}" + (f": {error}" if error else ""), flush=True)
+
+
+def _disk_full(job_id: int, exc: BaseException) -> str | None:
+    """A readable reason when the job failed because its disk filled up (ENOSPC, or a writer's own error with
+    almost no space left where the job writes), else None."""
+    folder = job_dir(job_id)
+    free = []
+    for path in (folder / "checkpoints", folder, folder.parent):
+        try:
+            free.append((shutil.disk_usage(path).free, path))
+        except OSError:
+            continue
+    nospace = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _chain(exc))
+    if not free or not (nospace or min(free)[0] < LOW_DISK_BYTES):
+        return None
+    left, where = min(free)
+    saved = artifacts.checkpoints(job_id)
+    resume = (f"resume it from its last complete checkpoint ({saved[-1].name}) with resume_from_job: {job_id}"
+              if saved else "run it again")
+    return (f"The disk is full: {left:,} bytes left in {where} while the job wrote its files "
+            f"({type(exc).__name__}: {str(exc)[:200]}). Free some space, then {resume}.")
+
+
+def _chain(exc: BaseException | None):
+    seen = 0
+    while exc is not None and seen < 20:
+        yield exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
 
 
 def _cancel_requested(job_id: int) -> bool:
@@ -110,7 +141,7 @@ def main(job_id: int) -> int:
         status, error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        status, error = "failed", _disk_full(job_id, exc) or f"{type(exc).__name__}: {exc}"
     except BaseException as exc:  # KeyboardInterrupt / SystemExit (SIGTERM): record the end, then exit
         beat.set()
         cancelled = _cancel_requested(job_id)
