@@ -165,3 +165,9 @@ def test_app_shows_an_error_box(studio_env, monkeypatch):
     assert not at.exception
     shown = " ".join(str(e.value) for e in at.error)
     assert "psycopg" in shown and "pip install" in shown and "s3cret" not in shown
+
+
+def test_bootstrap_offline_is_one_line(tmp_path):
+    # PIP_NO_INDEX: pip cannot reach any index, as on an offline machine
+    done = studio(["models", "bootstrap"], tmp_path, PIP_NO_INDEX="1")
+    assert_one_line(done, "studio models bootstrap --wheel")
