@@ -108,18 +108,22 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
                                       WORKER_ID_ENV: worker_id, WORKER_PID_ENV: str(os.getpid())})
     try:
         cancel_seen_at = terminated_at = None
+        why = "cancel not honoured"
         while child.poll() is None:
             try:
                 _beat(worker_id, job_id, child.pid)
                 with session_scope() as s:
-                    if queue.is_cancel_requested(s, job_id) and cancel_seen_at is None:
-                        cancel_seen_at = time.monotonic()
+                    status, cancel, _ = queue.job_state(s, job_id)
+                if (cancel or status != "running") and cancel_seen_at is None:
+                    # the child stops by itself at its next step (its own checks see the same row)
+                    cancel_seen_at = time.monotonic()
+                    why = "cancel not honoured" if cancel else f"the job's row says {status}, its process still runs"
             # a busy or briefly unreachable database must not orphan the child
             except Exception as exc:  # noqa: BLE001
                 print(f"[worker {worker_id}] heartbeat failed: {type(exc).__name__}: {exc}", flush=True)
             now = time.monotonic()
             if terminated_at is None and cancel_seen_at is not None and now - cancel_seen_at >= cancel_grace:
-                _note(job_id, f"cancel not honoured within {cancel_grace:g} s: terminating the job process")
+                _note(job_id, f"{why} after {cancel_grace:g} s: terminating the job process")
                 child.terminate()
                 terminated_at = now
             elif terminated_at is not None and now - terminated_at > KILL_GRACE_SECONDS and child.poll() is None:

@@ -296,3 +296,22 @@ def test_disk_full_during_a_checkpoint_fails_readably_keeps_the_last_checkpoint(
     resumed = submit(sft_spec(data, max_steps=3, save_steps=0, resume_from_job=job_id))
     assert run_job(resumed) == 0
     assert job_row(resumed).status == "succeeded"
+
+
+def test_worker_stops_a_child_that_runs_on_after_its_row_ended(fault_env, monkeypatch):
+    """A job process stuck outside a step boundary does not see its row end: its worker terminates it."""
+    from jobs import worker
+
+    monkeypatch.setattr(worker, "child_command", lambda job_id: [sys.executable, "-c", "import time; time.sleep(60)"])
+    with session_scope(write=True) as s:
+        job = Job(kind="eval", name="stuck", spec={"kind": "eval"}, status="queued")
+        s.add(job)
+        s.flush()
+        job_id = job.id
+        assert queue.claim(s, "test-worker") == job_id
+    threading.Timer(0.5, lambda: set_job(job_id, status="failed", error="ended elsewhere")).start()
+    began = time.monotonic()
+    assert worker.run_job_process(job_id, "test-worker", cancel_grace=0.5) == -signal.SIGTERM
+    assert time.monotonic() - began < 15
+    assert (job_row(job_id).status, job_row(job_id).error) == ("failed", "ended elsewhere")
+    assert "its process still runs" in artifacts.read_log_tail(job_id)
