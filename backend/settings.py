@@ -8,6 +8,7 @@
 | ``STUDIO_DEFAULT_MODEL`` | ``smollm2-135m-instruct`` | model name used when none is chosen |
 | ``STUDIO_WORKER_AUTOSTART`` | ``true`` | the app starts a local worker when none is alive |
 | ``STUDIO_ALLOWED_PATHS`` | empty | folders besides the data dir that dataset and output paths may use |
+| ``STUDIO_HOST`` | ``127.0.0.1`` | the address ``studio run`` listens on; anything but loopback exposes the studio |
 | ``STUDIO_ALLOW_TELEMETRY`` | ``false`` | let libraries report usage (off: nothing phones home, see below) |
 
 Nothing phones home by default: importing this module (every entry point does, before any Hugging Face
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto picks CUDA when present.")
     default_model: str = Field(DEFAULT_MODEL_NAME, description="Model used when none is chosen.")
     worker_autostart: bool = Field(True, description="Start a local worker from the app when none is alive.")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253,
+                      description="Address `studio run` listens on. Loopback (127.0.0.1) by default; 0.0.0.0 or a "
+                      "LAN address exposes the studio: then the first admin needs the setup token and self "
+                      "sign-up is off unless an admin turns it on.")
     allowed_paths: str = Field("", description="Folders besides the data dir that dataset paths in job specs and "
                                "export outputs may use, separated by ':' (';' on Windows); empty = the data dir only "
                                "(see backend.limits).")
@@ -89,7 +94,6 @@ class Settings(BaseSettings):
                                     "a job side by side) 1 is often faster: idle threads spin while they wait.")
     allow_telemetry: bool = Field(False, description="Let libraries report usage to their makers (Hugging Face "
                                   "hub pings from TRL trainers, …). Off by default: nothing phones home.")
-
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -110,6 +114,15 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         return self.resolved_data_dir / "datasets"
+
+
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for an address only this machine can reach (127.x.x.x, ::1, localhost). Empty means every interface."""
+    host = (host or "").strip().lower()
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 @lru_cache

@@ -240,21 +240,15 @@ def cmd_eval(args) -> None:
         print(f"{key:<12} {scores[key]:.4f}")
 
 
-def cmd_run(args) -> None:
-    import subprocess
-
-    app = Path(__file__).resolve().parent.parent / "app" / "studio_app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
-    raise SystemExit(subprocess.call(cmd))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="studio", description="Loop Studio: prompt, rank, fine-tune, evaluate.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="Open the studio in the browser.")
-    r.add_argument("--port", type=int, default=8501)
-    r.set_defaults(func=cmd_run)
+    from cli.serve import register as register_run
+    from cli.users import register as register_users
+
+    register_run(sub)
+    register_users(sub)
 
     m = sub.add_parser("models", help="Bootstrap, list, add and export models.")
     msub = m.add_subparsers(dest="models_cmd", required=True)
