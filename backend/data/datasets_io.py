@@ -7,7 +7,8 @@ say what to fix.
 
 A file path must lie inside the data dir or a folder of ``STUDIO_ALLOWED_PATHS`` (``backend.limits.confine``:
 no ``..`` escape, no ``/etc/passwd``), and each file is at most ``MAX_DATASET_BYTES`` (a Parquet file also at most
-``MAX_PARQUET_UNCOMPRESSED_BYTES`` once decompressed), checked before anything is read.
+``MAX_PARQUET_UNCOMPRESSED_BYTES`` once decompressed), checked before anything is read. JSON nested deeper than
+Python's recursion limit is refused before pyarrow sees it (its reader crashes the process on ~20,000 levels).
 """
 
 from pathlib import Path
@@ -66,19 +67,64 @@ def _check_file_size(path: Path) -> None:
     """Refuse a dataset file over the size cap, or a Parquet file that decompresses past its cap (a "zip bomb")."""
     if not path.is_file():
         raise StudioError(f"{path.name} is not a regular file: give a JSONL, CSV or Parquet file.")
-    check_size(path.stat().st_size, MAX_DATASET_BYTES, path.name, "dataset file")
+    size = path.stat().st_size
+    if size == 0:
+        raise StudioError(f"{path.name} is empty: it needs one example per row.")
+    check_size(size, MAX_DATASET_BYTES, path.name, "dataset file")
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         try:
             meta = pq.ParquetFile(path).metadata
         except Exception as exc:  # noqa: BLE001 (pyarrow raises several types for a damaged file)
-            raise StudioError(f"Could not read {path.name}: {str(exc).splitlines()[0][:200] if str(exc) else 'damaged'}"
-                              ". Check it is a valid Parquet file.") from None
+            raise StudioError(f"Could not read {path.name}: {_first_line(exc)}. Check it is a valid Parquet "
+                              "file.") from None
         expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         if expanded > MAX_PARQUET_UNCOMPRESSED_BYTES:
             raise StudioError(f"{path.name} expands to {human_size(expanded)} when decompressed: a dataset may be at "
                               f"most {human_size(MAX_PARQUET_UNCOMPRESSED_BYTES)} uncompressed.")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of the innermost cause's message (``datasets`` wraps the parser's error in a generic
+    "An error occurred while generating the dataset"), or the exception's type; cut to 300 characters."""
+    chain, seen = [exc], {id(exc)}
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and id(cause) not in seen:
+        chain.append(cause)
+        seen.add(id(cause))
+    for error in reversed(chain):
+        if lines := str(error).strip().splitlines():
+            return lines[0][:300]
+    return type(exc).__name__
+
+
+def _check_json_nesting(path: Path) -> None:
+    """Refuse JSON nested too deeply: pyarrow's reader segfaults on it, taking the page or job process down.
+
+    Only lines holding many brackets are parsed (C ``json``, which raises ``RecursionError`` instead of
+    crashing); a ``.json`` file is one document, so it is parsed whole when it holds many brackets.
+    """
+    import json
+
+    def nested_too_deeply(chunk: bytes) -> bool:
+        if chunk.count(b"[") + chunk.count(b"{") < 500:
+            return False
+        try:
+            json.loads(chunk)
+        except RecursionError:
+            return True
+        except ValueError:  # malformed or not UTF-8: the reader reports it
+            return False
+        return False
+
+    if path.suffix.lower() == ".json":
+        bad = nested_too_deeply(path.read_bytes())
+    else:
+        with path.open("rb") as lines:
+            bad = any(nested_too_deeply(line) for line in lines)
+    if bad:
+        raise StudioError(f"Could not read {path.name}: its JSON is nested too deeply. Check it holds one flat "
+                          "example per row.")
 
 
 def check_dataset_ref(ref: str) -> list[str]:
@@ -94,10 +140,12 @@ def load_rows(ref: str, split: str, required: list[str] | None = None, limit: in
     if split not in files:
         raise StudioError(f"Dataset '{ref}' has no '{split}' split (it has: {', '.join(files)}).")
     path = files[split]
+    if FORMATS[path.suffix.lower()] == "json":
+        _check_json_nesting(path)
     try:
         ds = datasets.load_dataset(FORMATS[path.suffix.lower()], data_files=str(path), split="train")
     except Exception as exc:  # noqa: BLE001 (pyarrow, json, unicode errors and more): say which file and why
-        raise StudioError(f"Could not read {path.name}: {str(exc).splitlines()[0][:300]}. Check it is valid "
+        raise StudioError(f"Could not read {path.name}: {_first_line(exc)}. Check it is valid "
                           f"UTF-8 {FORMATS[path.suffix.lower()].upper()} with one example per row.") from None
     missing = [c for c in (required or []) if c not in ds.column_names]
     if missing:
