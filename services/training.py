@@ -262,7 +262,7 @@ def save_upload(file_name: str, data: bytes | BinaryIO) -> Path:
     from backend.limits import MAX_DATASET_BYTES, read_capped, safe_file_name
 
     shown = (file_name or "")[:120]
-    stem, dot, suffix = safe_file_name(file_name or "", default="", max_chars=4096).rpartition(".")
+    stem, dot, suffix = safe_file_name(file_name or "", default="", max_chars=len(file_name or "") + 1).rpartition(".")
     suffix = f".{suffix.lower()}" if dot else ""
     if suffix not in UPLOAD_SUFFIXES:
         raise StudioError(f"'{shown}' is not a dataset file: upload JSONL, CSV or Parquet "
