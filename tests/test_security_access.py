@@ -292,7 +292,7 @@ def test_escape_markdown_and_inert_figure():
 
     from app.components.safe_text import escape_markdown, inert_figure
 
-    assert escape_markdown("![p](http://e/x.png) **b** <i>") == r"\!\[p\](http\://e/x.png) \*\*b\*\* \<i\>"
+    assert escape_markdown("![p](http://e/x.png) **b** <i>") == "\\!\\[p\\](http:\u200b//e/x.png) \\*\\*b\\*\\* \\<i\\>"
     label = '<a href="https://evil.example">me</a>'
     fig = inert_figure(px.bar(pd.DataFrame({"annotator": [label, "ok"], "n": [1, 2]}), x="annotator", y="n",
                               title=f"t {label}"))

@@ -5,8 +5,8 @@ loads images (``![](https://…/pixel.png)`` is a tracking pixel, or an exfiltra
 output) and makes links; Plotly turns ``<a href>`` in a label into a live link. So:
 
 - ``safe_markdown(text)`` keeps the formatting (emphasis, lists, headings, code) but makes every link and image
-  plain text: outside code, ``[``, ``]`` and ``<`` are escaped and bare URLs lose their link (``https\\://``,
-  ``www\\.``). Code spans and fenced code blocks are left as written (markdown makes nothing live inside them).
+  plain text: outside code, ``[``, ``]`` and ``<`` are escaped and bare URLs lose their link (a zero-width space
+  after ``https:`` and ``www``). Code spans and fenced code blocks are left as written (markdown makes nothing live inside them).
 - ``escape_markdown(text)`` escapes every markdown character: for names put inside our own markdown.
 - ``inert_figure(fig)`` escapes ``<`` and ``>`` in a Plotly figure's strings (data, whose values become tick labels
   and legend entries, titles, annotations), which Plotly then shows as the characters instead of reading them as
@@ -21,9 +21,12 @@ _LIVE = re.compile(r"[\[\]<]|(?<=[A-Za-z])://|(?i:\bwww)\.")
 _MARKDOWN_CHARS = re.compile(r"([\\`*_>!|~$#&])")  # inline formatting; _inert adds [ ] < and bare URLs
 
 
+_ZWSP = "\u200b"  # zero-width space: the GFM autolinker, which runs after escapes are read, needs "://" and "www."
+
+
 def _inert(plain: str) -> str:
     return _LIVE.sub(lambda m: "\\" + m.group() if len(m.group()) == 1 else
-                     ("\\://" if m.group() == "://" else m.group()[:-1] + "\\."), plain)
+                     (":" + _ZWSP + "//" if m.group() == "://" else m.group()[:-1] + _ZWSP + "."), plain)
 
 
 def safe_markdown(text: str | None) -> str:
