@@ -22,14 +22,22 @@ from backend.prompts.templates import render, resolve_template, template_fields
 from jobs.specs import SFTSpec
 
 HUB_PREFIX = "hub:"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$", re.ASCII)
 
 
 def hub_name(ref: str) -> str | None:
-    """The hub dataset a reference names, or None for the demo set and local files."""
+    """The hub dataset a reference names, or None for the demo set and local files.
+
+    ``hub:`` must be followed by an id like ``org/name``: ``datasets`` would also open a local folder given there
+    (``hub:/etc``), which would get around the data-dir confinement of local paths.
+    """
     if ref.startswith(HUB_PREFIX):
-        return ref.removeprefix(HUB_PREFIX)
-    if _HUB_ID.match(ref) and not Path(ref).expanduser().exists():
+        name = ref.removeprefix(HUB_PREFIX)
+        if not _HUB_ID.match(name) or ".." in name:
+            raise StudioError(f"'{ref[:120]}' is not a hub dataset id: write hub:org/name (letters, digits, '.', "
+                              "'-', '_'), or give a local file without the hub: prefix.")
+        return name
+    if _HUB_ID.match(ref) and ".." not in ref and not Path(ref).expanduser().exists():
         return ref
     return None
 

@@ -257,6 +257,9 @@ service("dataset-missing", r"not found",
         lambda c: preview(str(c.inbox / "no-such-file.jsonl")))
 service("dataset-blank-reference", r"No dataset given",
         lambda c: preview("  "))
+service("dataset-hub-prefix-local-folder", r"not a hub dataset id", lambda c: submit(sft("hub:/etc")))
+service("dataset-hub-prefix-traversal", r"not a hub dataset id", lambda c: submit(sft("hub:org/../../etc")))
+service("dataset-demo-traversal", r"no demo dataset", lambda c: submit(sft("demo:../../../../../../etc")))
 
 # --- paths outside the data dir, as datasets and as outputs -------------------------------------------------
 

@@ -11,6 +11,7 @@ no ``..`` escape, no ``/etc/passwd``), and each file is at most ``MAX_DATASET_BY
 Python's recursion limit is refused before pyarrow sees it (its reader crashes the process on ~20,000 levels).
 """
 
+import re
 from pathlib import Path
 
 from backend.errors import StudioError
@@ -35,7 +36,7 @@ def _split_files(ref: str) -> dict[str, Path]:
     if ref.startswith(DEMO_PREFIX):
         name = ref.removeprefix(DEMO_PREFIX)
         folder = demo_dir() / name
-        if not folder.is_dir():
+        if not re.fullmatch(r"[a-z0-9_-]{1,60}", name) or not folder.is_dir():  # no "demo:../../etc"
             raise StudioError(f"There is no demo dataset '{name}'; try demo:dialogsum.")
         return {p.stem: p for p in sorted(folder.glob("*.jsonl"))}
     if not ref or not ref.strip():
