@@ -37,6 +37,7 @@ from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Rankin
 from backend.errors import StudioError
 from backend.limits import MAX_IMPORT_BYTES, MAX_LINE_CHARS, MAX_PROMPT_CHARS
 from backend.textfiles import read_text_file
+from labeling.accounts import NAME_RULE, name_problem
 from labeling.campaigns import default_guidelines
 from labeling.pairs import validate_ranks
 
@@ -95,6 +96,8 @@ def parse_row(line: str) -> dict[str, Any]:
         raise RowError(f"flags must be a list of true/false, one per completion ({len(completions)})")
     if not isinstance(annotator, str) or not annotator.strip() or len(annotator.strip()) > 80:
         raise RowError("annotator must be a non-empty name of at most 80 characters")
+    if name_problem(annotator.strip()):  # names are shown on pages: no markdown, HTML or link syntax
+        raise RowError(f"annotator must be a user name of {NAME_RULE}")
     try:
         validate_ranks(ranks, flags)
     except StudioError as exc:

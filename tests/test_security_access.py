@@ -313,3 +313,26 @@ def test_agreement_outlier_warning_escapes_the_name(studio):
     warnings = texts(at.warning)
     assert "may have misunderstood" in warnings
     assert "![" not in warnings and r"\!\[p\]" in warnings
+
+
+def test_imported_annotator_names_follow_the_same_rule(studio_env):
+    import json
+
+    from labeling import importer
+
+    def row(name):
+        return json.dumps({"prompt": "p", "completions": ["a", "b"], "ranks": [1, 2], "annotator": name})
+
+    with pytest.raises(importer.RowError, match="annotator must be a user name of letters"):
+        importer.parse_row(row("![p](https://evil.example/p.png)"))
+    assert importer.parse_row(row("José"))["annotator"] == "José"
+
+
+def test_setup_token_comes_from_studio_run(monkeypatch):
+    monkeypatch.setattr(accounts, "_setup_token", None)
+    monkeypatch.setenv("STUDIO_SETUP_TOKEN", "token-from-studio-run")
+    assert accounts.setup_token() == "token-from-studio-run"
+    monkeypatch.setattr(accounts, "_setup_token", None)
+    monkeypatch.delenv("STUDIO_SETUP_TOKEN")
+    made = accounts.setup_token()
+    assert len(made) >= 24 and accounts.setup_token() == made  # one per process
