@@ -54,6 +54,8 @@ def read_examples_file(path: str) -> list[dict[str, str]]:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StudioError(f"{p.name} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+        except RecursionError:
+            raise StudioError(f"{p.name}: its JSON is nested too deeply to be a list of examples.") from None
         if not isinstance(rows, list):
             raise StudioError(f"{p.name} must hold a JSON list of examples, like [{{\"review\": …, \"sentiment\": …}}].")
     elif suffix in (".jsonl", ".ndjson"):
@@ -65,6 +67,8 @@ def read_examples_file(path: str) -> list[dict[str, str]]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise StudioError(f"{p.name}, line {n}: not valid JSON ({exc.msg}).") from None
+            except RecursionError:
+                raise StudioError(f"{p.name}, line {n}: its JSON is nested too deeply.") from None
     else:
         raise StudioError(f"{p.name}: give examples as .jsonl, .json or .csv.")
     if not rows:

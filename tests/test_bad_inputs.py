@@ -362,6 +362,12 @@ cli("generate-empty-stop", r"Stop sequences cannot be empty",
 cli("generate-min-over-max", r"min_new_tokens",
     lambda c: ["generate", "--model", "tiny", "--prompt", "hi", "--min-new-tokens", "50", "--max-new-tokens", "5"])
 cli("generate-zero-beams", r"num_beams", lambda c: ["generate", "--model", "tiny", "--prompt", "hi", "--num-beams", "0"])
+cli("generate-examples-deep-json", r"nested too deeply", lambda c: ["generate", "--model", "tiny", "--prompt", "hi",
+    "--template", "sentiment", "--examples", c.file("ex.json", DEEP_JSON, outside=True)])
+cli("generate-examples-deep-jsonl", r"nested too deeply", lambda c: ["generate", "--model", "tiny", "--prompt", "hi",
+    "--template", "sentiment", "--examples", c.file("ex.jsonl", DEEP_JSON + "\n", outside=True)])
+cli("generate-examples-binary", r"not UTF-8", lambda c: ["generate", "--model", "tiny", "--prompt", "hi",
+    "--template", "sentiment", "--examples", c.file("ex.jsonl", BINARY, outside=True)])
 service("playground-10MB-prompt", r"limit is 100,000 characters",
         lambda c: in_session(lambda s: __import__("services.playground", fromlist=["x"]).run_generation(
             s, "tiny", "x" * (10 * MB), __import__("backend.generation.decoding", fromlist=["x"]).DecodingConfig())))
