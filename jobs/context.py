@@ -100,7 +100,7 @@ def start_heartbeat(job_id: int, every: float) -> threading.Event:
     reason at once (within one beat), so it can be resumed from its last checkpoint.
     """
     stop = threading.Event()
-    raw = os.environ.get(WORKER_PID_ENV, "")
+    raw = os.environ.pop(WORKER_PID_ENV, "")  # for this process only: processes it launches have another parent
     worker_pid = int(raw) if raw.isdigit() else None
 
     def _loop() -> None:
