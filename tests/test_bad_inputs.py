@@ -574,3 +574,11 @@ def test_a_small_real_pdf_still_reads():
     from backend.rag.documents import read_document
 
     assert read_document("ok.pdf", pdf_with_text(b"BT /F1 12 Tf 72 720 Td (Hello world.) Tj ET")).startswith("Hello")
+
+
+def test_document_names_are_file_names_only(ctx):
+    from backend.rag.collections import add_documents
+
+    with session_scope(write=True) as s:
+        info = add_documents(s, "names", [("../../etc/evil.txt", b"Refunds are store credit only.")])
+    assert [a["document"] for a in info["added"]] == ["evil.txt"]

@@ -82,6 +82,8 @@ def add_documents(session: Session, collection: str, files: list[tuple[str, byte
         raise StudioError("Name the collection with letters, digits, spaces, '.', '_' or '-' (up to 100).")
     if not files:
         raise StudioError("Choose at least one document to upload.")
+    # a document is known by its file name alone: no folders ("../../x.txt" is "x.txt"), at most 200 characters
+    files = [(re.split(r"[\\/]", name or "")[-1].strip()[-200:], data) for name, data in files]
     names = [n for n, _ in files]
     if len(set(names)) != len(names):
         raise StudioError("Two uploaded files have the same name: rename one (citations use file names).")
