@@ -67,16 +67,19 @@ def dataset_splits(ref: str) -> list[str]:
     return splits_of(ref)
 
 
-def submit_comparison(session: Session, spec: EvalSpec, models: list[str]) -> list[int]:
+def submit_comparison(session: Session, spec: EvalSpec, models: list[str],
+                      submission_token: str | None = None) -> list[int]:
     """Queue one evaluation of each model with the same split, template and decoding (``spec`` with its model
     replaced), so the runs compare; returns the job ids. A model that fails its checks raises ``StudioError``;
-    inside one ``session_scope`` nothing is then queued (the transaction rolls back)."""
+    inside one ``session_scope`` nothing is then queued (the transaction rolls back). ``submission_token`` (one
+    per form submission, at most 60 characters) makes it idempotent: the same token again returns the same jobs."""
     from backend.errors import StudioError
 
     if not models:
         raise StudioError("Pick at least one model to evaluate.")
-    return [queue.submit(session, spec.model_copy(update={"model": m, "name": f"{spec.name or 'eval'} {m}"})).id
-            for m in dict.fromkeys(models)]
+    return [queue.submit(session, spec.model_copy(update={"model": m, "name": f"{spec.name or 'eval'} {m}"}),
+                         submission_token=f"{submission_token}-{i}" if submission_token else None).id
+            for i, m in enumerate(dict.fromkeys(models))]
 
 
 def _method(record) -> str:

@@ -22,3 +22,19 @@ def test_double_click_on_queue_job_queues_one_job(studio, monkeypatch):
     with session_scope() as s:
         tokens = s.scalars(select(Job.submission_token)).all()
     assert len(set(tokens)) == 2 and all(tokens)
+
+
+def test_double_click_on_run_evaluation_queues_each_model_once(studio):
+    at = page("page_evaluation.py")
+    at.multiselect(key="ev-models").select("tiny")
+    at.number_input(key="ev-n").set_value(5)
+    at.text_input(key="ev-extra").set_value("")
+    at.checkbox(key="ev-ppl").uncheck()
+    at.run()
+    button(at, "Run evaluation").click().run()
+    button(at, "Run evaluation").click().run()
+    assert not at.exception
+    assert count(Job) == 1
+    at.number_input(key="ev-n").set_value(6).run()  # another spec: a new submission
+    button(at, "Run evaluation").click().run()
+    assert count(Job) == 2

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app.common import model_names, user_errors
 from app.components.decoding_controls import decoding_controls, load_decoding
+from app.components.submit_once import form_submission
 from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
@@ -110,8 +111,8 @@ def eval_form() -> None:
                                "batch_size": int(batch), "precision": precision,
                                "decoding": decoding.model_dump(), "perplexity": ppl, "toxicity_model": tox,
                                "toxic_label": label, "extra_metrics": [m.strip() for m in extra.split(",") if m.strip()]})
-            with session_scope(write=True) as s:
-                ids = evaluation.submit_comparison(s, spec, models)
+            with form_submission("ev-submit", [spec, models]) as token, session_scope(write=True) as s:
+                ids = evaluation.submit_comparison(s, spec, models, submission_token=token)  # a double-click: once
             st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; results appear below when they "
                        "finish (progress on the Jobs page).")
 

@@ -1,4 +1,4 @@
-"""One job per form submission: a double-click on "Queue job" queues one job, not two.
+"""One job per form submission: a double-click on "Queue job" (or "Run evaluation") queues its jobs once.
 
 Each click reruns the page; the second rerun of a double-click starts right after the first ended, with the same
 spec. The form's submission token stays the same while the spec is unchanged and the previous submit ended less
@@ -7,8 +7,12 @@ same spec queued again deliberately later, gets a new token and a new job.
 """
 
 import hashlib
+import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import streamlit as st
 
@@ -16,16 +20,24 @@ from backend.db.engine import session_scope
 from jobs import queue
 
 REPEAT_AFTER_SECONDS = 3.0
+TOKEN_CHARS = queue.MAX_TOKEN_CHARS - 4  # room for a "-<n>" suffix when one submission queues several jobs
+
+
+@contextmanager
+def form_submission(form_key: str, payload: Any) -> Iterator[str]:
+    """The submission token of this click of form ``form_key`` submitting ``payload`` (JSON-able or a spec)."""
+    state = st.session_state.setdefault(f"{form_key}-submission", {})
+    text = payload.model_dump_json() if hasattr(payload, "model_dump_json") else json.dumps(payload, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    if state.get("digest") != digest or time.monotonic() - state.get("ended", 0.0) > REPEAT_AFTER_SECONDS:
+        state.update(token=f"{uuid.uuid4().hex}-{digest}"[:TOKEN_CHARS], digest=digest)
+    try:
+        yield state["token"]
+    finally:
+        state["ended"] = time.monotonic()
 
 
 def queue_once(form_key: str, spec) -> int:
     """Queue ``spec`` from the form ``form_key`` once per submission; returns the job id."""
-    state = st.session_state.setdefault(f"{form_key}-submission", {})
-    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:24]
-    if state.get("digest") != digest or time.monotonic() - state.get("ended", 0.0) > REPEAT_AFTER_SECONDS:
-        state.update(token=f"{uuid.uuid4().hex}-{digest}"[:queue.MAX_TOKEN_CHARS], digest=digest)
-    try:
-        with session_scope(write=True) as s:
-            return queue.submit(s, spec, submission_token=state["token"]).id
-    finally:
-        state["ended"] = time.monotonic()
+    with form_submission(form_key, spec) as token, session_scope(write=True) as s:
+        return queue.submit(s, spec, submission_token=token).id
