@@ -34,6 +34,7 @@ from backend.metrics.scorers import neural_toxicity_scores, perplexity, score_te
 from backend.models.loader import load_model
 from backend.models.store import resolve
 from backend.prompts.templates import render, resolve_template, template_fields
+from jobs import queue
 from jobs.context import JobContext
 from jobs.data import read_rows
 from jobs.rl.checks import check_reward_model
@@ -127,6 +128,7 @@ def run(ctx: JobContext) -> None:
         print(f"reward model {scorer.name}: mean {corpus['reward']:.4f}", flush=True)
     ctx.log_metrics(len(predictions), {f"eval/{k}": v for k, v in corpus.items()})
     with session_scope(write=True) as s:
+        queue.require_running(s, ctx.job_id)  # reaped or ended meanwhile: write no results
         run_row = EvalRun(job_id=ctx.job_id, model_id=resolved.id, model_name=resolved.name, dataset=spec.dataset,
                           split=spec.split, template=template, decoding=spec.decoding.model_dump(),
                           n_examples=len(rows), metrics=corpus)
