@@ -117,7 +117,7 @@ def export(admin, data_dir: Path) -> Path:
     return out
 
 
-def test_campaign_two_annotators_agreement_and_export(browser_studio):
+def test_campaign_two_annotators_agreement_and_export(browser_studio, monkeypatch):
     admin = browser_studio.new_tab()
     sign_up(admin)
     create_campaign(admin)
@@ -135,7 +135,10 @@ def test_campaign_two_annotators_agreement_and_export(browser_studio):
     import datasets
 
     from backend.data.datasets_io import load_rows
+    from backend.settings import reset_settings_cache
 
+    monkeypatch.setenv("STUDIO_ALLOWED_PATHS", str(browser_studio.data_dir))  # this process reads the server's data
+    reset_settings_cache()
     loaded = datasets.load_dataset("json", data_files={p.stem: str(p) for p in folder.glob("*.jsonl")})
     assert set(loaded) == {"train", "test"}
     assert loaded["train"].column_names == ["prompt", "chosen", "rejected", "margin"]
