@@ -36,7 +36,7 @@ MAX_VARIANTS = 4
 class Variant(BaseModel):
     """One column of a comparison: which model, how the prompt is built, how it is decoded."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_max_length=2000)
 
     label: str | None = Field(None, description="Column title; default: model · template · decoding.")
     model: str | None = Field(None, description="Model or adapter name, folder or hub id (default: the embedded model).")

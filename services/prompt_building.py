@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.tables import PromptTemplate
 from backend.errors import StudioError
+from backend.limits import MAX_PROMPT_CHARS
 from backend.prompts import fewshot
 from backend.prompts.fewshot import FewShotTemplate
 from backend.prompts.library import LIBRARY, RAG_TEMPLATE, format_context
@@ -29,16 +30,18 @@ METER_WARN_FRACTION = 0.9
 
 
 class PromptSpec(BaseModel):
-    """How an input becomes a prompt; every field has a default, so ``PromptSpec()`` = the input as typed."""
+    """How an input becomes a prompt; every field has a default, so ``PromptSpec()`` = the input as typed.
 
-    model_config = ConfigDict(extra="forbid")
+    Bounded like job specs: strings at most ``MAX_PROMPT_CHARS``, at most 64 typed examples, no Infinity/NaN."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=MAX_PROMPT_CHARS)
 
     template: str | None = Field(None, description="Library or saved template name; empty = send the input as is.")
     values: dict[str, Any] = Field(default_factory=dict, description="The template's other {variables}, from a "
                                    "form or a dataset row; the input fills the last slot left empty.")
     shots: int = Field(0, ge=0, le=32, description="Worked examples before the input: 0 = zero-shot, 1 = one-shot, "
                        "more = few-shot. Small models need examples more; past 5–6, fine-tune instead.")
-    examples: list[dict[str, Any]] | None = Field(None, description="Examples typed by hand (each fills every slot, "
+    examples: list[dict[str, Any]] | None = Field(None, max_length=64, description="Examples typed by hand (each fills every slot, "
                                                   "answer included); empty = the dataset's or the template's own.")
     example_dataset: str | None = Field(None, description="Take examples from this dataset (demo:dialogsum or a file).")
     example_split: str = Field("train", description="Dataset split the examples come from.")
@@ -54,7 +57,7 @@ class PromptSpec(BaseModel):
     on_overflow: Literal["error", "drop_examples", "truncate"] = Field("error", description="When the prompt does "
                                                                       "not fit: stop and say so, drop examples, or "
                                                                       "cut the end of the input.")
-    seed: int = Field(0, ge=0, description="Seed for random example selection.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for random example selection.")
 
 
 @dataclass

@@ -373,6 +373,10 @@ service("playground-10MB-prompt", r"limit is 100,000 characters",
             s, "tiny", "x" * (10 * MB), __import__("backend.generation.decoding", fromlist=["x"]).DecodingConfig())))
 service("compare-top-p-2", r"top_p", lambda c: __import__("services.compare", fromlist=["x"]).parse_variants(
     [{"model": "tiny", "decoding": {"top_p": 2}}]))
+service("compare-seed-1e23", r"seed", lambda c: __import__("services.compare", fromlist=["x"]).parse_variants(
+    [{"model": "tiny", "prompt": {"seed": 10**23}}]))
+service("compare-1000-typed-examples", r"examples", lambda c: __import__("services.compare", fromlist=["x"])
+        .parse_variants([{"model": "tiny", "prompt": {"examples": [{"q": "a"}] * 1000}}]))
 service("compare-1MB-input", r"limit is 100,000 characters",
         lambda c: in_session(lambda s: __import__("services.compare", fromlist=["x"]).run_comparison(
             s, "y" * MB, [{"model": "tiny"}])))
