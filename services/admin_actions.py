@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from backend.db.tables import Job
 from jobs import queue
 from labeling import campaigns
 from labeling.accounts import require_admin
@@ -39,6 +40,23 @@ def cancel_job(session: Session, user_id: int, job_id: int) -> str:
     """Cancel a queued job, or ask a running one to stop (``jobs.queue.request_cancel``)."""
     require_admin(session, user_id)
     return queue.request_cancel(session, job_id)
+
+
+def submit_job(session: Session, user_id: int, spec, *, submission_token: str | None = None) -> Job:
+    """Queue a job (``jobs.queue.submit``, idempotent per ``submission_token``).
+
+    The role is read in a read transaction of its own when ``session`` has not started one yet, so a write
+    session does not take SQLite's write lock before ``queue.submit`` runs its slow checks outside it."""
+    if session.in_transaction():
+        require_admin(session, user_id)
+    else:
+        reader = Session(bind=session.get_bind().execution_options(studio_write=False), expire_on_commit=False)
+        try:
+            require_admin(reader, user_id)
+            reader.commit()
+        finally:
+            reader.close()
+    return queue.submit(session, spec, submission_token=submission_token)
 
 
 def campaign_overview(session: Session, user_id: int, campaign_id: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Shared pieces of the AppTest page tests: the ``studio`` fixture (registered in conftest.py) and helpers.
 
-A page test does ``from page_support import button, count, open_as, page, signed_in, texts`` and takes the
+A page test does ``from page_support import button, count, open_as, page, signed_in, texts, the_admin`` and takes the
 ``studio`` fixture: a fresh data dir and database whose default model is the tiny random one. Each page file
 runs on its own (``st.navigation`` lives in the entry script, tested in test_pages.py).
 """
@@ -46,6 +46,17 @@ def signed_in(name: str, password: str = "correct horse") -> dict:
 
     with session_scope(write=True) as s:
         return accounts.public(accounts.sign_up(s, name, password))
+
+
+def the_admin() -> dict:
+    """The studio's admin (signed up on first use), as the session state holds it after signing in: pages that
+    queue or cancel jobs need one (the services re-check the role in the database)."""
+    from backend.db.tables import User
+    from labeling import accounts
+
+    with session_scope(write=True) as s:
+        user = s.scalar(select(User).where(User.role == "admin")) or accounts.sign_up(s, "admin", "correct horse")
+        return accounts.public(user)
 
 
 def texts(elements) -> str:

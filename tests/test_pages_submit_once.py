@@ -1,6 +1,6 @@
 """A double-click on "Queue job" queues one job; the same spec queued again on purpose later is a new job."""
 
-from page_support import button, count, page
+from page_support import button, count, open_as, the_admin
 from sqlalchemy import select
 
 from app.components import submit_once
@@ -9,7 +9,7 @@ from backend.db.tables import Job
 
 
 def test_double_click_on_queue_job_queues_one_job(studio, monkeypatch):
-    at = page("page_jobs.py")
+    at = open_as("page_jobs.py", the_admin())  # queueing a job needs an admin
     at.selectbox(key="jobs-preset").select("sft-lora-tiny-cpu").run()
     at.number_input(key="sft-sft-lora-tiny-cpu-train-max_steps").set_value(2).run()
     button(at, "Queue job").click().run()
@@ -25,7 +25,7 @@ def test_double_click_on_queue_job_queues_one_job(studio, monkeypatch):
 
 
 def test_double_click_on_run_evaluation_queues_each_model_once(studio):
-    at = page("page_evaluation.py")
+    at = open_as("page_evaluation.py", the_admin())
     at.multiselect(key="ev-models").select("tiny")
     at.number_input(key="ev-n").set_value(5)
     at.text_input(key="ev-extra").set_value("")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from page_support import button, count, open_as, page, signed_in, texts
+from page_support import button, count, open_as, page, signed_in, texts, the_admin
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -31,7 +31,7 @@ def panel_metrics(at: AppTest) -> list[tuple[str, str]]:
 
 
 def jobs_page() -> AppTest:
-    at = page("page_jobs.py")
+    at = open_as("page_jobs.py", the_admin())  # queueing a job needs an admin
     at.selectbox(key="jobs-preset").select("sft-lora-tiny-cpu")
     return at.run()
 

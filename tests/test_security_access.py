@@ -243,6 +243,21 @@ def test_admin_service_functions_refuse_a_demoted_admin(studio):
         assert admin_actions.cancel_job(s, ada["id"], job.id) == "cancelled"
 
 
+def test_submit_job_checks_the_role_before_queueing(studio):
+    from jobs.spec_files import list_presets, load_spec_file
+
+    ada, bob, _ = _campaign_and_demoted_admin()
+    spec = load_spec_file(list_presets()["sft-lora-tiny-cpu"]).model_copy(update={"base_model": "tiny"})
+    with pytest.raises(StudioError, match="Only an admin"), session_scope(write=True) as s:
+        admin_actions.submit_job(s, bob["id"], spec, submission_token="t1")
+    assert count(Job) == 0
+    with session_scope(write=True) as s:
+        first = admin_actions.submit_job(s, ada["id"], spec, submission_token="t2").id
+    with session_scope(write=True) as s:
+        assert admin_actions.submit_job(s, ada["id"], spec, submission_token="t2").id == first  # still idempotent
+    assert count(Job) == 1
+
+
 def test_stale_admin_tab_gets_no_more_action(studio):
     """A tab opened while bob was admin; he is demoted; his click on "Close" changes nothing."""
     ada, bob = signed_in("ada"), signed_in("bob")

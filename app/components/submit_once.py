@@ -16,8 +16,10 @@ from typing import Any
 
 import streamlit as st
 
+from app.auth import current_user
 from backend.db.engine import session_scope
 from jobs import queue
+from services import admin_actions
 
 REPEAT_AFTER_SECONDS = 3.0
 TOKEN_CHARS = queue.MAX_TOKEN_CHARS - 4  # room for a "-<n>" suffix when one submission queues several jobs
@@ -39,5 +41,6 @@ def form_submission(form_key: str, payload: Any) -> Iterator[str]:
 
 def queue_once(form_key: str, spec) -> int:
     """Queue ``spec`` from the form ``form_key`` once per submission; returns the job id."""
+    user = current_user()  # the service re-checks in the database that this user is (still) an admin
     with form_submission(form_key, spec) as token, session_scope(write=True) as s:
-        return queue.submit(s, spec, submission_token=token).id
+        return admin_actions.submit_job(s, user["id"] if user else 0, spec, submission_token=token).id
