@@ -49,9 +49,12 @@ def test_dpo_lora_moves_the_adapter_and_logs_preference_metrics(tiny_model, tmp_
         record = s.get(ModelRecord, job.output_model_id)
         assert record.kind == "adapter" and record.base_model_id == tiny_model.id
         assert record.meta["method"] == "dpo" and record.meta["beta"] == 0.2
-        keys = {m["key"] for m in queue.job_metrics(s, job.id)}
+        metrics = queue.job_metrics(s, job.id)
+    keys = {m["key"] for m in metrics}
     assert {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
             "data/train_pairs", "eval_loss"} <= keys
+    final_eval = [m for m in metrics if m["key"] == "eval_loss" and m["step"] == max(x["step"] for x in metrics)]
+    assert len(final_eval) == 1  # recorded once (the trainer's own log), not twice
     weights = load_file(artifacts.job_dir(job.id) / "model" / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
 

@@ -66,7 +66,7 @@ def run(ctx: JobContext) -> int | None:
     result = trainer.train()
     ctx.raise_if_cancelled()
     if data.test:
-        ctx.log_metrics(trainer.state.global_step, trainer.evaluate())
+        trainer.evaluate()  # the final eval row: Trainer.log → StudioCallback.on_log records it once
     out = ctx.out_dir / "model"
     as_adapter = spec.peft == "lora" and start.kind != "adapter"  # on a merged SFT adapter, save the whole model
     (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(str(out))

@@ -119,7 +119,7 @@ def run(ctx: JobContext) -> int | None:
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     ctx.raise_if_cancelled()
     if eval_ds is not None:
-        ctx.log_metrics(trainer.state.global_step, trainer.evaluate())
+        trainer.evaluate()  # the final eval row: Trainer.log → StudioCallback.on_log records it once
     out = ctx.out_dir / "model"
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
