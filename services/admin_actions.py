@@ -14,7 +14,7 @@ from backend.db.tables import Job
 from jobs import queue
 from labeling import campaigns
 from labeling.accounts import require_admin
-from services import completion_jobs
+from services import completion_jobs, evaluation
 
 
 def set_campaign_status(session: Session, user_id: int, campaign_id: int, status: str) -> dict[str, Any]:
@@ -42,21 +42,31 @@ def cancel_job(session: Session, user_id: int, job_id: int) -> str:
     return queue.request_cancel(session, job_id)
 
 
-def submit_job(session: Session, user_id: int, spec, *, submission_token: str | None = None) -> Job:
-    """Queue a job (``jobs.queue.submit``, idempotent per ``submission_token``).
-
-    The role is read in a read transaction of its own when ``session`` has not started one yet, so a write
-    session does not take SQLite's write lock before ``queue.submit`` runs its slow checks outside it."""
+def _require_admin_before_submit(session: Session, user_id: int) -> None:
+    """The role, read in a read transaction of its own when ``session`` has not started one yet: a write session
+    would take SQLite's write lock at its first query, before ``queue.submit`` runs its slow checks outside it."""
     if session.in_transaction():
         require_admin(session, user_id)
-    else:
-        reader = Session(bind=session.get_bind().execution_options(studio_write=False), expire_on_commit=False)
-        try:
-            require_admin(reader, user_id)
-            reader.commit()
-        finally:
-            reader.close()
+        return
+    reader = Session(bind=session.get_bind().execution_options(studio_write=False), expire_on_commit=False)
+    try:
+        require_admin(reader, user_id)
+        reader.commit()
+    finally:
+        reader.close()
+
+
+def submit_job(session: Session, user_id: int, spec, *, submission_token: str | None = None) -> Job:
+    """Queue a job (``jobs.queue.submit``, idempotent per ``submission_token``)."""
+    _require_admin_before_submit(session, user_id)
     return queue.submit(session, spec, submission_token=submission_token)
+
+
+def submit_evaluations(session: Session, user_id: int, spec, models: list[str], *,
+                       submission_token: str | None = None) -> list[int]:
+    """Queue one evaluation per model (``services.evaluation.submit_comparison``)."""
+    _require_admin_before_submit(session, user_id)
+    return evaluation.submit_comparison(session, spec, models, submission_token=submission_token)
 
 
 def campaign_overview(session: Session, user_id: int, campaign_id: int) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 the form's before/after preset with the reward-model picker, and sending a run to a new labeling campaign."""
 
 import pytest
-from page_support import button, open_as, page, signed_in, texts
+from page_support import button, open_as, page, signed_in, texts, the_admin
 from sqlalchemy import select
 from test_eval_before_after import add_run
 
@@ -78,7 +78,7 @@ def test_preset_fills_held_out_prompts_and_queues_each_model(studio, tmp_path):
         register_model(s, "rm-job3", str(tmp_path / "rm"), kind="reward", source="job")
         register_model(s, "ppo-job5", studio.path, kind="full", source="job",
                        meta={"method": "ppo", "start_model": "tiny"})
-    at = page("page_evaluation.py")
+    at = open_as("page_evaluation.py", the_admin())  # queueing needs an admin
     button(at, "RLHF before/after: held-out provocative prompts").click()
     at.run()
     assert not at.exception

@@ -283,7 +283,7 @@ def test_evaluation_training_curves_view(studio):
 
 
 def test_evaluation_form_queues_same_settings_for_each_model(studio):
-    at = page("page_evaluation.py")
+    at = open_as("page_evaluation.py", the_admin())  # queueing needs an admin
     at.multiselect(key="ev-models").select("tiny")
     at.number_input(key="ev-n").set_value(5)
     at.text_input(key="ev-extra").set_value("")
@@ -301,7 +301,7 @@ def test_evaluation_form_queues_same_settings_for_each_model(studio):
 
 
 def test_evaluation_form_errors_are_messages(studio):
-    at = page("page_evaluation.py")
+    at = open_as("page_evaluation.py", the_admin())  # queueing needs an admin
     button(at, "Run evaluation").click()
     at.run()
     assert "Pick at least one model" in texts(at.error)

@@ -256,6 +256,11 @@ def test_submit_job_checks_the_role_before_queueing(studio):
     with session_scope(write=True) as s:
         assert admin_actions.submit_job(s, ada["id"], spec, submission_token="t2").id == first  # still idempotent
     assert count(Job) == 1
+    from jobs.specs import EvalSpec
+
+    with pytest.raises(StudioError, match="Only an admin"), session_scope(write=True) as s:
+        admin_actions.submit_evaluations(s, bob["id"], EvalSpec(model="tiny", dataset="demo:dialogsum"), ["tiny"])
+    assert count(Job) == 1
 
 
 def test_stale_admin_tab_gets_no_more_action(studio):

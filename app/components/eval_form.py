@@ -7,6 +7,7 @@ on toxicity, reward and length.
 
 import streamlit as st
 
+from app.auth import current_user
 from app.common import model_names, user_errors
 from app.components.decoding_controls import decoding_controls, load_decoding
 from app.components.submit_once import form_submission
@@ -15,7 +16,7 @@ from backend.generation.decoding import DecodingConfig
 from backend.prompts.templates import SUMMARY_TEMPLATES
 from jobs.registry import parse_spec
 from jobs.specs import DEMO_DIALOGSUM, EvalSpec
-from services import eval_scores, evaluation
+from services import admin_actions, eval_scores, evaluation
 
 KEY = "ev-dec"  # decoding widgets' key prefix
 BARE_PROMPT = "{prompt}"  # a template that passes a prompt set's `prompt` column through unchanged
@@ -112,7 +113,9 @@ def eval_form() -> None:
                                "decoding": decoding.model_dump(), "perplexity": ppl, "toxicity_model": tox,
                                "toxic_label": label, "extra_metrics": [m.strip() for m in extra.split(",") if m.strip()]})
             with form_submission("ev-submit", [spec, models]) as token, session_scope(write=True) as s:
-                ids = evaluation.submit_comparison(s, spec, models, submission_token=token)  # a double-click: once
+                user = current_user()  # the service re-checks in the database that this user is an admin
+                ids = admin_actions.submit_evaluations(s, user["id"] if user else 0, spec, models,
+                                                       submission_token=token)  # a double-click: once
             st.success(f"Queued evaluation job(s) {', '.join(map(str, ids))}; results appear below when they "
                        "finish (progress on the Jobs page).")
 
