@@ -100,6 +100,7 @@ def start_heartbeat(job_id: int, every: float) -> threading.Event:
     reason at once (within one beat), so it can be resumed from its last checkpoint.
     """
     stop = threading.Event()
+    _STOPPED.pop(job_id, None)  # a fresh start (tests run several jobs with the same id in one process)
     raw = os.environ.pop(WORKER_PID_ENV, "")  # for this process only: processes it launches have another parent
     worker_pid = int(raw) if raw.isdigit() else None
 
@@ -113,7 +114,7 @@ def start_heartbeat(job_id: int, every: float) -> threading.Event:
                     alive = queue.heartbeat_job(s, job_id)
                     if not alive:
                         status, _, error = queue.job_state(s, job_id)
-                if not alive and job_id not in _STOPPED:
+                if not alive and job_id not in _STOPPED and not stop.is_set():  # (ended by this process: fine)
                     _STOPPED[job_id] = f"its row says {status}" + (f" ({error})" if error else "")
                     print(f"job {job_id}: no longer running ({_STOPPED[job_id]}): stopping", flush=True)
             except Exception:  # noqa: BLE001, S110 - a missed beat is harmless; the next one retries
