@@ -35,8 +35,9 @@ def _check_outside_write_lock(session: Session, spec: SpecModel) -> None:
 
     The checks read datasets and model configs (seconds on a slow disk or hub). A fresh write session would take
     the lock at its first query and hold it through them, so they run in a read transaction of their own on the
-    same database; a session already in a transaction (it created rows the check must see, e.g. a campaign and
-    its completion job in one go) is used as it is.
+    same database. A session already in a transaction is used as it is: it may have created rows the check must
+    see (a campaign and its completion job in one go) or read what makes the insert valid (no active job for that
+    campaign), and committing it early would break that atomicity.
     """
     if session.in_transaction():
         check_spec(session, spec)
