@@ -9,7 +9,7 @@ returns the job it already queued instead of queueing a second one.
 import math
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, update
@@ -28,6 +28,7 @@ FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
 MAX_TOKEN_CHARS = 64
+PID_CLOCK_SLACK = timedelta(seconds=60)  # /proc start times vs database times: rounding, clock steps
 
 
 def _check_outside_write_lock(session: Session, spec: SpecModel) -> None:
@@ -187,7 +188,21 @@ def reap_after_seconds() -> float:
     return max(get_settings().stale_after_seconds, 2 * BUSY_TIMEOUT_SECONDS)
 
 
-def _pid_alive(pid: int | None) -> bool:
+def _process_started(pid: int) -> datetime | None:
+    """When a local process started (naive UTC, from /proc), or None when that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[-1].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC).replace(tzinfo=None)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _pid_alive(pid: int | None, started_by: datetime | None = None) -> bool:
+    """Whether process ``pid`` runs here; with ``started_by``, only a process that started before that time counts
+    (a pid the system gave to a newer process after ours died is not ours)."""
     if not pid:
         return False
     try:
@@ -195,12 +210,15 @@ def _pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: it exists
-        return True
+        pass
     try:  # a zombie (dead, not yet waited for) still answers kill(0)
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
     except (FileNotFoundError, IndexError):
         return True
+    started = _process_started(pid) if started_by is not None else None
+    return started is None or started <= started_by + PID_CLOCK_SLACK
 
 
 def _still_alive(session: Session, job: Job, limit: timedelta, now) -> bool:
@@ -210,13 +228,14 @@ def _still_alive(session: Session, job: Job, limit: timedelta, now) -> bool:
     if worker is not None:
         if worker.stopped_at is None and worker.heartbeat_at is not None and worker.heartbeat_at >= now - limit:
             return True
-        if worker.host == here and worker.stopped_at is None and _pid_alive(worker.pid):
+        if worker.host == here and worker.stopped_at is None and _pid_alive(worker.pid, worker.started_at):
             return True
         host = worker.host
     else:  # run by hand ("manual:<host>:<pid>") or a worker with no row
         parts = (job.worker_id or "").split(":")
         host = parts[1] if parts[0] == "manual" and len(parts) > 2 else (parts[0] if len(parts) > 1 else None)
-    return host == here and _pid_alive(job.pid)
+    # the job's process started before its last heartbeat (a process started since is another one)
+    return host == here and _pid_alive(job.pid, job.heartbeat_at)
 
 
 def reap_stale(session: Session, stale_after: float | None = None) -> list[int]:

@@ -105,7 +105,7 @@ def dead_pid() -> int:
     return p.pid
 
 
-def test_reap_only_when_worker_and_process_are_gone_and_silent_past_the_busy_timeout(fault_env):
+def test_reap_only_when_worker_and_process_are_gone_and_silent_past_the_busy_timeout(fault_env, monkeypatch):
     from backend.db.engine import BUSY_TIMEOUT_SECONDS
     from backend.settings import get_settings
 
@@ -125,11 +125,17 @@ def test_reap_only_when_worker_and_process_are_gone_and_silent_past_the_busy_tim
     set_job(ids[1], status="running", worker_id=f"{host}:1", heartbeat_at=ancient)  # worker process still here
     set_job(ids[2], status="running", worker_id="elsewhere:7", heartbeat_at=ancient)  # worker still beating
     set_job(ids[3], status="running", worker_id=f"manual:{host}:1", pid=os.getpid(), heartbeat_at=ancient)
+    monkeypatch.setattr(queue, "_process_started", lambda pid: ancient - timedelta(hours=1))  # this test's process
     with session_scope(write=True) as s:
         assert queue.reap_stale(s) == [ids[0]]
     reaped = job_row(ids[0])
     assert reaped.status == "failed" and "worker and process are gone" in reaped.error
     assert [job_row(i).status for i in ids[1:]] == ["running"] * 3
+    # the job's pid now belongs to a process started after the job's last heartbeat: the system reused it
+    monkeypatch.setattr(queue, "_process_started", lambda pid: utcnow())
+    with session_scope(write=True) as s:
+        assert queue.reap_stale(s) == [ids[3]]
+    assert [job_row(i).status for i in ids[1:3]] == ["running"] * 2  # worker {host}:1 started before its row
 
 
 # --- a job runs once, and stops when its row says it ended -------------------------------------------------------
