@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import user_errors
+from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
 from backend.rag import collections as rag
 from backend.rag.documents import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, TEXT_SUFFIXES
@@ -62,7 +63,7 @@ with search:
         with user_errors(), st.spinner("Searching…"), session_scope() as s:
             for hit in rag.retrieve(s, chosen, query, int(k)):
                 with st.container(border=True):
-                    st.caption(f"[{hit['rank']}] {hit['citation']} · similarity {hit['score']:.2f}")
+                    st.caption(f"[{hit['rank']}] {escape_markdown(hit['citation'])} · similarity {hit['score']:.2f}")
                     st.text(hit["text"][:1200])
 with manage:
     st.markdown("**Manage**")

@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from app.common import user_errors
-from app.components.safe_text import safe_markdown
+from app.components.safe_text import escape_markdown, safe_markdown
 from backend.db.engine import session_scope
 
 
@@ -34,7 +34,7 @@ def citations(col: dict[str, Any]) -> None:
         return
     st.markdown("**Sources**")
     for i, hit in enumerate(col["citations"], 1):
-        with st.expander(f"[{i}] {hit['citation']} · similarity {hit['score']:.2f}"):
+        with st.expander(f"[{i}] {escape_markdown(hit['citation'])} · similarity {hit['score']:.2f}"):
             st.text(hit["snippet"])
 
 
@@ -65,7 +65,7 @@ def completions(col: dict[str, Any], *, show_text: bool = True) -> None:
         elif done.get("score") is not None:  # the text was streamed above: only its score
             st.caption(head)
         if done.get("answer"):
-            st.success(f"Final answer: **{done['answer']}**", icon=":material/check:")
+            st.success(f"Final answer: **{escape_markdown(done['answer'])}**", icon=":material/check:")
 
 
 def show_column(col: dict[str, Any], *, show_text: bool = True, compact: bool = False) -> None:

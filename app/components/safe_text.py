@@ -18,7 +18,7 @@ import re
 _CODE = re.compile(r"(^[ \t]*(`{3,}|~{3,})[^\n]*\n[\s\S]*?(?:^[ \t]*\2[ \t]*$|\Z)|(`+)[^`][\s\S]*?(?<!`)\3(?!`))",
                    re.MULTILINE)
 _LIVE = re.compile(r"[\[\]<]|(?<=[A-Za-z])://|(?i:\bwww)\.")
-_MARKDOWN_CHARS = re.compile(r"([\\`*_>!|~$#&])")  # inline formatting; _inert adds [ ] < and bare URLs
+_MARKDOWN_CHARS = re.compile(r"([\\`*_>!|~$&])")  # inline formatting; _inert adds [ ] < and bare URLs
 
 
 _ZWSP = "\u200b"  # zero-width space: the GFM autolinker, which runs after escapes are read, needs "://" and "www."
