@@ -9,7 +9,6 @@ relative ``STUDIO_DATA_DIR`` and ``.env`` mean the same as for every other comma
 import argparse
 import os
 import secrets
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -53,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> None:
               "page. Self sign-up is off unless an admin turns it on.\n"
               f"If the studio has no admin yet, create the first one on the sign-in page with this setup token:\n\n"
               f"    {token}\n\n(or beforehand: `studio users create-admin NAME`).", file=sys.stderr, flush=True)
-    raise SystemExit(subprocess.call(streamlit_command(host, args.port), env=env))
+    cmd = streamlit_command(host, args.port)
+    os.execve(cmd[0], cmd, env)  # become the server: a signal to `studio run` (Ctrl-C, SIGTERM) reaches it
 
 
 def register(subparsers) -> None:

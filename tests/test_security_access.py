@@ -64,16 +64,16 @@ def test_is_loopback(host, loopback):
 
 def _captured_run(monkeypatch, tmp_path, args):
     """`studio run …` from another directory, with the server launch captured instead of started."""
-    import subprocess
+    from cli import serve
 
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: calls.append((cmd, kw)) or 0)
+    monkeypatch.setattr(serve.os, "execve", lambda path, cmd, env: calls.append((path, cmd, env)))
     monkeypatch.chdir(tmp_path)  # not the repository: Streamlit would not find .streamlit/config.toml here
-    with pytest.raises(SystemExit):
-        main(["run", *args])
-    (cmd, kw), = calls
+    main(["run", *args])
+    (path, cmd, env), = calls
+    assert path == cmd[0] == sys.executable
     flags = dict(zip(cmd[5::2], cmd[6::2], strict=False))
-    return cmd, flags, kw.get("env") or {}
+    return cmd, flags, env
 
 
 def test_studio_run_passes_loopback_and_the_config_file_as_flags(studio_env, monkeypatch, tmp_path, capsys):
