@@ -31,7 +31,7 @@ MAX_TOKEN_CHARS = 64
 PID_CLOCK_SLACK = timedelta(seconds=60)  # /proc start times vs database times: rounding, clock steps
 
 
-def _check_outside_write_lock(session: Session, spec: SpecModel) -> None:
+def _check_outside_write_lock(session: Session, specs: list[SpecModel]) -> None:
     """Run the kind's submit-time check without holding SQLite's write lock when the caller has not taken it yet.
 
     The checks read datasets and model configs (seconds on a slow disk or hub). A fresh write session would take
@@ -41,12 +41,14 @@ def _check_outside_write_lock(session: Session, spec: SpecModel) -> None:
     campaign), and committing it early would break that atomicity.
     """
     if session.in_transaction():
-        check_spec(session, spec)
+        for spec in specs:
+            check_spec(session, spec)
         return
     bind = session.get_bind()
     reader = Session(bind=bind.execution_options(studio_write=False), expire_on_commit=False)
     try:
-        check_spec(reader, spec)
+        for spec in specs:
+            check_spec(reader, spec)
         reader.commit()
     finally:
         reader.close()
@@ -62,12 +64,25 @@ def submit(session: Session, spec: SpecModel, submission_token: str | None = Non
     ``submission_token`` (at most 64 characters, one per form submission) makes the submit idempotent: the same
     token again (a double click, a rerun of the page) returns the job it queued the first time, whatever its state.
     """
-    if submission_token is not None:
-        submission_token = str(submission_token).strip()[:MAX_TOKEN_CHARS] or None
-    if (submission_token and not session.in_transaction()
-            and (known := _peek_submission(session, submission_token)) is not None):
-        return session.get(Job, known)
-    _check_outside_write_lock(session, spec)
+    return submit_many(session, [spec], [submission_token])[0]
+
+
+def submit_many(session: Session, specs: list[SpecModel], submission_tokens: list[str | None] | None = None) -> list[Job]:
+    """Queue several jobs at once (one form submission, e.g. one evaluation per model): every check runs first,
+    outside the write lock when the session has not started a transaction, then all are inserted; one failed check
+    queues none. ``submission_tokens`` (one per spec, or None) make each insert idempotent as in ``submit``."""
+    tokens = [str(t).strip()[:MAX_TOKEN_CHARS] or None if t is not None else None
+              for t in (submission_tokens or [None] * len(specs))]
+    if len(tokens) != len(specs):
+        raise ValueError("submit_many takes one submission token (or None) per spec")
+    if (all(tokens) and not session.in_transaction()
+            and None not in (known := [_peek_submission(session, t) for t in tokens])):
+        return [session.get(Job, job_id) for job_id in known]
+    _check_outside_write_lock(session, specs)
+    return [_insert(session, spec, token) for spec, token in zip(specs, tokens, strict=True)]
+
+
+def _insert(session: Session, spec: SpecModel, submission_token: str | None) -> Job:
     if submission_token and (known_job := find_submission(session, submission_token)) is not None:
         return known_job
     job = Job(kind=spec.kind, name=spec.name or spec.kind, spec=spec.model_dump(mode="json"), status="queued",

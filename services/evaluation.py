@@ -77,9 +77,9 @@ def submit_comparison(session: Session, spec: EvalSpec, models: list[str],
 
     if not models:
         raise StudioError("Pick at least one model to evaluate.")
-    return [queue.submit(session, spec.model_copy(update={"model": m, "name": f"{spec.name or 'eval'} {m}"}),
-                         submission_token=f"{submission_token}-{i}" if submission_token else None).id
-            for i, m in enumerate(dict.fromkeys(models))]
+    specs = [spec.model_copy(update={"model": m, "name": f"{spec.name or 'eval'} {m}"}) for m in dict.fromkeys(models)]
+    tokens = [f"{submission_token}-{i}" if submission_token else None for i in range(len(specs))]
+    return [job.id for job in queue.submit_many(session, specs, tokens)]  # every check before the write lock
 
 
 def _method(record) -> str:

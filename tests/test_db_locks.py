@@ -151,6 +151,31 @@ def test_submit_checks_run_before_the_write_lock(tiny_model, tmp_path, monkeypat
         assert s.get(Job, job_id).status == "queued"
 
 
+def test_evaluating_several_models_checks_them_all_before_the_write_lock(tiny_model, tiny_model_dir, tmp_path,
+                                                                         monkeypatch):
+    from factories import write_dialogues
+
+    from backend.models.store import add_model
+    from services import evaluation
+
+    with session_scope(write=True) as s:
+        add_model(s, str(tiny_model_dir), name="tiny-again")
+    real, waits = queue.check_spec, []
+
+    def check_while_probing(session, spec):
+        waits.append(write_from_elsewhere())
+        return real(session, spec)
+
+    monkeypatch.setattr(queue, "check_spec", check_while_probing)
+    spec = EvalSpec.model_validate({"model": "tiny", "dataset": str(write_dialogues(tmp_path, {"test": 2}))})
+    with session_scope(write=True) as s:
+        ids = evaluation.submit_comparison(s, spec, ["tiny", "tiny-again"], submission_token="ev-1")
+    assert len(waits) == 2 and max(waits) < 0.5
+    with session_scope(write=True) as s:  # the double click: the same jobs, no check run again
+        assert evaluation.submit_comparison(s, spec, ["tiny", "tiny-again"], submission_token="ev-1") == ids
+    assert len(waits) == 2 and count(Job) == 2
+
+
 def ranking_lines(n: int) -> list[str]:
     return [json.dumps({"prompt": f"prompt {i}", "completions": [f"a {i}", f"b {i}"], "ranks": [1, 2],
                         "annotator": f"ann{i % 3}"}) for i in range(n)]
