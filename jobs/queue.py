@@ -16,7 +16,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.db.engine import BUSY_TIMEOUT_SECONDS
+from backend.db.engine import BUSY_TIMEOUT_SECONDS, read_before_write
 from backend.db.lookup import get_or_raise
 from backend.db.tables import Job, JobMetric, Worker, utcnow
 from backend.errors import StudioError
@@ -29,29 +29,6 @@ FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 MAX_TOKEN_CHARS = 64
 PID_CLOCK_SLACK = timedelta(seconds=60)  # /proc start times vs database times: rounding, clock steps
-
-
-def _check_outside_write_lock(session: Session, specs: list[SpecModel]) -> None:
-    """Run the kind's submit-time check without holding SQLite's write lock when the caller has not taken it yet.
-
-    The checks read datasets and model configs (seconds on a slow disk or hub). A fresh write session would take
-    the lock at its first query and hold it through them, so they run in a read transaction of their own on the
-    same database. A session already in a transaction is used as it is: it may have created rows the check must
-    see (a campaign and its completion job in one go) or read what makes the insert valid (no active job for that
-    campaign), and committing it early would break that atomicity.
-    """
-    if session.in_transaction():
-        for spec in specs:
-            check_spec(session, spec)
-        return
-    bind = session.get_bind()
-    reader = Session(bind=bind.execution_options(studio_write=False), expire_on_commit=False)
-    try:
-        for spec in specs:
-            check_spec(reader, spec)
-        reader.commit()
-    finally:
-        reader.close()
 
 
 def find_submission(session: Session, token: str) -> Job | None:
@@ -75,10 +52,14 @@ def submit_many(session: Session, specs: list[SpecModel], submission_tokens: lis
               for t in (submission_tokens or [None] * len(specs))]
     if len(tokens) != len(specs):
         raise ValueError("submit_many takes one submission token (or None) per spec")
-    if (all(tokens) and not session.in_transaction()
-            and None not in (known := [_peek_submission(session, t) for t in tokens])):
-        return [session.get(Job, job_id) for job_id in known]
-    _check_outside_write_lock(session, specs)
+    if all(tokens) and not session.in_transaction():  # a repeated submission: its jobs, without checking again
+        with read_before_write(session) as reader:
+            known = [reader.scalar(select(Job.id).where(Job.submission_token == t)) for t in tokens]
+        if None not in known:
+            return [session.get(Job, job_id) for job_id in known]
+    with read_before_write(session) as reader:  # the checks read datasets and configs: seconds, not under the lock
+        for spec in specs:
+            check_spec(reader, spec)
     return [_insert(session, spec, token) for spec, token in zip(specs, tokens, strict=True)]
 
 
@@ -100,12 +81,6 @@ def _insert(session: Session, spec: SpecModel, submission_token: str | None) -> 
             raise
         return known_job
     return job
-
-
-def _peek_submission(session: Session, token: str) -> int | None:
-    bind = session.get_bind()
-    with Session(bind=bind.execution_options(studio_write=False)) as reader:
-        return reader.scalar(select(Job.id).where(Job.submission_token == token))
 
 
 def claim(session: Session, worker_id: str) -> int | None:

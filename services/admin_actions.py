@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from backend.db.engine import read_before_write
 from backend.db.tables import Job
 from jobs import queue
 from labeling import campaigns
@@ -43,17 +44,9 @@ def cancel_job(session: Session, user_id: int, job_id: int) -> str:
 
 
 def _require_admin_before_submit(session: Session, user_id: int) -> None:
-    """The role, read in a read transaction of its own when ``session`` has not started one yet: a write session
-    would take SQLite's write lock at its first query, before ``queue.submit`` runs its slow checks outside it."""
-    if session.in_transaction():
-        require_admin(session, user_id)
-        return
-    reader = Session(bind=session.get_bind().execution_options(studio_write=False), expire_on_commit=False)
-    try:
+    """The role check, read without taking SQLite's write lock before ``queue.submit`` runs its slow checks."""
+    with read_before_write(session) as reader:
         require_admin(reader, user_id)
-        reader.commit()
-    finally:
-        reader.close()
 
 
 def submit_job(session: Session, user_id: int, spec, *, submission_token: str | None = None) -> Job:

@@ -64,6 +64,25 @@ def _sessionmakers(url: str) -> tuple[sessionmaker, sessionmaker]:
 
 
 @contextmanager
+def read_before_write(session: Session) -> Iterator[Session]:
+    """A session for slow reads that come before ``session`` writes (submit-time checks, role checks).
+
+    ``session`` itself when it has already begun a transaction: it may hold rows the reads must see, and its reads
+    and writes stay atomic. Otherwise a read transaction of its own on the same database, committed and closed on
+    exit — a fresh write session would take SQLite's write lock at its first query and hold it through the reads.
+    """
+    if session.in_transaction():
+        yield session
+        return
+    reader = Session(bind=session.get_bind().execution_options(studio_write=False), expire_on_commit=False)
+    try:
+        yield reader
+        reader.commit()
+    finally:
+        reader.close()
+
+
+@contextmanager
 def session_scope(write: bool = False, url: str | None = None) -> Iterator[Session]:
     """One short transaction: commit on success, roll back on any error.
 
