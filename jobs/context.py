@@ -24,6 +24,10 @@ class JobCancelled(Exception):
 _STOPPED: dict[int, str] = {}  # job id → why its process must stop (set by the heartbeat thread)
 
 
+def _row_ended(status: str, error: str | None) -> str:
+    return f"its row says {status}" + (f" ({error})" if error else "")
+
+
 def stop_reason(job_id: int) -> str | None:
     """Why this process must stop the job (its row is no longer running, its worker is gone), or None."""
     return _STOPPED.get(job_id)
@@ -65,7 +69,7 @@ class JobContext:
             except OperationalError:  # database briefly unavailable: ask again at the next check
                 return self._cancelled
             if status != "running":
-                _STOPPED.setdefault(self.job_id, f"its row says {status}" + (f" ({error})" if error else ""))
+                _STOPPED.setdefault(self.job_id, _row_ended(status, error))
             self._cancelled = cancel or status != "running"
         return self._cancelled
 
@@ -115,7 +119,7 @@ def start_heartbeat(job_id: int, every: float) -> threading.Event:
                     if not alive:
                         status, _, error = queue.job_state(s, job_id)
                 if not alive and job_id not in _STOPPED and not stop.is_set():  # (ended by this process: fine)
-                    _STOPPED[job_id] = f"its row says {status}" + (f" ({error})" if error else "")
+                    _STOPPED[job_id] = _row_ended(status, error)
                     print(f"job {job_id}: no longer running ({_STOPPED[job_id]}): stopping", flush=True)
             except Exception:  # noqa: BLE001, S110 - a missed beat is harmless; the next one retries
                 pass

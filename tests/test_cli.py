@@ -5,18 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from cli.main import main
-
-
-def run_cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from factories import run_cli
 
 
 def test_generate_json_reports_text_tokens_timing_and_settings(tiny_model, capsys):

@@ -9,22 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import run_cli
 
 from backend.db.engine import session_scope
 from backend.models.store import list_models
-from cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def cli_process(args: list[str], data_dir: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:

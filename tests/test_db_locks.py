@@ -133,9 +133,8 @@ def test_merge_that_fails_registers_nothing_and_leaves_no_folder(lora, monkeypat
     assert not (get_settings().models_dir / "merged").exists()
 
 
-def test_submit_checks_run_before_the_write_lock(tiny_model, tmp_path, monkeypatch):
-    from factories import write_dialogues
-
+def probe_writes_during_checks(monkeypatch) -> list[float]:
+    """Make every submit-time check first time a write from another connection; returns those waits (seconds)."""
     real, waits = queue.check_spec, []
 
     def check_while_probing(session, spec):
@@ -143,6 +142,13 @@ def test_submit_checks_run_before_the_write_lock(tiny_model, tmp_path, monkeypat
         return real(session, spec)
 
     monkeypatch.setattr(queue, "check_spec", check_while_probing)
+    return waits
+
+
+def test_submit_checks_run_before_the_write_lock(tiny_model, tmp_path, monkeypatch):
+    from factories import write_dialogues
+
+    waits = probe_writes_during_checks(monkeypatch)
     spec = EvalSpec.model_validate({"model": "tiny", "dataset": str(write_dialogues(tmp_path, {"test": 2}))})
     with session_scope(write=True) as s:
         job_id = queue.submit(s, spec).id
@@ -160,13 +166,7 @@ def test_evaluating_several_models_checks_them_all_before_the_write_lock(tiny_mo
 
     with session_scope(write=True) as s:
         add_model(s, str(tiny_model_dir), name="tiny-again")
-    real, waits = queue.check_spec, []
-
-    def check_while_probing(session, spec):
-        waits.append(write_from_elsewhere())
-        return real(session, spec)
-
-    monkeypatch.setattr(queue, "check_spec", check_while_probing)
+    waits = probe_writes_during_checks(monkeypatch)
     spec = EvalSpec.model_validate({"model": "tiny", "dataset": str(write_dialogues(tmp_path, {"test": 2}))})
     with session_scope(write=True) as s:
         ids = evaluation.submit_comparison(s, spec, ["tiny", "tiny-again"], submission_token="ev-1")

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factories import job_row, write_dialogues
+from factories import job_row, lora_sft_spec, write_dialogues
 from sqlalchemy import func, select, update
 
 from backend.db.engine import session_scope
@@ -37,12 +37,7 @@ def fault_env(tiny_model, studio_env, monkeypatch):
 
 
 def sft_spec(data: Path, max_steps: int, save_steps: int = 2, **overrides) -> SFTSpec:
-    values = {"name": "fault", "base_model": "tiny", "dataset": str(data),
-              "train": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                        "max_length": 64, "logging_steps": 1, "save_steps": save_steps, "save_total_limit": 2},
-              "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "max_eval_examples": 0}
-    values.update(overrides)
-    return SFTSpec.model_validate(values)
+    return lora_sft_spec(data, max_steps, save_steps, **{"name": "fault", **overrides})
 
 
 def submit(spec) -> int:

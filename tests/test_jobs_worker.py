@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from factories import job_row, write_dialogues
+from factories import claimed_job, job_row, write_dialogues
 from sqlalchemy import select
 
 from backend.db.engine import session_scope
@@ -143,22 +143,13 @@ def test_worker_process_sigterm_stops_its_job(tiny_model, fast_env, tmp_path):
 
 # --- fallbacks, with fake job processes ----------------------------------------------------------------
 
-def claim_one() -> int:
-    with session_scope(write=True) as s:
-        job = Job(kind="eval", name="fake", spec={"kind": "eval"}, status="queued")
-        s.add(job)
-        s.flush()
-        assert queue.claim(s, "test-worker") == job.id
-        return job.id
-
-
 def fake_child(monkeypatch, code: str) -> None:
     monkeypatch.setattr(worker, "child_command", lambda job_id: [sys.executable, "-c", code])
 
 
 def test_child_dying_silently_is_failed(fast_env, monkeypatch):
     fake_child(monkeypatch, "import sys; print('partial output'); sys.exit(3)")
-    job_id = claim_one()
+    job_id = claimed_job("fake", {"kind": "eval"})
     assert worker.run_job_process(job_id, "test-worker") == 3
     job = job_row(job_id)
     assert job.status == "failed" and "code 3" in job.error
@@ -167,7 +158,7 @@ def test_child_dying_silently_is_failed(fast_env, monkeypatch):
 
 def test_child_killed_is_failed_with_signal(fast_env, monkeypatch):
     fake_child(monkeypatch, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
-    job_id = claim_one()
+    job_id = claimed_job("fake", {"kind": "eval"})
     assert worker.run_job_process(job_id, "test-worker") == -signal.SIGKILL
     assert "SIGKILL" in job_row(job_id).error
 
@@ -176,7 +167,7 @@ def test_cancel_ignored_escalates_to_kill(fast_env, monkeypatch):
     fake_child(monkeypatch, "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                             "print('up', flush=True); time.sleep(60)")
     monkeypatch.setattr(worker, "KILL_GRACE_SECONDS", 0.5)
-    job_id = claim_one()
+    job_id = claimed_job("fake", {"kind": "eval"})
     with session_scope(write=True) as s:
         queue.request_cancel(s, job_id)
     began = time.monotonic()
@@ -190,7 +181,7 @@ def test_cancel_ignored_escalates_to_kill(fast_env, monkeypatch):
 def test_worker_interrupted_stops_child(fast_env, monkeypatch):
     """Ctrl-C in the worker while a job runs: the child is stopped (no orphan) and the job ends failed."""
     fake_child(monkeypatch, "import time; time.sleep(60)")
-    job_id = claim_one()
+    job_id = claimed_job("fake", {"kind": "eval"})
     previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     signal.setitimer(signal.ITIMER_REAL, 0.8)
     try:

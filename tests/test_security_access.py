@@ -1,12 +1,12 @@
 """Exposure and accounts (issue 14): loopback by default, the setup token, self sign-up off when exposed,
 `studio users create-admin`, admin actions that re-check the role, and untrusted text shown inert."""
 
-import io
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from factories import run_cli
 from page_support import button, count, open_as, page, signed_in, texts
 from sqlalchemy import select
 from streamlit import config as st_config
@@ -34,18 +34,6 @@ def exposed_server():
     st_config.set_option("server.address", "0.0.0.0")
     yield
     st_config.set_option("server.address", before)
-
-
-def run_cli(args, capsys, stdin: str | None = None, monkeypatch=None):
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- listening address ----------------------------------------------------------------------------

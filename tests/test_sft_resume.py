@@ -4,7 +4,7 @@ cancelled; every way a resume could not work is refused when the job is submitte
 import json
 
 import pytest
-from factories import write_dialogues
+from factories import lora_sft_spec, write_dialogues
 from sqlalchemy import update
 
 from backend.db.engine import session_scope
@@ -21,12 +21,7 @@ def write_dataset(folder, n=8):
 
 
 def sft_spec(data, max_steps=2, save_steps=1, **overrides) -> SFTSpec:
-    values = {"name": "resume", "base_model": "tiny", "dataset": str(data),
-              "train": {"max_steps": max_steps, "batch_size": 2, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                        "max_length": 64, "logging_steps": 1, "save_steps": save_steps, "save_total_limit": 2},
-              "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "max_eval_examples": 0}
-    values.update(overrides)
-    return SFTSpec.model_validate(values)
+    return lora_sft_spec(data, max_steps, save_steps, **{"name": "resume", **overrides})
 
 
 def submit(spec: SFTSpec) -> int:

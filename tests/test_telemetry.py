@@ -5,11 +5,9 @@ import os
 import subprocess
 import sys
 
-from factories import job_row
+from factories import claimed_job, job_row
 
-from backend.db.engine import session_scope
-from backend.db.tables import Job
-from jobs import artifacts, queue, worker
+from jobs import artifacts, worker
 
 # A real job process (`python -m jobs.run <id>`) that first reports the environment it was given and, after the
 # studio's imports, whether huggingface_hub's telemetry (what TRL's BaseTrainer._send_telemetry calls) would send.
@@ -28,18 +26,9 @@ finally:
 """
 
 
-def _claim_probe_job() -> int:
-    with session_scope(write=True) as s:
-        job = Job(kind="eval", name="probe", spec={"kind": "no-such-kind"}, status="queued")
-        s.add(job)
-        s.flush()
-        assert queue.claim(s, "test-worker") == job.id
-        return job.id
-
-
 def _run_probe(monkeypatch) -> str:
     monkeypatch.setattr(worker, "child_command", lambda job_id: [sys.executable, "-c", PROBE_JOB, str(job_id)])
-    job_id = _claim_probe_job()
+    job_id = claimed_job("probe", {"kind": "no-such-kind"})
     worker.run_job_process(job_id, "test-worker")
     assert job_row(job_id).status == "failed"  # the real jobs.run ran and recorded the unknown kind
     return artifacts.read_log_tail(job_id)
