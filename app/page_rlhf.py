@@ -7,7 +7,7 @@ import streamlit as st
 from app.auth import leave_unless_admin
 from app.common import user_errors
 from app.components.rlhf_charts import diagnostic, held_out_chart, reward_and_kl
-from app.components.safe_text import inert_figure
+from app.components.safe_text import show_chart
 from app.components.uncertainty import cell, delta_interval
 from backend.db.engine import session_scope
 from services import rlhf
@@ -74,7 +74,7 @@ def evaluations_view(view: dict, job_id: int) -> None:
             {r["metric"]: cell(r["interval"], r["mean"], r["metric"]), f"Δ {r['metric']} since step 0":
              change(r, r["metric"])})
     if any(r["interval"] for r in rows):
-        st.plotly_chart(inert_figure(held_out_chart(rows)), width="stretch", key=f"rlhf-held-out-{job_id}")
+        show_chart(held_out_chart(rows), f"rlhf-held-out-{job_id}")
     st.dataframe(pd.DataFrame(list(by_step.values())), hide_index=True, width="stretch")
     sizes = {(r["interval"]["n"], r["interval"]["n_obs"]) for r in rows if r["interval"]}
     n = ", ".join(f"{p} prompts ({c} completions)" for p, c in sorted(sizes)) or "no logged spread: point values"

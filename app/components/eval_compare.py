@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import user_errors
-from app.components.safe_text import inert_figure
+from app.components.safe_text import show_chart
 from app.components.uncertainty import caption, cell, delta_interval, error_y
 from backend.db.engine import session_scope
 from services import evaluation
@@ -71,13 +71,13 @@ def compare_view(run_ids: list[int]) -> None:
                     "Scores by model with 95 % intervals (higher is better; F-measure and BLEU on a 0–1 scale)", ".3f")
         tops = [(r["intervals"][m] or {}).get("high") or _mean(r, m) or 0 for r in rows for m in scores]
         fig.update_yaxes(range=[0, max(0.1, max(tops) * 1.15)])  # all-zero scores stay readable
-        st.plotly_chart(inert_figure(fig), width="stretch", key="ev-chart")
+        show_chart(fig, "ev-chart")
         base, others = rows[0], rows[1:]
         if others:
             fig = _bars(others, scores, lambda r, m: r[f"delta_{m}"], lambda r, m: r["vs_baseline"][m],
                         f"Change against the baseline: {_label(base)} (paired, 95 % intervals)", "+.3f", 1)
             fig.add_hline(y=0, line_color="gray", line_width=1)
-            st.plotly_chart(inert_figure(fig), width="stretch", key="ev-deltas")
+            show_chart(fig, "ev-deltas")
         shown = [*scores, *(m for m in OTHERS if any(r.get(m) is not None for r in rows))]
         table = pd.DataFrame({"label": [_label(r) for r in rows], "n_prompts": [r["n_prompts"] for r in rows],
                               "n": [r["n"] for r in rows]})
@@ -153,4 +153,4 @@ def before_after_view(run_ids: list[int]) -> None:
             # the same bins for every model, so the histograms compare bin by bin
             fig.update_traces(xbins={"start": low, "end": high + 1e-9, "size": max((high - low) / 20, 1e-6)})
             fig.update_layout(legend={"orientation": "h", "y": -0.2})
-            col.plotly_chart(inert_figure(fig), width="stretch", key=f"ev-ba-{key}")
+            show_chart(fig, f"ev-ba-{key}", col)

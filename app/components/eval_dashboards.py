@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app.common import user_errors
-from app.components.safe_text import inert_figure
+from app.components.safe_text import show_chart
 from app.components.training_curves import curves_chart
 from app.components.uncertainty import caption, cell, delta_interval
 from backend.db.engine import session_scope
@@ -31,10 +31,10 @@ def toxicity_view(run_ids: list[int]) -> None:
                             title="Toxicity of the outputs")
         hist.update_traces(xbins={"start": 0, "end": 1, "size": 0.05})  # fixed bins: models compare bin by bin
         hist.add_vline(x=threshold, line_dash="dash")
-        cols[0].plotly_chart(inert_figure(hist), width="stretch", key="ev-tox-hist")
+        show_chart(hist, "ev-tox-hist", cols[0])
         box = px.box(dist, x="model", y="toxicity", points="all", title="Per model")
         box.add_hline(y=threshold, line_dash="dash")
-        cols[1].plotly_chart(inert_figure(box), width="stretch", key="ev-tox-box")
+        show_chart(box, "ev-tox-box", cols[1])
         shares = dist.groupby("model")["toxicity"].apply(lambda s: evaluation.share_above(list(s), threshold))
         table = pd.DataFrame({"model": [f"{r['model']} (#{r['run']})" for r in summary],
                               "prompts": [r["n"] for r in summary], "completions": [r["n_obs"] for r in summary],

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app.components.safe_text import inert_figure
+from app.components.safe_text import show_chart
 
 PERCENT = st.column_config.NumberColumn(format="percent")
 
@@ -23,7 +23,7 @@ def agreement_chart(annotators: list[dict[str, Any]], key: str) -> None:
                  title="Agreement per annotator (⚠ = outlier)", range_y=[0, 1])
     fig.add_hline(y=0.5, line_dash="dot", annotation_text="chance", annotation_position="bottom right")
     fig.update_layout(legend={"orientation": "h", "y": -0.2, "title": ""}, height=380)
-    st.plotly_chart(inert_figure(fig), width="stretch", key=f"{key}-agreement")
+    show_chart(fig, f"{key}-agreement")
 
 
 def source_chart(source_ranks: list[dict[str, Any]], key: str) -> None:
@@ -35,14 +35,14 @@ def source_chart(source_ranks: list[dict[str, Any]], key: str) -> None:
                  title="Consensus rank of each source's completions (which source wins)",
                  color_discrete_sequence=px.colors.sequential.Viridis)
     fig.update_layout(legend={"title": ""}, height=380)
-    st.plotly_chart(inert_figure(fig), width="stretch", key=f"{key}-sources")
+    show_chart(fig, f"{key}-sources")
 
 
 def time_chart(times: list[dict[str, Any]], key: str) -> None:
     """Seconds per ranked item, per annotator (box with every point)."""
     fig = px.box(pd.DataFrame(times), x="annotator", y="seconds", points="all", title="Time per item")
     fig.update_layout(height=340)
-    st.plotly_chart(inert_figure(fig), width="stretch", key=f"{key}-times")
+    show_chart(fig, f"{key}-times")
 
 
 def tables(report: dict[str, Any]) -> None:

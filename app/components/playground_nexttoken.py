@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import user_errors
-from app.components.safe_text import inert_figure
+from app.components.safe_text import show_chart
 from backend.db.engine import session_scope
 from backend.generation.decoding import DecodingConfig
 from backend.generation.nexttoken import STAGE_LABELS, explain_controls
@@ -73,8 +73,7 @@ def model_view(key: str, input_text: str, variant: dict[str, Any]) -> None:
         stages = [stage["name"] for stage in view["stages"]]
         where = f"after '{_visible(view['context'][-40:])}'" if view["context"] else "as the first token"
         chart = distribution_chart(view["table"], stages, f"Next token {where} (step {view['step']})")
-        st.plotly_chart(inert_figure(chart),  # tokens are model text: no live <a href> in the labels
-                        key=f"{key}-nt-chart")
+        show_chart(chart, f"{key}-nt-chart")  # tokens are model text: no live <a href> in the labels
         entropy = " · ".join(f"{STAGE_LABELS[n]}: {b:.2f} bits, {view['kept'][n]:,} tokens"
                              for n, b in view["entropy_bits"].items())
         st.caption(f"Greedy pick: **{_visible(view['greedy_token'])}**. Spread — {entropy}.")

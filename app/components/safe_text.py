@@ -8,12 +8,15 @@ output) and makes links; Plotly turns ``<a href>`` in a label into a live link. 
   plain text: outside code, ``[``, ``]`` and ``<`` are escaped and bare URLs lose their link (a zero-width space
   after ``https:`` and ``www``). Code spans and fenced code blocks are left as written (markdown makes nothing live inside them).
 - ``escape_markdown(text)`` escapes every markdown character: for names put inside our own markdown.
+- ``show_chart(fig, key)`` draws a figure made from such text, through ``inert_figure``.
 - ``inert_figure(fig)`` escapes ``<`` and ``>`` in a Plotly figure's strings (data, whose values become tick labels
   and legend entries, titles, annotations), which Plotly then shows as the characters instead of reading them as
   tags (so no ``<br>`` or ``<b>`` in our own titles either).
 """
 
 import re
+
+import streamlit as st
 
 _CODE = re.compile(r"(^[ \t]*(`{3,}|~{3,})[^\n]*\n[\s\S]*?(?:^[ \t]*\2[ \t]*$|\Z)|(`+)[^`][\s\S]*?(?<!`)\3(?!`))",
                    re.MULTILINE)
@@ -87,3 +90,9 @@ def inert_figure(fig):
         if ax.title.text:
             ax.title.text = _plain(ax.title.text)
     return fig
+
+
+def show_chart(fig, key: str, where=st, **options) -> None:
+    """Draw a Plotly figure built from untrusted text, full width, with ``inert_figure`` applied; ``where`` is a
+    column or container (default: the page)."""
+    where.plotly_chart(inert_figure(fig), key=key, **{"width": "stretch", **options})

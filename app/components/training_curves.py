@@ -2,9 +2,8 @@
 
 import pandas as pd
 import plotly.express as px
-import streamlit as st
 
-from app.components.safe_text import inert_figure
+from app.components.safe_text import show_chart
 
 # metric key → (panel title, legend name); loss and eval loss share a panel so they compare on one axis
 PANELS = {"loss": ("loss", "train loss"), "eval_loss": ("loss", "eval loss"),
@@ -39,5 +38,5 @@ def curves_chart(rows: list[dict], key: str, height: int = 520) -> bool:
     fig.update_xaxes(dtick=max(1, round(frame["step"].max() / 10)))  # whole steps only
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     fig.update_layout(legend={"orientation": "h", "y": -0.12}, margin={"t": 40})
-    st.plotly_chart(inert_figure(fig), width="stretch", key=key)
+    show_chart(fig, key)
     return True
