@@ -122,15 +122,13 @@ def cmd_generate(args) -> None:
 
 def _read_stdin() -> str:
     """Standard input as text; bytes that are not UTF-8 (e.g. Latin-1) are a clear error, not a traceback."""
+    from backend.textfiles import decode_utf8
+
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # replaced by a text stream (tests)
         return sys.stdin.read()
-    data = stream.read()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise StudioError(f"Standard input is not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x}): convert "
-                          "it, e.g. `iconv -f latin1 -t utf-8 prompt.txt | studio generate`, or pass --prompt.") from None
+    return decode_utf8(stream.read(), "Standard input", hint="convert it, e.g. `iconv -f latin1 -t utf-8 prompt.txt "
+                       "| studio generate`, or pass --prompt")
 
 
 def cmd_job(args) -> None:
