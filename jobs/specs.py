@@ -122,6 +122,54 @@ def _none_if_blank(value: Any) -> Any:
     return None if isinstance(value, str) and value.strip() in ("", "None", "none", "null") else value
 
 
+class ResourcesArgs(SpecModel):
+    """What a job needs from the worker that runs it; a worker claims only jobs it can satisfy."""
+
+    devices: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = a GPU when any live worker has one, else the CPU; cpu or cuda to insist.")
+    gpus: int = Field(0, ge=0, le=64, description="GPUs the job needs on one worker (0 = as `devices` decides: one "
+                      "GPU for cuda/auto-on-a-GPU worker, none for cpu).")
+    processes: int = Field(1, ge=1, le=64, description="Training processes (ranks) launched together; > 1 runs "
+                           "data-parallel through `accelerate launch` (on CPU: gloo).")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share the work: ddp copies "
+                                             "the model to each rank; fsdp shards it (full fine-tuning only).")
+    min_gpu_memory_gb: float | None = Field(None, gt=0, le=10_000, description="Smallest GPU memory (GiB) per "
+                                            "device the job needs; empty = no minimum.")
+    labels: list[str] = Field(default_factory=list, max_length=16, description="Worker labels the job needs (all "
+                              "of them), e.g. gpu-a100 or us-east; a worker sets its labels with "
+                              "STUDIO_WORKER_LABELS.")
+
+    _blank = field_validator("min_gpu_memory_gb", mode="before")(_none_if_blank)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ResourcesArgs":
+        if self.devices == "cpu" and self.gpus:
+            raise ValueError(f"devices is cpu but gpus is {self.gpus}: set devices to cuda (or auto), or gpus to 0")
+        return self
+
+
+Quantization = Literal["none", "8bit", "4bit"]
+GradientCheckpointing = Literal["auto", "on", "off"]
+
+
+def quantization_field() -> Any:
+    """``quantization`` of a training spec: QLoRA's frozen base in 8 or 4 bits."""
+    return Field("none", description="Load the frozen base weights in 8 or 4 bits (bitsandbytes; 4bit = NF4 with "
+                 "double quantization, bf16 compute) and train LoRA adapters on top: QLoRA. Needs a CUDA worker "
+                 "and peft lora.")
+
+
+def checkpointing_field() -> Any:
+    """``gradient_checkpointing`` of a training spec."""
+    return Field("auto", description="Recompute activations in the backward pass: less memory, ~30 % slower "
+                 "steps. auto = on for GPU jobs on models of 1B parameters or more.")
+
+
+def resources_field() -> Any:
+    """``resources`` of every spec: what the worker that claims the job must have."""
+    return Field(default_factory=ResourcesArgs, description="Devices, GPUs, processes and worker labels the job "
+                 "needs.")
+
 class SFTSpec(SpecModel):
     """Supervised fine-tuning on prompt → completion pairs (loss on the completion only)."""
 
@@ -146,6 +194,9 @@ class SFTSpec(SpecModel):
     prompt_tuning: PromptTuningArgs = Field(default_factory=PromptTuningArgs,
                                             description="Soft-prompt settings (used when peft is prompt_tuning).")
     train: TrainArgs = Field(default_factory=TrainArgs)
+    quantization: Quantization = quantization_field()
+    gradient_checkpointing: GradientCheckpointing = checkpointing_field()
+    resources: ResourcesArgs = resources_field()
     max_train_examples: int = Field(0, ge=0, le=MAX_ROWS, description="Use at most this many training rows "
                                     "(0 = all).")
     max_eval_examples: int = Field(64, ge=0, le=100_000, description="Validation rows used for eval loss "
@@ -200,6 +251,7 @@ class EvalSpec(SpecModel):
     extra_metrics: list[str] = Field(default_factory=list, max_length=16, description="More metrics to compute with Hugging Face "
                                      "against the references, by name: " + ", ".join(EXTRA_METRICS) + " (computed "
                                      "offline; metric code from folders or the hub is not loaded).")
+    resources: ResourcesArgs = resources_field()
 
     _blank_optional = field_validator("toxicity_model", "toxic_label", "target_field", "reward_model",
                                       mode="before")(_none_if_blank)
@@ -248,6 +300,7 @@ class LabelCompletionsSpec(SpecModel):
                             "transaction; annotators can rank each batch as soon as it is written. 4–16 on a CPU.")
     precision: Literal["auto", "float32", "bfloat16", "int8"] = Field("auto", description="Inference precision "
                                                                       "(auto = bf16 on a GPU, fp32 on CPU).")
+    resources: ResourcesArgs = resources_field()
 
 
 # --- RLHF jobs -------------------------------------------------------------------------------------
@@ -300,6 +353,9 @@ class RewardSpec(SpecModel):
                                           "lora = adapters plus the score head (merged into the saved model).")
     lora: LoraArgs = Field(default_factory=LoraArgs)
     train: TrainArgs = Field(default_factory=_preference_train_args)
+    quantization: Quantization = quantization_field()
+    gradient_checkpointing: GradientCheckpointing = checkpointing_field()
+    resources: ResourcesArgs = resources_field()
     group_by_ranking: bool = Field(False, description="Keep all pairs of one prompt's ranking in the same batch, "
                                    "each weighted 1/C(K,2), so a ranking counts once (InstructGPT: avoids "
                                    "overfitting to completions seen in many pairs).")
@@ -322,6 +378,9 @@ class DPOSpec(SpecModel):
                                           "adapters off: one model in memory); none = full fine-tuning.")
     lora: LoraArgs = Field(default_factory=LoraArgs)
     train: TrainArgs = Field(default_factory=_preference_train_args)
+    quantization: Quantization = quantization_field()
+    gradient_checkpointing: GradientCheckpointing = checkpointing_field()
+    resources: ResourcesArgs = resources_field()
 
 
 class RewardTermArgs(SpecModel):
@@ -432,6 +491,9 @@ class PolicyPromptArgs(SpecModel):
                                           "its adapters off (one model in memory); none = full-parameter training.")
     lora: LoraArgs = Field(default_factory=lambda: LoraArgs(dropout=0.0))
     reward: RewardSourceArgs = Field(default_factory=RewardSourceArgs, description="What scores each completion.")
+    quantization: Quantization = quantization_field()
+    gradient_checkpointing: GradientCheckpointing = checkpointing_field()
+    resources: ResourcesArgs = resources_field()
 
 
 class PPOSpec(PolicyPromptArgs):
