@@ -214,6 +214,13 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What the worker offers, registered at start-up: a job is claimed only by a worker that satisfies its
+    # spec's ``resources`` block.
+    cpu_count: Mapped[int] = mapped_column(default=0)
+    ram_gb: Mapped[float] = mapped_column(Float, default=0.0)
+    devices: Mapped[list[Any]] = mapped_column(default=list, doc='CUDA devices offered: [{"index", "name", '
+                                               '"memory_gb"}]; [] = CPU only')
+    labels: Mapped[list[Any]] = mapped_column(default=list, doc="free-form labels from STUDIO_WORKER_LABELS")
 
 
 class EvalRun(Base):
