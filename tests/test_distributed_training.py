@@ -1,0 +1,93 @@
+"""Data-parallel jobs on 2 CPU processes (torchrun, gloo) with the tiny random Llama: gradients really are averaged
+(one step on 2 ranks × batch b equals one step on 1 process × batch 2b), every rank ends with the same weights,
+rank 0 alone writes metric rows and the model, a failing rank fails the job with its own error, and a cancel stops
+every rank."""
+
+import json
+import os
+import textwrap
+import threading
+import time
+
+import pytest
+from factories import job_row, write_dialogues
+
+from backend.db.engine import session_scope
+from jobs import artifacts, queue
+from jobs.distributed import RANKS_DIR
+from jobs.registry import parse_spec
+from jobs.run import main as run_job
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def submit(spec) -> int:
+    with session_scope(write=True) as s:
+        return queue.submit(s, spec).id
+
+
+def sft_spec(data, batch_size: int, processes: int, max_steps: int = 1, **train):
+    return parse_spec({
+        "kind": "sft", "name": f"dp{processes}", "base_model": "tiny", "dataset": str(data), "max_eval_examples": 0,
+        "train": {"max_steps": max_steps, "batch_size": batch_size, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+                  "max_length": 64, "logging_steps": 1, "seed": 7, **train},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "resources": {"processes": processes}})
+
+
+def adapter(job_id: int) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(artifacts.job_dir(job_id) / "model" / "adapter_model.safetensors")
+
+
+def metric_rows(job_id: int) -> list[dict]:
+    with session_scope() as s:
+        return queue.job_metrics(s, job_id)
+
+
+def rank_outcomes(job_id: int) -> dict[int, dict]:
+    folder = artifacts.job_dir(job_id) / RANKS_DIR
+    return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("rank-*.json")}
+
+
+def rank_pids(job_id: int) -> list[int]:
+    return [int(p.read_text()) for p in (artifacts.job_dir(job_id) / RANKS_DIR).glob("rank-*.pid")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_two_ranks_average_gradients_like_one_process_with_the_whole_batch(tiny_model, tmp_path):
+    import torch
+
+    data = write_dialogues(tmp_path / "data", {"train": 8})
+    single = submit(sft_spec(data, batch_size=4, processes=1))
+    assert run_job(single) == 0, job_row(single).error
+    pair = submit(sft_spec(data, batch_size=2, processes=2))
+    assert run_job(pair) == 0, job_row(pair).error
+
+    job = job_row(pair)
+    assert job.status == "succeeded" and job.output_model_id is not None
+    one, two = adapter(single), adapter(pair)
+    assert one.keys() == two.keys()
+    moved = [k for k in one if "lora_B" in k and one[k].abs().sum() > 0]
+    assert moved, "the step must have moved the adapters"
+    for key in one:  # same examples, same averaged gradient, same AdamW step
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-6, msg=key)
+
+    def values(job_id, key):
+        return [m["value"] for m in metric_rows(job_id) if m["key"] == key and m["step"] == 1]
+
+    assert len(values(pair, "loss")) == 1 and len(values(pair, "grad_norm")) == 1, "rank 0 writes each row once"
+    assert values(pair, "loss")[0] == pytest.approx(values(single, "loss")[0], rel=1e-4)
+    assert values(pair, "grad_norm")[0] == pytest.approx(values(single, "grad_norm")[0], rel=1e-3)
+    outcomes = rank_outcomes(pair)
+    assert {r: o["status"] for r, o in outcomes.items()} == {0: "succeeded", 1: "succeeded"}
+    assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"], "the ranks' weights differ"
+    assert (artifacts.job_dir(pair) / RANKS_DIR / "rank-1.log").is_file()
+    assert not any(alive(pid) for pid in rank_pids(pair))
