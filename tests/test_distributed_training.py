@@ -91,3 +91,58 @@ def test_two_ranks_average_gradients_like_one_process_with_the_whole_batch(tiny_
     assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"], "the ranks' weights differ"
     assert (artifacts.job_dir(pair) / RANKS_DIR / "rank-1.log").is_file()
     assert not any(alive(pid) for pid in rank_pids(pair))
+
+
+BREAK_RANK_1 = """
+import os
+
+if os.environ.get("RANK") == "1" and os.environ.get("STUDIO_RANK_OF_JOB"):
+    import jobs.callbacks
+
+    def broken(self, args, state, control, **kwargs):
+        raise RuntimeError("rank 1 broke on purpose")
+
+    jobs.callbacks.StudioCallback.on_step_end = broken
+"""
+
+
+def test_a_failing_rank_fails_the_job_with_its_own_error(tiny_model, tmp_path, monkeypatch):
+    # a sitecustomize on the ranks' path breaks rank 1 only, after its first step's backward pass
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(textwrap.dedent(BREAK_RANK_1), encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")])))
+    job_id = submit(sft_spec(write_dialogues(tmp_path / "data", {"train": 8}), batch_size=2, processes=2,
+                             max_steps=3))
+    assert run_job(job_id) == 1
+    job = job_row(job_id)
+    assert job.status == "failed" and job.output_model_id is None
+    assert job.error.startswith("Rank 1 of 2 failed: RuntimeError: rank 1 broke on purpose"), job.error
+    assert "rank 1 broke on purpose" in (artifacts.job_dir(job_id) / RANKS_DIR / "rank-1.log").read_text()
+    assert not (artifacts.job_dir(job_id) / "model").exists()
+    assert not any(alive(pid) for pid in rank_pids(job_id))
+
+
+def test_cancel_stops_every_rank(tiny_model, tmp_path):
+    job_id = submit(sft_spec(write_dialogues(tmp_path / "data", {"train": 8}), batch_size=2, processes=2,
+                             max_steps=500))
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault("code", run_job(job_id)))
+    runner.start()
+    deadline = time.monotonic() + 120
+    while not any(m["key"] == "loss" for m in metric_rows(job_id)):  # both ranks are training
+        assert runner.is_alive() and time.monotonic() < deadline, job_row(job_id).error
+        time.sleep(0.5)
+    pids = rank_pids(job_id)
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
+    with session_scope(write=True) as s:
+        queue.request_cancel(s, job_id)
+    runner.join(timeout=90)
+    assert not runner.is_alive()
+    job = job_row(job_id)
+    assert job.status == "cancelled", job.error
+    assert result["code"] == 0 and job.output_model_id is None
+    assert {o["status"] for o in rank_outcomes(job_id).values()} == {"cancelled"}  # they stopped together
+    assert not any(alive(pid) for pid in pids)
+    steps = [m["step"] for m in metric_rows(job_id) if m["key"] == "loss"]
+    assert len(steps) == len(set(steps)) and max(steps) < 500
