@@ -225,7 +225,7 @@ class RankContext(JobContext):
     """A runner's context on one rank: only rank 0 writes metric rows; cancel checks agree across ranks."""
 
     supervisor_pid: int | None = None
-    weights_digest: str | None = None  # of the trained parameters at the end (``record_weights``)
+    notes: dict = field(default_factory=dict)  # what this rank ended with (``record_weights``): in its outcome
     _stopped: bool = field(default=False, repr=False)
 
     def should_cancel(self) -> bool:
@@ -275,9 +275,9 @@ def _redirect_output(path: Path) -> None:
 
 
 def _write_outcome(folder: Path, rank: int, status: str, error: str | None = None, output_model_id: int | None = None,
-                   weights_digest: str | None = None) -> None:
+                   notes: dict | None = None) -> None:
     row = {"rank": rank, "status": status, "error": error, "output_model_id": output_model_id, "at": time.time(),
-           "weights_digest": weights_digest}
+           **(notes or {})}
     tmp = folder / f".rank-{rank}.json.tmp"
     tmp.write_text(json.dumps(row), encoding="utf-8")
     tmp.replace(folder / f"rank-{rank}.json")
@@ -326,7 +326,7 @@ def rank_main(job_id: int) -> int:
                           supervisor_pid=int(raw_pid) if raw_pid.isdigit() else None)
         output_model_id = importlib.import_module(KINDS[spec.kind].runner).run(ctx)
         _write_outcome(folder, rank, "succeeded", output_model_id=output_model_id if rank == 0 else None,
-                       weights_digest=ctx.weights_digest)
+                       notes=ctx.notes)
     except JobCancelled:
         _write_outcome(folder, rank, "cancelled")
     except StudioError as exc:
@@ -359,9 +359,9 @@ def trainer_arguments(ctx: JobContext, device: str) -> dict:
     return args
 
 
-def record_weights(ctx: JobContext, model) -> None:
-    """Note a digest of the trained parameters in the rank's outcome: every rank must end with the same weights
-    (the supervisor warns when they differ; tests compare them)."""
+def record_weights(ctx: JobContext, model, **state: float) -> None:
+    """Note a digest of the trained parameters (and any ``state`` that must agree, e.g. PPO's β) in the rank's
+    outcome: every rank must end with the same weights (the supervisor warns when they differ; tests compare)."""
     if not isinstance(ctx, RankContext):
         return
     import hashlib
@@ -374,7 +374,7 @@ def record_weights(ctx: JobContext, model) -> None:
             if p.requires_grad:
                 digest.update(name.encode())
                 digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
-    ctx.weights_digest = digest.hexdigest()
+    ctx.notes.update(weights_digest=digest.hexdigest(), **state)
 
 
 def uses_fsdp(ctx: JobContext) -> bool:
@@ -427,4 +427,7 @@ def mean_across_ranks(values: dict[str, float], device: str = "cpu") -> dict[str
 
 
 if __name__ == "__main__":
-    sys.exit(rank_main(int(sys.argv[1])))
+    # Through the imported module, not this ``__main__`` copy: the runners' ``RankContext`` must be the same class.
+    import importlib
+
+    sys.exit(importlib.import_module("jobs.distributed").rank_main(int(sys.argv[1])))

@@ -88,7 +88,7 @@ def test_two_ranks_average_gradients_like_one_process_with_the_whole_batch(tiny_
     assert values(pair, "grad_norm")[0] == pytest.approx(values(single, "grad_norm")[0], rel=1e-3)
     outcomes = rank_outcomes(pair)
     assert {r: o["status"] for r, o in outcomes.items()} == {0: "succeeded", 1: "succeeded"}
-    assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"], "the ranks' weights differ"
+    assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"] is not None, "the ranks' weights differ"
     assert (artifacts.job_dir(pair) / RANKS_DIR / "rank-1.log").is_file()
     assert not any(alive(pid) for pid in rank_pids(pair))
 
@@ -146,3 +146,30 @@ def test_cancel_stops_every_rank(tiny_model, tmp_path):
     assert not any(alive(pid) for pid in pids)
     steps = [m["step"] for m in metric_rows(job_id) if m["key"] == "loss"]
     assert len(steps) == len(set(steps)) and max(steps) < 500
+
+
+def test_ppo_on_two_ranks_keeps_one_policy_and_one_kl_coefficient(tiny_model):
+    spec = parse_spec({
+        "kind": "ppo", "name": "dp-ppo", "policy_model": "tiny", "resources": {"processes": 2},
+        "ppo": {"max_steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1, "learning_rate": 1e-3,
+                "adaptive_kl": True, "kl_target": 0.01},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "decoding": {"do_sample": True, "max_new_tokens": 6},
+        "eval_prompts": 2, "samples_per_step": 2})
+    job_id = submit(spec)
+    assert run_job(job_id) == 0, job_row(job_id).error
+    job = job_row(job_id)
+    assert job.status == "succeeded" and job.output_model_id is not None
+    rows = metric_rows(job_id)
+    for step in (1, 2):
+        keys = [m["key"] for m in rows if m["step"] == step]
+        assert "objective/kl" in keys and len(keys) == len(set(keys)), f"rank 0 writes step {step} once"
+    outcomes = rank_outcomes(job_id)
+    assert {o["status"] for o in outcomes.values()} == {"succeeded"} and len(outcomes) == 2
+    # each rank rolled out other prompts: equal weights mean the gradients were averaged; equal β that the KL
+    # statistics were gathered before the controller moved
+    assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"] is not None
+    assert outcomes[0]["kl_coef"] == outcomes[1]["kl_coef"] != 0.05
+    beta = [m["value"] for m in rows if m["key"] == "kl_coef"]
+    assert len(beta) == 2
+    samples = (artifacts.job_dir(job_id) / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 4, "rank 0 alone writes its samples"

@@ -110,7 +110,7 @@ def run(ctx: JobContext) -> int | None:
                             samples_per_step=spec.samples_per_step, should_stop=ctx.should_cancel,
                             on_eval=keep_eval_scores)
     ctx.raise_if_cancelled()
-    record_weights(ctx, policy)
+    record_weights(ctx, policy, kl_coef=trainer.kl.value)
     if not ctx.is_main:  # several processes: rank 0 writes the outputs and registers the model
         return None
     summary["kl_target"] = spec.ppo.kl_target if spec.ppo.adaptive_kl else None
