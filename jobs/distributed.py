@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.context import JobCancelled, JobContext
+from jobs.distributed_checks import DISTRIBUTED_KINDS, TRAINER_KINDS, world_size  # noqa: F401 (re-exported)
 
-DISTRIBUTED_KINDS = ("sft", "reward", "dpo", "grpo", "ppo")  # the training kinds; eval and labeling run alone
-TRAINER_KINDS = ("sft", "dpo", "grpo")  # built on transformers' Trainer: FSDP is available to them
 RANK_JOB_ENV = "STUDIO_RANK_OF_JOB"  # set for the rank processes: the job they belong to
 SUPERVISOR_PID_ENV = "STUDIO_RANK_SUPERVISOR_PID"  # the job process that launched the ranks
 RANKS_DIR = "ranks"
@@ -48,16 +47,6 @@ STOP_GRACE_SECONDS = 30.0  # after the stop file, this long for the ranks to sto
 KILL_GRACE_SECONDS = 5.0  # after SIGTERM to the ranks' process group, this long before SIGKILL
 POLL_SECONDS = 0.5
 TAIL_LINES = 12
-
-
-def world_size(spec) -> int:
-    """How many ranks a spec asks for: ``processes``, or one per GPU when only ``gpus`` > 1 is set."""
-    resources = getattr(spec, "resources", None)
-    if resources is None or spec.kind not in DISTRIBUTED_KINDS:
-        return 1
-    if resources.processes > 1:
-        return resources.processes
-    return max(1, resources.gpus)
 
 
 def is_rank_process() -> bool:
@@ -294,6 +283,12 @@ def _init_process_group(local_rank: int) -> str:
 
     device = resolve_device()
     if device == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            from backend.errors import StudioError
+
+            raise StudioError(f"Process {local_rank} has no GPU of its own: this worker has "
+                              f"{torch.cuda.device_count()}. Set resources.gpus to the number of processes, or "
+                              "devices: cpu.")
         torch.cuda.set_device(local_rank)  # "cuda" now means this rank's GPU
     dist.init_process_group(backend="nccl" if device == "cuda" else "gloo", timeout=timedelta(minutes=30))
     return device

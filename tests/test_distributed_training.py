@@ -173,3 +173,70 @@ def test_ppo_on_two_ranks_keeps_one_policy_and_one_kl_coefficient(tiny_model):
     assert len(beta) == 2
     samples = (artifacts.job_dir(job_id) / "samples.jsonl").read_text().splitlines()
     assert len(samples) == 4, "rank 0 alone writes its samples"
+
+
+# --- submit-time checks (no processes started) ------------------------------------------------------------------
+
+
+def refusal(spec: dict, monkeypatch, cores: int = 4) -> str:
+    from backend.errors import StudioError
+    from jobs.distributed_checks import check_resources
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    with pytest.raises(StudioError) as info:
+        check_resources(parse_spec(spec))
+    return str(info.value)
+
+
+SFT = {"kind": "sft", "base_model": "tiny", "dataset": "x"}
+
+
+def test_resources_the_job_cannot_use_are_refused_with_the_fix(monkeypatch):
+    from jobs.distributed_checks import check_resources
+
+    assert "eval jobs run in one process" in refusal({"kind": "eval", "model": "tiny",
+                                                      "resources": {"processes": 2}}, monkeypatch)
+    assert "this machine has 2 CPU core(s)" in refusal({**SFT, "resources": {"devices": "cpu", "processes": 3}},
+                                                       monkeypatch, cores=2)
+    assert "set processes to 2" in refusal({**SFT, "resources": {"devices": "cuda", "gpus": 2, "processes": 4}},
+                                           monkeypatch)
+    lora_fsdp = {**SFT, "resources": {"devices": "cuda", "gpus": 2, "strategy": "fsdp"}}
+    assert "shards full fine-tuning (peft none)" in refusal(lora_fsdp, monkeypatch)
+    cpu_fsdp = {**SFT, "peft": "none", "resources": {"devices": "cpu", "processes": 2, "strategy": "fsdp"}}
+    assert "not on CPU" in refusal(cpu_fsdp, monkeypatch)
+    ppo_fsdp = {"kind": "ppo", "policy_model": "tiny", "peft": "none",
+                "resources": {"devices": "cuda", "gpus": 2, "strategy": "fsdp"}}
+    assert "use strategy ddp" in refusal(ppo_fsdp, monkeypatch)
+    odd = {"kind": "ppo", "policy_model": "tiny", "ppo": {"batch_size": 6, "mini_batch_size": 3},
+           "resources": {"devices": "cpu", "processes": 2}}
+    assert "ppo.mini_batch_size (3) must be a multiple of the 2 processes" in refusal(odd, monkeypatch)
+    # what runs: one process anywhere, DDP on CPU within the cores, FSDP for full fine-tuning on GPUs
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for ok in ({**SFT, "resources": {"devices": "cpu", "processes": 2}},
+               {**SFT, "peft": "none", "resources": {"devices": "cuda", "gpus": 4, "strategy": "fsdp"}},
+               {"kind": "eval", "model": "tiny"}):
+        check_resources(parse_spec(ok))
+
+
+def test_submit_refuses_before_queueing(tiny_model, monkeypatch):
+    from sqlalchemy import func, select
+
+    from backend.db.tables import Job
+    from backend.errors import StudioError
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.raises(StudioError, match="8 but this machine has 2 CPU"):
+        submit(parse_spec({**SFT, "resources": {"devices": "cpu", "processes": 8}}))
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_each_rank_takes_an_equal_share_of_the_reward_batches():
+    from backend.errors import StudioError
+    from jobs.runners.reward import rank_share
+
+    batches = list(range(7))
+    assert rank_share(batches, 0, 2) == [0, 2, 4] and rank_share(batches, 1, 2) == [1, 3, 5]
+    assert rank_share(batches, 0, 1) == batches
+    with pytest.raises(StudioError, match="fewer than the 3 processes"):
+        rank_share([0, 1], 0, 3)
