@@ -240,3 +240,41 @@ def test_each_rank_takes_an_equal_share_of_the_reward_batches():
     assert rank_share(batches, 0, 1) == batches
     with pytest.raises(StudioError, match="fewer than the 3 processes"):
         rank_share([0, 1], 0, 3)
+
+
+def preference_file(path, n_prompts: int = 8):
+    rows = [{"prompt": f"Customer message {i}: my booking {i}", "chosen": f"hello thanks booking {i}",
+             "rejected": f"refund refund booking {i}"} for i in range(n_prompts)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+TWO_RANKS = {"devices": "cpu", "processes": 2}
+SMALL_TRAIN = {"max_steps": 2, "batch_size": 2, "learning_rate": 5e-3, "warmup_ratio": 0.0, "max_length": 64,
+               "logging_steps": 1}
+
+
+def other_kind(kind: str, folder) -> dict:
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0}
+    if kind == "grpo":
+        return {"kind": "grpo", "policy_model": "tiny", "max_steps": 2, "batch_size": 4, "num_generations": 2,
+                "max_new_tokens": 6, "learning_rate": 1e-2, "lora": lora, "resources": TWO_RANKS}
+    data = {"dataset": str(preference_file(folder / "prefs.jsonl")), "test_size": 0.25, "min_pairs": 4}
+    return {"kind": kind, "base_model": "tiny", "data": data, "lora": lora, "train": SMALL_TRAIN,
+            "resources": TWO_RANKS, **({"peft": "lora"} if kind == "reward" else {})}
+
+
+@pytest.mark.parametrize("kind", ["reward", "dpo", "grpo"])
+def test_other_training_kinds_run_on_two_ranks(kind, tiny_model, tmp_path):
+    job_id = submit(parse_spec(other_kind(kind, tmp_path)))
+    assert run_job(job_id) == 0, job_row(job_id).error
+    job = job_row(job_id)
+    assert job.status == "succeeded" and job.output_model_id is not None
+    outcomes = rank_outcomes(job_id)
+    assert {o["status"] for o in outcomes.values()} == {"succeeded"} and len(outcomes) == 2
+    assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"] is not None
+    rows = metric_rows(job_id)
+    for step in {m["step"] for m in rows}:  # (the Trainer's own logs at one step each carry an ``epoch``)
+        keys = [m["key"] for m in rows if m["step"] == step and m["key"] != "epoch"]
+        assert len(keys) == len(set(keys)), f"step {step} written more than once: {sorted(keys)}"
+    assert any(m["key"] == "loss" for m in rows)
