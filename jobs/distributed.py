@@ -298,6 +298,8 @@ def rank_main(job_id: int) -> int:
     """One rank: run the job's runner under the process group; write this rank's outcome for the supervisor."""
     import importlib
 
+    import torch.distributed as dist
+
     from backend.db.engine import session_scope
     from backend.db.tables import Job
     from backend.errors import StudioError
@@ -312,8 +314,6 @@ def rank_main(job_id: int) -> int:
     (folder / f"rank-{rank}.pid").write_text(str(os.getpid()), encoding="utf-8")
     raw_pid = os.environ.get(SUPERVISOR_PID_ENV, "")
     try:
-        import torch.distributed as dist
-
         _init_process_group(local_rank)
         with session_scope() as s:
             spec = parse_spec(dict(s.get(Job, job_id).spec))
@@ -408,15 +408,15 @@ def broadcast_parameters(parameters) -> None:
             dist.broadcast(p.data, src=0)
 
 
-def mean_across_ranks(values: dict[str, float], device: str = "cpu") -> dict[str, float]:
+def mean_across_ranks(values: dict[str, float]) -> dict[str, float]:
     """The mean of each value over the ranks (each rank's value being a mean over an equal share of the data)."""
     import torch
     import torch.distributed as dist
 
     if not values or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return values
-    keys = sorted(values)
-    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    keys = list(values)
+    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(flat)
     return {k: v / dist.get_world_size() for k, v in zip(keys, flat.tolist(), strict=True)}
 

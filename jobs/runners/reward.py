@@ -166,7 +166,7 @@ def run(ctx: JobContext) -> int | None:
             if step % t.logging_steps == 0 or step == max_steps:
                 loss, acc, margin = (mean(x) for x in zip(*window))
                 if ctx.world_size > 1:  # the means over every rank's pairs
-                    loss, acc, margin = mean_across_ranks({"a": loss, "b": acc, "c": margin}, device).values()
+                    loss, acc, margin = mean_across_ranks({"a": loss, "b": acc, "c": margin}).values()
                 ctx.log_metrics(step, {"loss": loss, "accuracy": acc, "margin": margin,
                                        "learning_rate": scheduler.get_last_lr()[0]})
                 print(f"step {step}: loss={loss:.4f} accuracy={acc:.3f} margin={margin:.3f}", flush=True)
