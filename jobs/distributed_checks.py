@@ -3,7 +3,8 @@
 - Only training kinds run on several processes (``jobs.distributed.DISTRIBUTED_KINDS``); evaluation and completion
   generation run in one.
 - With several GPUs each process drives one: ``processes`` is 1 (one per GPU) or equal to ``gpus``.
-- A CPU job gets at most one process per core of this machine: more only take turns on the cores.
+- A CPU job gets at most one process per core of the largest registered worker (this machine when none is
+  registered): more only take turns on the cores.
 - FSDP shards full fine-tuning on GPUs of the Trainer-based kinds (sft, dpo, grpo); with LoRA, on CPU, or for our own
   loops (reward, ppo) DDP is the tool.
 - PPO and GRPO split their step's batch evenly over the processes.
@@ -38,8 +39,22 @@ def _on_cpu(resources) -> bool:
     return not torch.cuda.is_available()
 
 
-def check_resources(spec) -> None:
-    """Refuse ``resources`` this job cannot run with (raises ``StudioError`` with the fix)."""
+def _most_cores(session) -> tuple[int, str]:
+    """The most CPU cores a worker offers (workers that registered and did not stop), else this machine's."""
+    if session is not None:
+        from sqlalchemy import func, select
+
+        from backend.db.tables import Worker
+
+        most = session.scalar(select(func.max(Worker.cpu_count)).where(Worker.stopped_at.is_(None)))
+        if most:
+            return int(most), "the largest worker has"
+    return os.cpu_count() or 1, "this machine has"
+
+
+def check_resources(spec, session=None) -> None:
+    """Refuse ``resources`` this job cannot run with (raises ``StudioError`` with the fix); with a ``session`` the
+    registered workers' cores count, else this machine's."""
     r = getattr(spec, "resources", None)
     if r is None:
         return
@@ -55,10 +70,10 @@ def check_resources(spec) -> None:
     n = world_size(spec)
     if n == 1:
         return
-    cores = os.cpu_count() or 1
     on_cpu = _on_cpu(r)
+    cores, where = _most_cores(session) if on_cpu else (0, "")
     if on_cpu and n > cores:
-        raise StudioError(f"resources.processes is {n} but this machine has {cores} CPU core(s): each process needs a "
+        raise StudioError(f"resources.processes is {n} but {where} {cores} CPU core(s): each process needs a "
                           f"core of its own, more only take turns and make the job slower. Use at most {cores} "
                           "processes, or run on GPUs (devices: cuda, gpus: N).")
     if r.strategy == "fsdp":

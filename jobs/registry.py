@@ -43,7 +43,7 @@ _adapter = TypeAdapter(JobSpec)
 
 def check_spec(session: Session, spec: SpecModel) -> None:
     """Run the kind's submit-time check (the spec itself is already valid); raises ``StudioError``."""
-    check_resources(spec)  # several processes / GPUs: the same rules for every kind
+    check_resources(spec, session)  # several processes / GPUs: the same rules for every kind
     KINDS[spec.kind].check(session, spec)
 
 

@@ -221,14 +221,22 @@ def test_resources_the_job_cannot_use_are_refused_with_the_fix(monkeypatch):
 def test_submit_refuses_before_queueing(tiny_model, monkeypatch):
     from sqlalchemy import func, select
 
-    from backend.db.tables import Job
+    from backend.db.tables import Job, Worker
     from backend.errors import StudioError
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    eight = parse_spec({**SFT, "dataset": "demo:dialogsum", "resources": {"devices": "cpu", "processes": 8}})
     with pytest.raises(StudioError, match="8 but this machine has 2 CPU"):
-        submit(parse_spec({**SFT, "resources": {"devices": "cpu", "processes": 8}}))
+        submit(eight)
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
+    with session_scope(write=True) as s:  # a registered worker's cores count, not the submitting machine's
+        s.add(Worker(id="big:1", host="big", pid=1, cpu_count=4))
+    with pytest.raises(StudioError, match="8 but the largest worker has 4 CPU"):
+        submit(eight)
+    with session_scope(write=True) as s:
+        s.add(Worker(id="bigger:1", host="bigger", pid=1, cpu_count=16))
+    assert submit(eight)
 
 
 def test_each_rank_takes_an_equal_share_of_the_reward_batches():
