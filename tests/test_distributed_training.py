@@ -175,6 +175,35 @@ def test_ppo_on_two_ranks_keeps_one_policy_and_one_kl_coefficient(tiny_model):
     assert len(samples) == 4, "rank 0 alone writes its samples"
 
 
+
+def test_stopping_the_job_process_takes_every_rank_down(tiny_model, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    job_id = submit(sft_spec(write_dialogues(tmp_path / "data", {"train": 8}), batch_size=2, processes=2,
+                             max_steps=500))
+    job_process = subprocess.Popen([sys.executable, "-m", "jobs.run", str(job_id)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(m["key"] == "loss" for m in metric_rows(job_id)):
+            assert job_process.poll() is None and time.monotonic() < deadline, job_row(job_id).error
+            time.sleep(0.5)
+        pids = rank_pids(job_id)
+        assert len(pids) == 2
+        job_process.send_signal(signal.SIGTERM)  # what the worker does when it stops
+        assert job_process.wait(timeout=60) != 0
+    finally:
+        if job_process.poll() is None:
+            job_process.kill()
+    deadline = time.monotonic() + 10  # (killed ranks are reaped by init a moment later)
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids)
+    job = job_row(job_id)
+    assert job.status == "failed" and "interrupted" in job.error
+
 # --- submit-time checks (no processes started) ------------------------------------------------------------------
 
 
