@@ -188,6 +188,8 @@ def _outcome(ctx: JobContext, n: int, code: int, launcher_tail: list[str], cance
     failed = sorted((row for row in outcomes.values() if row["status"] == "failed"), key=lambda row: row["at"])
     if failed:
         first = failed[0]
+        if len(failed) == n and len({row["error"] for row in failed}) == 1:  # the same problem everywhere (the data)
+            raise RankFailed(first["error"])
         where = "the job log" if first["rank"] == 0 else f"{RANKS_DIR}/rank-{first['rank']}.log"
         raise RankFailed(f"Rank {first['rank']} of {n} failed: {first['error']} (its traceback: {where})")
     if cancelled or any(row["status"] == "cancelled" for row in outcomes.values()):
@@ -357,7 +359,7 @@ def trainer_arguments(ctx: JobContext, device: str) -> dict:
 def record_weights(ctx: JobContext, model, **state: float) -> None:
     """Note a digest of the trained parameters (and any ``state`` that must agree, e.g. PPO's β) in the rank's
     outcome: every rank must end with the same weights (the supervisor warns when they differ; tests compare)."""
-    if not isinstance(ctx, RankContext):
+    if not isinstance(ctx, RankContext) or uses_fsdp(ctx):  # (FSDP: each rank holds other shards by design)
         return
     import hashlib
 

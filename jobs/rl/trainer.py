@@ -97,7 +97,6 @@ class PPOTrainer:
         if self.world > 1:
             broadcast_parameters(params)  # random initialisations (LoRA's A, a new head) must agree
             torch.manual_seed(args.seed + self.rank)  # each rank samples its own completions
-        self.local_batch = args.batch_size // self.world
         self.local_mini_batch = max(1, args.mini_batch_size // self.world)
         self._sum_across = _sum_all_ranks if self.world > 1 else None
         # eps 1e-5 as in OpenAI's PPO baselines: a larger eps damps steps on parameters whose gradients are pure noise

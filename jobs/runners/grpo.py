@@ -36,7 +36,7 @@ def _text(message) -> str:
 
 def make_reward_func(source, samples_path, current_step):
     """A TRL reward function around one of our reward sources; it also writes a few scored samples per call
-    (``current_step()`` numbers them)."""
+    (``current_step()`` numbers them) to ``samples_path`` (None: none, as on ranks other than 0)."""
     from jobs.rl.trainer import append_samples
 
     def reward(prompts, completions, completion_ids=None, **_columns) -> list[float]:
