@@ -315,3 +315,31 @@ def test_other_training_kinds_run_on_two_ranks(kind, tiny_model, tmp_path):
         keys = [m["key"] for m in rows if m["step"] == step and m["key"] != "epoch"]
         assert len(keys) == len(set(keys)), f"step {step} written more than once: {sorted(keys)}"
     assert any(m["key"] == "loss" for m in rows)
+
+
+def test_whitening_with_sums_over_ranks_matches_whitening_the_whole_batch():
+    import torch
+
+    from jobs.rl.ppo import masked_whiten
+
+    torch.manual_seed(0)
+    values, mask = torch.randn(4, 5), (torch.rand(4, 5) > 0.3).float()
+    shares = [(values[:2], mask[:2]), (values[2:], mask[2:])]  # two ranks' halves of one batch
+    mean = (values * mask).sum().double() / mask.sum()
+    # what the all-reduce returns to every rank: the whole batch's (Σ v, count), then Σ (v − mean)²
+    replies = [torch.stack([(values * mask).sum(), mask.sum()]).double(),
+               (((values - mean) ** 2) * mask).sum().double().reshape(1)]
+
+    def all_reduce_sum(tensor):
+        reply = replies[calls.pop(0)]
+        assert reply.shape == tensor.shape
+        return reply
+
+    for shift_mean in (True, False):
+        whole = masked_whiten(values, mask, shift_mean)
+        parts = []
+        for v, m in shares:
+            calls = [0, 1]
+            parts.append(masked_whiten(v, m, shift_mean, sum_across=all_reduce_sum))
+        torch.testing.assert_close(torch.cat(parts), whole)
+        assert not torch.allclose(torch.cat([masked_whiten(v, m, shift_mean) for v, m in shares]), whole)
