@@ -38,12 +38,26 @@ class JobContext:
     job_id: int
     spec: Any
     out_dir: Path
+    rank: int = 0  # this process's rank when the job runs on several processes (``jobs.distributed``)
+    world_size: int = 1
     _last_cancel_check: float = field(default=0.0, repr=False)
     _cancelled: bool = field(default=False, repr=False)
 
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes: the only one, or rank 0 of several (metrics, files, the output model)."""
+        return self.rank == 0
+
     def log_metrics(self, step: int, values: dict[str, Any]) -> None:
-        """Write numeric values as metrics rows (others are ignored); a locked database skips one write."""
+        """Write numeric values as metrics rows (others are ignored); a locked database skips one write.
+
+        Only rank 0 writes: with several processes the others' values are theirs alone (a runner that wants the
+        mean over ranks reduces first), and one row per step and key is what the charts expect.
+        """
         from sqlalchemy.exc import OperationalError
+
+        if not self.is_main:
+            return
 
         numeric = {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         if numeric:

@@ -4,7 +4,8 @@ Loads the spec from the database, writes the resolved spec next to the outputs, 
 its kind, and records the final status. Any exception becomes a failed job with the reason shown to
 the user; the traceback goes to the job log. An interrupt (Ctrl-C, or SIGTERM from the worker) is
 recorded too before the process exits, so a job never stays ``running`` because its process died in
-an orderly way.
+an orderly way. A job that asks for several processes (``resources.processes`` or ``gpus`` > 1) runs on ranks
+that torchrun starts; this process then supervises them (``jobs.distributed``) and records their end.
 
 Run by hand on a queued job (``python -m jobs.run 7``), it takes the job itself; a job that already
 ended is left alone, and a job that is already running is refused (exit code 3): only the worker that
@@ -26,7 +27,7 @@ from backend.db.engine import session_scope
 from backend.db.tables import Job, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
-from jobs import artifacts, queue
+from jobs import artifacts, distributed, queue
 from jobs.artifacts import job_dir
 from jobs.context import JobCancelled, JobContext, start_heartbeat, stop_reason
 from jobs.registry import KINDS, parse_spec
@@ -129,15 +130,18 @@ def main(job_id: int) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "job_spec.yaml").write_text(spec_to_yaml(spec), encoding="utf-8")
         print(f"job {job_id}: {spec.kind}\n{spec_to_yaml(spec)}", flush=True)
-        runner = importlib.import_module(KINDS[spec.kind].runner)
-        output_model_id = runner.run(JobContext(job_id, spec, out_dir))
+        ctx = JobContext(job_id, spec, out_dir)
+        if distributed.world_size(spec) > 1:  # this process supervises the ranks torchrun starts
+            output_model_id = distributed.supervise(ctx)
+        else:
+            output_model_id = importlib.import_module(KINDS[spec.kind].runner).run(ctx)
         status, error = "succeeded", None
     except JobCancelled:
         stopped = stop_reason(job_id)  # the row ended elsewhere or the worker is gone: not the user's cancel
         status, error = ("failed", f"The job stopped: {stopped}.") if stopped else ("cancelled", None)
     except queue.JobNotRunning as exc:  # reaped or ended meanwhile: its row keeps what it says
         status, error = "failed", str(exc)
-    except StudioError as exc:
+    except (StudioError, distributed.RankFailed) as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()

@@ -52,7 +52,11 @@ def load_reward_backbone(model: ResolvedModel, dtype: torch.dtype, pad_token_id:
 
 
 def register_output(ctx, start: ResolvedModel, path: str, kind: str, meta: dict[str, Any]) -> int:
-    """Register a job's output with its lineage; an adapter is attached to the registry row of its base."""
+    """Register a job's output with its lineage; an adapter is attached to the registry row of its base.
+
+    With several processes only rank 0 registers (the others return None)."""
+    if not ctx.is_main:
+        return None
     spec = ctx.spec
     with session_scope(write=True) as s:
         queue.require_running(s, ctx.job_id)  # reaped or ended meanwhile: register nothing

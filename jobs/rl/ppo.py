@@ -25,6 +25,7 @@ trainer (``jobs.rl.trainer``) does the rollouts and calls these functions; tests
 hand-computed numbers.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -47,13 +48,23 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return var * count / (count - 1) if count > 1 else var
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+                  sum_across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Scale to unit variance over the masked positions (and to zero mean when ``shift_mean``).
 
     Advantages are whitened with the mean removed, so half the tokens are pushed up and half down. Rewards
     are whitened *without* removing the mean, which would flip the sign of a reward every completion earns.
+    Data-parallel PPO passes ``sum_across`` (a sum over the ranks): the mean and variance are then those of the
+    whole batch, as one process holding every rollout would compute them.
     """
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    if sum_across is None:
+        mean, var = masked_mean(values, mask), masked_var(values, mask)
+    else:
+        total, count = sum_across(torch.stack([(values * mask).sum(), mask.sum()]).double())
+        mean = total / count.clamp(min=1)
+        var = sum_across((((values - mean) ** 2) * mask).sum().double().reshape(1))[0] / count.clamp(min=1)
+        var = var * count / (count - 1) if count > 1 else var
+        mean, var = mean.to(values.dtype), var.to(values.dtype)
     whitened = (values - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean

@@ -9,6 +9,13 @@ One step::
     5. update    ``ppo_epochs`` passes over shuffled mini-batches: clipped policy loss + c1·value loss − c2·entropy
     6. adapt β   the KL controller moves β towards the target
 
+Data-parallel (several ranks, ``jobs.distributed``): ``batch_size`` and ``mini_batch_size`` count the whole step;
+every rank walks the same shuffled prompt order and rolls out its own slice (``batch[rank::world]``), advantages are
+whitened with the whole batch's statistics, each mini-batch's gradients are averaged over the ranks before the
+optimizer step (so the weights stay identical everywhere), and the step's statistics are averaged over the ranks
+before the KL controller moves, so every rank keeps the same β. The held-out evaluation runs whole on every rank
+(same weights, same seed: same numbers), so stop decisions agree without a message.
+
 Memory: the value head sits on the policy's last hidden state (``PolicyWithValueHead``); with LoRA the reference
 is the same backbone with its adapters disabled, so one model is in memory. Dropout stays off throughout, so
 the rollout's log-probabilities and the first update's agree (ratio = 1 before any step).
@@ -24,6 +31,7 @@ from statistics import mean, pstdev
 
 import torch
 
+from jobs.distributed import average_gradients, broadcast_parameters, mean_across_ranks
 from jobs.rl.ppo import (
     AdaptiveKLController,
     FixedKLController,
@@ -84,7 +92,13 @@ class PPOTrainer:
         self.temperature = decoding.temperature  # log-probs are those of the distribution actually sampled
         self.kl = AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon) if args.adaptive_kl \
             else FixedKLController(args.kl_coef)
-        params = [p for p in policy.parameters() if p.requires_grad]
+        self.params = params = [p for p in policy.parameters() if p.requires_grad]
+        self.rank, self.world = _rank_and_world()
+        if self.world > 1:
+            broadcast_parameters(params)  # random initialisations (LoRA's A, a new head) must agree
+            torch.manual_seed(args.seed + self.rank)  # each rank samples its own completions
+        self.local_mini_batch = max(1, args.mini_batch_size // self.world)
+        self._sum_across = _sum_all_ranks if self.world > 1 else None
         # eps 1e-5 as in OpenAI's PPO baselines: a larger eps damps steps on parameters whose gradients are pure noise
         self.optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=1e-5)
         self.rng = random.Random(args.seed)
@@ -147,21 +161,21 @@ class PPOTrainer:
         if a.score_clip:
             scores = scores.clamp(-a.score_clip, a.score_clip)
         width, mask = roll.mask.shape[1], roll.mask
+        mini = self.local_mini_batch
         with torch.no_grad():
-            chunks = [self._logprobs_values(roll.input_ids[i:i + a.mini_batch_size],
-                                            roll.attention_mask[i:i + a.mini_batch_size], width)
-                      for i in range(0, len(prompts), a.mini_batch_size)]
+            chunks = [self._logprobs_values(roll.input_ids[i:i + mini], roll.attention_mask[i:i + mini], width)
+                      for i in range(0, len(prompts), mini)]
             old_logprobs = torch.cat([c[1] for c in chunks])
             old_values = torch.cat([c[2] for c in chunks]) * mask
-            ref_logprobs = torch.cat([self.reference_logprobs(roll.input_ids[i:i + a.mini_batch_size],
-                                                              roll.attention_mask[i:i + a.mini_batch_size], width)
-                                      for i in range(0, len(prompts), a.mini_batch_size)])
+            ref_logprobs = torch.cat([self.reference_logprobs(roll.input_ids[i:i + mini],
+                                                              roll.attention_mask[i:i + mini], width)
+                                      for i in range(0, len(prompts), mini)])
             kl = kl_per_token(old_logprobs, ref_logprobs, a.kl_estimator) * mask
             rewards = shaped_rewards(scores, kl, mask, self.kl.value)
             if a.whiten_rewards:
-                rewards = masked_whiten(rewards, mask, shift_mean=False)
+                rewards = masked_whiten(rewards, mask, shift_mean=False, sum_across=self._sum_across)
             advantages, returns = gae_advantages(rewards, old_values, mask, a.gamma, a.lam)
-            advantages = masked_whiten(advantages, mask)
+            advantages = masked_whiten(advantages, mask, sum_across=self._sum_across)
         stats = self._update(roll, old_logprobs, old_values, advantages, returns)
         kl_sum = kl.sum(1)
         non_score = (-self.kl.value * kl).sum(1)
@@ -175,7 +189,9 @@ class PPOTrainer:
             "kl_coef": self.kl.value,
             "completion_length": mask.sum(1).mean().item(),
         }
-        self.kl.update(metrics["objective/kl"], len(prompts))
+        if self.world > 1:  # the whole batch's statistics: β moves the same way on every rank
+            metrics = mean_across_ranks(metrics)
+        self.kl.update(metrics["objective/kl"], len(prompts) * self.world)
         return metrics, roll, scores_list
 
     # --- 5. the update -----------------------------------------------------------------------------------------
@@ -186,8 +202,8 @@ class PPOTrainer:
         indices = list(range(len(roll.prompts)))
         for _ in range(a.ppo_epochs):
             self.rng.shuffle(indices)
-            for start in range(0, len(indices), a.mini_batch_size):
-                mb = torch.tensor(indices[start:start + a.mini_batch_size], device=self.device)
+            for start in range(0, len(indices), self.local_mini_batch):
+                mb = torch.tensor(indices[start:start + self.local_mini_batch], device=self.device)
                 mask = roll.mask[mb]
                 logits, logprobs, values = self._logprobs_values(roll.input_ids[mb], roll.attention_mask[mb], width)
                 policy = clipped_policy_loss(logprobs, old_logprobs[mb], advantages[mb], mask, a.clip_range)
@@ -197,6 +213,8 @@ class PPOTrainer:
                 loss = policy.loss + a.vf_coef * value_loss - a.entropy_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.world > 1:
+                    average_gradients(self.params)  # what DDP does: every rank steps with the batch's mean gradient
                 torch.nn.utils.clip_grad_norm_([p for p in self.policy.parameters() if p.requires_grad],
                                                a.max_grad_norm)
                 self.optimizer.step()
@@ -260,7 +278,7 @@ class PPOTrainer:
                 order += fresh * (1 + a.batch_size // max(1, len(fresh)))
             batch, order = order[:a.batch_size], order[a.batch_size:]
             began = time.perf_counter()
-            metrics, roll, scores = self.step(batch)
+            metrics, roll, scores = self.step(batch[self.rank::self.world])  # this rank's share of the batch
             metrics["time/step_seconds"] = time.perf_counter() - began
             samples = [{"step": step, "prompt": p, "completion": c, "reward": s}
                        for p, c, s in list(zip(roll.prompts, roll.completions, scores, strict=True))[:samples_per_step]]
@@ -281,6 +299,21 @@ class PPOTrainer:
             last_eval = {}
         return {"steps": step if reason != "cancelled" else step - 1, "stopped": reason, "first_eval": first_eval,
                 "last_eval": last_eval}
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_all_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    dist.all_reduce(tensor)
+    return tensor
 
 
 def _as_list(value) -> list:

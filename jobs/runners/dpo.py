@@ -11,10 +11,14 @@ Logged metric keys (TRL's names): ``loss``, ``rewards/chosen``, ``rewards/reject
 held-out pairs; ``data/train_pairs``, ``data/test_pairs``, ``trainable_params``, ``total_params``.
 
 Output: the adapter (LoRA on a base or full model) or the full model under ``model/``, registered with lineage.
+
+Several processes: data-parallel through the Trainer (DDP, or FSDP for full fine-tuning); ``train.batch_size`` is
+per process; rank 0 writes the metrics and the model.
 """
 
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
+from jobs.distributed import record_weights, trainer_arguments, uses_fsdp
 from jobs.specs import DPOSpec
 
 
@@ -56,7 +60,7 @@ def run(ctx: JobContext) -> int | None:
         seed=t.seed, weight_decay=t.weight_decay, logging_steps=t.logging_steps, bf16=dtype != dtype_for("fp32", "cpu"),
         use_cpu=device == "cpu", report_to="none", activation_checkpointing=False, save_strategy="no",
         eval_strategy="steps" if (data.test and t.eval_steps) else "no", eval_steps=t.eval_steps or None,
-        dataloader_num_workers=0, disable_tqdm=True,
+        dataloader_num_workers=0, disable_tqdm=True, **trainer_arguments(ctx, device),
     )
     trainer = DPOTrainer(model=model, args=config, train_dataset=_dataset(data.train, chat),
                          eval_dataset=_dataset(data.test, chat) if data.test else None, processing_class=tokenizer,
@@ -67,9 +71,16 @@ def run(ctx: JobContext) -> int | None:
     ctx.raise_if_cancelled()
     if data.test:
         trainer.evaluate()  # the final eval row: Trainer.log → StudioCallback.on_log records it once
+    record_weights(ctx, trainer.model)
     out = ctx.out_dir / "model"
     as_adapter = spec.peft == "lora" and start.kind != "adapter"  # on a merged SFT adapter, save the whole model
-    (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(str(out))
+    if uses_fsdp(ctx):
+        trainer.save_model(str(out))  # every rank takes part: FSDP gathers the full weights, rank 0 writes
+    elif ctx.is_main:
+        (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(
+            str(out))
+    if not ctx.is_main:  # several processes: rank 0 alone writes files and registers the model
+        return None
     tokenizer.save_pretrained(str(out))
     return register_output(ctx, start, str(out), "adapter" if as_adapter else "full", {
         "data": data.source, "beta": spec.beta, "loss_type": spec.loss_type, "trainable_params": trainable,

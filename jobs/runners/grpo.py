@@ -14,12 +14,16 @@ Logged metric keys (TRL's names): ``reward``, ``reward_std``, ``rewards/<source>
 ``trainable_params``, ``total_params``. A few completions with their scores go to ``samples.jsonl`` every step.
 
 Output: the adapter (LoRA on a base or full model) or the full model under ``model/``, registered with lineage.
+
+Several processes: ``batch_size`` stays the completions per step, split evenly over the ranks (each generates
+and scores its share; TRL gathers the rewards so groups are normalised whole); rank 0 writes samples and outputs.
 """
 
 from backend.db.engine import session_scope
 from backend.models.store import resolve
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
+from jobs.distributed import record_weights, trainer_arguments, uses_fsdp
 from jobs.specs import GRPOSpec
 
 SAMPLES_PER_CALL = 3
@@ -32,15 +36,16 @@ def _text(message) -> str:
 
 def make_reward_func(source, samples_path, current_step):
     """A TRL reward function around one of our reward sources; it also writes a few scored samples per call
-    (``current_step()`` numbers them)."""
+    (``current_step()`` numbers them) to ``samples_path`` (None: none, as on ranks other than 0)."""
     from jobs.rl.trainer import append_samples
 
     def reward(prompts, completions, completion_ids=None, **_columns) -> list[float]:
         asked, texts = [_text(p) for p in prompts], [_text(c) for c in completions]
         scores = [float(s) for s in source(asked, texts, completion_ids)]
-        append_samples(samples_path, [{"step": current_step(), "prompt": p, "completion": c, "reward": s}
-                                      for p, c, s in list(zip(asked, texts, scores, strict=True))[
-                                          :SAMPLES_PER_CALL]])
+        if samples_path is not None:
+            append_samples(samples_path, [{"step": current_step(), "prompt": p, "completion": c, "reward": s}
+                                          for p, c, s in list(zip(asked, texts, scores, strict=True))[
+                                              :SAMPLES_PER_CALL]])
         return scores
 
     from jobs.rl.rewards import ToxicityReward
@@ -80,14 +85,15 @@ def run(ctx: JobContext) -> int | None:
     print(f"reward: {getattr(source, 'name', spec.reward.source)}", flush=True)
     config = GRPOConfig(
         output_dir=str(ctx.out_dir / "checkpoints"), max_steps=spec.max_steps, learning_rate=spec.learning_rate,
-        per_device_train_batch_size=spec.batch_size, num_generations=spec.num_generations, beta=spec.beta,
+        per_device_train_batch_size=spec.batch_size // ctx.world_size, num_generations=spec.num_generations, beta=spec.beta,
         temperature=spec.temperature, max_completion_length=spec.max_new_tokens, loss_type=spec.loss_type,
         scale_rewards=spec.scale_rewards, seed=spec.seed, logging_steps=1, bf16=dtype != dtype_for("fp32", "cpu"),
         use_cpu=device == "cpu", report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True,
-        lr_scheduler_type="constant", warmup_steps=0,
+        lr_scheduler_type="constant", warmup_steps=0, **trainer_arguments(ctx, device),
     )
-    samples_path = ctx.out_dir / "samples.jsonl"
-    samples_path.unlink(missing_ok=True)
+    samples_path = ctx.out_dir / "samples.jsonl" if ctx.is_main else None  # rank 0 writes the samples
+    if samples_path is not None:
+        samples_path.unlink(missing_ok=True)
     made: dict = {}  # the trainer, once built: its state numbers the samples (scoring happens before the step)
     reward_func = make_reward_func(source, samples_path, lambda: made["trainer"].state.global_step + 1)
     made["trainer"] = trainer = GRPOTrainer(model=model, reward_funcs=[reward_func], args=config, train_dataset=data,
@@ -98,9 +104,16 @@ def run(ctx: JobContext) -> int | None:
     print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
     result = trainer.train()
     ctx.raise_if_cancelled()
+    record_weights(ctx, trainer.model)
     out = ctx.out_dir / "model"
     as_adapter = spec.peft == "lora" and start.kind != "adapter"  # on a merged SFT adapter, save the whole model
-    (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(str(out))
+    if uses_fsdp(ctx):
+        trainer.save_model(str(out))  # every rank takes part: FSDP gathers the full weights, rank 0 writes
+    elif ctx.is_main:
+        (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(
+            str(out))
+    if not ctx.is_main:  # several processes: rank 0 alone writes files and registers the model
+        return None
     tokenizer.save_pretrained(str(out))
     return register_output(ctx, start, str(out), "adapter" if as_adapter else "full", {
         "reference": start.name, "reward": spec.reward.model_dump(mode="json"), "prompts": spec.prompts,

@@ -11,6 +11,9 @@ non-score reward), ``policy/approxkl`` (½E[(log π_new − log π_old)²] withi
 ``completion_length``, ``time/step_seconds``; at evaluations (step 0, every ``eval_steps``, the end):
 ``eval/reward``, ``eval/reward_std``, ``eval/toxicity``, ``eval/toxicity_std``, ``eval/kl``.
 
+Several processes (``resources.processes``): data-parallel, ``ppo.batch_size`` and ``mini_batch_size`` count the
+whole step and are split evenly over the ranks (see ``jobs.rl.trainer``); rank 0 writes metrics and outputs.
+
 Outputs: ``samples.jsonl`` (a few completions with their rewards per step), ``eval_scores.jsonl`` (every
 held-out completion's prompt, reward, toxicity and KL at each evaluation, for paired comparisons),
 ``ppo_summary.json``, and under
@@ -25,6 +28,7 @@ from backend.errors import StudioError
 from backend.models.store import resolve
 from jobs.artifacts import EVAL_SCORES
 from jobs.context import JobContext
+from jobs.distributed import record_weights
 from jobs.specs import PPOSpec
 
 
@@ -32,6 +36,8 @@ def _log_step(ctx: JobContext, samples_path):
     from jobs.rl.trainer import append_samples
 
     def log(step: int, metrics: dict, samples: list[dict]) -> None:
+        if not ctx.is_main:  # several processes: the metrics are already the ranks' means; rank 0 writes them
+            return
         ctx.log_metrics(step, metrics)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith(("objective/s", "objective/kl",
                                                                                         "kl_coef", "eval/")))
@@ -89,10 +95,13 @@ def run(ctx: JobContext) -> int | None:
     trainer = PPOTrainer(policy, tokenizer, reward_fn, spec.ppo, spec.decoding, reference=reference,
                          chat_format=spec.chat_format, device=device)
     samples_path, scores_path = ctx.out_dir / "samples.jsonl", ctx.out_dir / EVAL_SCORES
-    samples_path.unlink(missing_ok=True)
-    scores_path.unlink(missing_ok=True)
+    if ctx.is_main:
+        samples_path.unlink(missing_ok=True)
+        scores_path.unlink(missing_ok=True)
 
     def keep_eval_scores(step: int, rows: list[dict]) -> None:
+        if not ctx.is_main:
+            return
         with scores_path.open("a", encoding="utf-8") as fh:
             fh.writelines(json.dumps({"step": step, **row}, ensure_ascii=False) + "\n" for row in rows)
 
@@ -101,6 +110,9 @@ def run(ctx: JobContext) -> int | None:
                             samples_per_step=spec.samples_per_step, should_stop=ctx.should_cancel,
                             on_eval=keep_eval_scores)
     ctx.raise_if_cancelled()
+    record_weights(ctx, policy, kl_coef=trainer.kl.value)
+    if not ctx.is_main:  # several processes: rank 0 writes the outputs and registers the model
+        return None
     summary["kl_target"] = spec.ppo.kl_target if spec.ppo.adaptive_kl else None
     (ctx.out_dir / "ppo_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(f"stopped after {summary['steps']} step(s): {summary['stopped']}", flush=True)

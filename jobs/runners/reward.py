@@ -8,7 +8,9 @@ Dataset: TRL preference rows ``prompt``, ``chosen``, ``rejected`` (+ ``margin``)
 ranked once counts once however many pairs it gave.
 
 A small custom loop rather than TRL's RewardTrainer: the grouped batches and their weights do not fit its
-collator, and the loop stays short.
+collator, and the loop stays short. Several processes (``resources.processes``): each rank takes every N-th batch
+(``train.batch_size`` is per process), gradients are averaged over the ranks before each step (what DDP does), the
+logged means are over all ranks; evaluation runs whole on each rank and rank 0 writes the model.
 
 Logged metric keys: ``loss``, ``accuracy`` (share of pairs with r_chosen > r_rejected), ``margin`` (mean
 r_chosen − r_rejected), ``learning_rate``; on held-out pairs ``eval_loss``, ``eval_accuracy``, ``eval_margin``;
@@ -27,6 +29,19 @@ from statistics import mean
 
 from jobs.context import JobContext
 from jobs.specs import RewardSpec
+
+
+def rank_share(all_batches: list, rank: int, world: int) -> list:
+    """This rank's batches of one epoch: every ``world``-th, the same count on every rank (a tail too short to give
+    each rank one is left for the next epoch's shuffle), so the ranks step together."""
+    from backend.errors import StudioError
+
+    if world == 1:
+        return all_batches
+    if len(all_batches) < world:
+        raise StudioError(f"The training pairs make {len(all_batches)} batch(es) per epoch, fewer than the {world} "
+                          "processes: lower batch_size or resources.processes.")
+    return all_batches[rank::world][:len(all_batches) // world]
 
 
 def batches(rows: list[dict], batch_size: int, group_by_ranking: bool, rng: random.Random) -> list[list[tuple]]:
@@ -96,6 +111,7 @@ def run(ctx: JobContext) -> int | None:
     from transformers import get_scheduler
 
     from backend.models.loader import load_tokenizer, resolve_device
+    from jobs.distributed import average_gradients, broadcast_parameters, mean_across_ranks, record_weights
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_reward_backbone, register_output
@@ -115,11 +131,14 @@ def run(ctx: JobContext) -> int | None:
 
         model = get_peft_model(model, lora_config(spec.lora, model, start.name, task_type="SEQ_CLS"))
     model.to(device).train()
+    broadcast_parameters([p for p in model.parameters() if p.requires_grad])  # several ranks: one starting point
     trainable, total = count_parameters(model)
     ctx.log_metrics(0, {"trainable_params": trainable, "total_params": total})
     scorer = _Scorer(model, tokenizer, spec.data.chat_format and bool(tokenizer.chat_template), t.max_length, device)
     rng = random.Random(t.seed)
-    steps_per_epoch = math.ceil(len(batches(data.train, t.batch_size, spec.group_by_ranking, rng)) / t.grad_accum)
+    per_epoch = len(rank_share(batches(data.train, t.batch_size, spec.group_by_ranking, rng), ctx.rank,
+                               ctx.world_size))
+    steps_per_epoch = math.ceil(per_epoch / t.grad_accum)
     max_steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(t.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.learning_rate,
                                   weight_decay=t.weight_decay)
@@ -127,7 +146,8 @@ def run(ctx: JobContext) -> int | None:
                               num_training_steps=max_steps)
     step, pending, window = 0, [], []
     while step < max_steps:
-        for batch in batches(data.train, t.batch_size, spec.group_by_ranking, rng):
+        for batch in rank_share(batches(data.train, t.batch_size, spec.group_by_ranking, rng), ctx.rank,
+                                ctx.world_size):
             c, r, m = scorer.pairs([data.train[i] for i, _ in batch])
             weights = torch.tensor([w for _, w in batch], device=c.device)
             (pairwise_loss(c, r, m, weights) / t.grad_accum).backward()
@@ -137,6 +157,7 @@ def run(ctx: JobContext) -> int | None:
             if len(pending) < t.grad_accum:
                 continue
             pending = []
+            average_gradients([p for p in model.parameters() if p.requires_grad])  # several ranks: DDP's mean
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -144,6 +165,8 @@ def run(ctx: JobContext) -> int | None:
             step += 1
             if step % t.logging_steps == 0 or step == max_steps:
                 loss, acc, margin = (mean(x) for x in zip(*window))
+                if ctx.world_size > 1:  # the means over every rank's pairs
+                    loss, acc, margin = mean_across_ranks({"a": loss, "b": acc, "c": margin}).values()
                 ctx.log_metrics(step, {"loss": loss, "accuracy": acc, "margin": margin,
                                        "learning_rate": scheduler.get_last_lr()[0]})
                 print(f"step {step}: loss={loss:.4f} accuracy={acc:.3f} margin={margin:.3f}", flush=True)
@@ -161,6 +184,9 @@ def run(ctx: JobContext) -> int | None:
     held_out = bool(data.test)
     if held_out:
         ctx.log_metrics(step, {k: v for k, v in report.items() if k.startswith("eval_")})
+    record_weights(ctx, model)
+    if not ctx.is_main:  # several processes: rank 0 writes the report and the model
+        return None
     report.update(held_out=held_out, train_pairs=len(data.train), test_pairs=len(data.test), source=data.source,
                   **data.agreement)
     print(f"{'held-out' if held_out else 'training'} pairwise accuracy {report['eval_accuracy']:.3f} "

@@ -16,6 +16,9 @@ Checkpoints: ``<job dir>/checkpoints/checkpoint-<step>`` every ``train.save_step
 
 Output: the adapter (LoRA, prompt tuning) or the full model under ``<job dir>/model``, registered as a
 model whose lineage names the base model, the data, the spec and this job.
+
+Several processes (``resources.processes``/``gpus``): data-parallel through the Trainer (DDP, or FSDP for full
+fine-tuning); ``train.batch_size`` is per process; rank 0 writes the metrics, checkpoints and the model.
 """
 
 from backend.db.engine import session_scope
@@ -25,6 +28,7 @@ from jobs import queue
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
 from jobs.data import apply_length_policy, load_sft_data
+from jobs.distributed import record_weights, trainer_arguments
 from jobs.modeling import count_parameters, peft_config
 from jobs.specs import SFTSpec
 
@@ -74,7 +78,7 @@ def _config(spec: SFTSpec, ctx: JobContext, bf16: bool, device: str, has_eval: b
         activation_checkpointing=False, completion_only_loss=True,
         save_strategy="steps" if save else "no", save_steps=save or 500, save_total_limit=t.save_total_limit,
         eval_strategy="steps" if (has_eval and t.eval_steps) else "no", eval_steps=t.eval_steps or None,
-        dataloader_num_workers=0, disable_tqdm=True, **early,
+        dataloader_num_workers=0, disable_tqdm=True, **early, **trainer_arguments(ctx, device),
     )
 
 
@@ -120,8 +124,11 @@ def run(ctx: JobContext) -> int | None:
     ctx.raise_if_cancelled()
     if eval_ds is not None:
         trainer.evaluate()  # the final eval row: Trainer.log → StudioCallback.on_log records it once
+    record_weights(ctx, trainer.model)
     out = ctx.out_dir / "model"
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # on every rank: FSDP gathers the full weights; only rank 0 writes
+    if not ctx.is_main:  # several processes: rank 0 alone writes files and registers the model
+        return None
     tokenizer.save_pretrained(str(out))
     kind = "full" if spec.peft == "none" else "adapter"
     name = f"{spec.name or 'sft'}-job{ctx.job_id}"
