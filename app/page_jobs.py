@@ -10,9 +10,9 @@ from app.components.submit_once import queue_once
 from app.components.training_form import sft_job_form
 from app.components.training_panel import job_panel
 from backend.db.engine import session_scope
-from jobs import queue
 from jobs.registry import KINDS, parse_spec
 from jobs.spec_files import list_presets, load_spec_file, spec_to_yaml
+from services import workers
 
 # Evaluation jobs have their own page; every other kind (labeling, reward, PPO, DPO…) gets the generic form.
 OTHER_KINDS = [k for k in KINDS if k not in ("sft", "eval")]
@@ -55,9 +55,17 @@ def jobs_view() -> None:
     """The job list and the selected job, refreshed every few seconds from the database."""
     leave_unless_admin()  # a fragment rerun skips the entry script's role check: demoted since → leave the page
     with session_scope() as s:
-        jobs = [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
-                 "created": j.created_at.strftime("%m-%d %H:%M:%S"), "error": j.error or ""}
-                for j in queue.list_jobs(s)]
+        jobs = workers.job_rows(s)
+        live = workers.workers_table(s)
+    with st.expander(f"Workers ({len(live)} live)", icon=":material/memory:"):
+        if live:
+            st.dataframe(pd.DataFrame(live), hide_index=True, width="stretch")
+        else:
+            st.caption("No live worker: the studio starts one on this machine when a job is queued; start more "
+                       "with `studio worker` (`--gpus 0,1`, `STUDIO_WORKER_LABELS`).")
+    for job in jobs:
+        if job["status"] == "queued" and job["note"]:
+            st.warning(f"Job #{job['id']}: {job['note']}", icon=":material/hourglass_empty:")
     if not jobs:
         st.info("No jobs yet: open the form above and queue one.")
         return

@@ -146,9 +146,12 @@ def cmd_job(args) -> None:
             _wait(job_id)
     elif args.job_cmd == "list":
         with session_scope() as s:
-            for j in queue.list_jobs(s):
+            jobs = queue.list_jobs(s)
+            waiting = queue.waiting_reasons(s, jobs)
+            for j in jobs:
+                note = j.error[:80] if j.error else waiting.get(j.id, "")
                 print(f"{j.id:>5}  {j.kind:<5} {j.status:<10} {j.name:<30} {j.created_at:%Y-%m-%d %H:%M}"
-                      + (f"  {j.error[:80]}" if j.error else ""))
+                      + (f"  {note}" if note else ""))
     elif args.job_cmd == "cancel":
         with session_scope(write=True) as s:
             status = queue.request_cancel(s, args.id)

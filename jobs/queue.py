@@ -21,6 +21,7 @@ from backend.db.lookup import get_or_raise
 from backend.db.tables import Job, JobMetric, Worker, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
+from jobs import resources
 from jobs.registry import check_spec
 from jobs.specs import SpecModel
 
@@ -83,19 +84,55 @@ def _insert(session: Session, spec: SpecModel, submission_token: str | None) -> 
     return job
 
 
-def claim(session: Session, worker_id: str) -> int | None:
-    """Atomically move the oldest queued job to running for this worker; returns its id or None.
+CLAIM_SCAN = 200  # queued jobs a worker looks through for one it can run
 
-    One statement: on SQLite the write lock makes it atomic; on PostgreSQL ``FOR UPDATE SKIP LOCKED``
-    lets concurrent claimers pass over a row another worker is taking instead of coming back empty.
+
+def claim(session: Session, worker_id: str) -> int | None:
+    """Atomically move the oldest queued job this worker can run to running for it; returns its id or None.
+
+    The worker's offer (its ``workers`` row: GPUs, labels; none = a CPU-only worker without labels) is matched
+    against each queued job's ``resources`` (``jobs.resources``), oldest first; the first match is taken with a
+    conditional ``UPDATE … WHERE status = 'queued'``, so two workers never take the same job: the loser moves on
+    to the next candidate. On PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so concurrent
+    claimers pass over a row another worker is taking; on SQLite the write lock makes the whole claim atomic.
     """
     now = utcnow()
-    oldest = (select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
-              .with_for_update(skip_locked=True).scalar_subquery())
-    stmt = (update(Job).where(and_(Job.id == oldest, Job.status == "queued"))
-            .values(status="running", worker_id=worker_id, started_at=now, heartbeat_at=now)
-            .returning(Job.id))
-    return session.execute(stmt).scalar_one_or_none()
+    # Write first (a claim is a sign of life): on SQLite the transaction then holds the write lock before it reads
+    # the candidates, so a deferred transaction cannot fail to upgrade its read lock ("database is locked").
+    session.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=now))
+    row = session.get(Worker, worker_id)
+    offer = resources.Offer.of(row) if row is not None else resources.Offer(host=worker_id)
+    gpu_alive = any(w.devices for w in alive_workers(session)) or bool(offer.devices)
+    candidates = session.execute(select(Job.id, Job.spec).where(Job.status == "queued").order_by(Job.id)
+                                 .limit(CLAIM_SCAN).with_for_update(skip_locked=True)).all()
+    for job_id, spec in candidates:
+        need = resources.job_need(spec or {}, gpu_alive)
+        if resources.unmet(need, offer) is not None:
+            continue
+        taken = session.execute(update(Job).where(and_(Job.id == job_id, Job.status == "queued"))
+                                .values(status="running", worker_id=worker_id, started_at=now, heartbeat_at=now)
+                                .returning(Job.id)).scalar_one_or_none()
+        if taken is not None:
+            return taken
+    return None
+
+
+def placement(session: Session, job_id: int, worker_id: str) -> tuple[str, list[int]]:
+    """Where a claimed job runs on its worker: ``("cpu", [])`` or ``("cuda", [GPU indices])``."""
+    job, row = session.get(Job, job_id), session.get(Worker, worker_id)
+    offer = resources.Offer.of(row) if row is not None else resources.Offer(host=worker_id)
+    need = resources.job_need(job.spec or {}, bool(offer.devices))
+    return (need.devices, resources.assigned_gpus(need, offer) if need.devices == "cuda" else [])
+
+
+def waiting_reasons(session: Session, jobs: list[Job]) -> dict[int, str]:
+    """Why each queued job in ``jobs`` waits when no live worker can run it (jobs next in line are left out)."""
+    offers = [resources.Offer.of(w) for w in alive_workers(session)]
+    reasons = {}
+    for job in jobs:
+        if job.status == "queued" and (why := resources.waiting_reason(job.spec or {}, offers)):
+            reasons[job.id] = why
+    return reasons
 
 
 def heartbeat_job(session: Session, job_id: int, pid: int | None = None) -> bool:

@@ -31,7 +31,7 @@ from backend.db.engine import session_scope, upgrade_database
 from backend.db.tables import Job, Worker, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings, job_environment
-from jobs import artifacts, queue
+from jobs import artifacts, queue, resources
 from jobs.context import WORKER_PID_ENV
 from jobs.run import WORKER_ID_ENV
 
@@ -101,10 +101,15 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
     tick = min(settings.heartbeat_seconds, 1.0)
     log = artifacts.log_path(job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
+    with session_scope() as s:
+        devices, gpus = queue.placement(s, job_id, worker_id)
+    _note(job_id, f"runs on {'GPUs ' + ','.join(map(str, gpus)) if devices == 'cuda' else 'the CPU'} of {worker_id}")
     with log.open("ab") as fh:  # the child holds its own copy of the descriptor
         child = subprocess.Popen(child_command(job_id), stdout=fh,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env={**job_environment(), "PYTHONUNBUFFERED": "1",
+                                      # the job sees only its GPUs (none for a CPU job on a GPU worker)
+                                      "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)),
                                       WORKER_ID_ENV: worker_id, WORKER_PID_ENV: str(os.getpid())})
     try:
         cancel_seen_at = terminated_at = None
@@ -143,18 +148,37 @@ def run_job_process(job_id: int, worker_id: str, cancel_grace: float | None = No
     return child.returncode
 
 
-def _register(worker_id: str) -> None:
-    now = utcnow()
-    with session_scope(write=True) as s:  # a reused id (same host:pid) must look alive again
-        s.merge(Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), started_at=now, heartbeat_at=now,
-                       stopped_at=None))
+def _register(worker_id: str, gpus: list[int] | None = None) -> resources.Offer:
+    """Record this worker and what it offers: CPU cores, RAM, labels, and the GPUs it may use (``--gpus``, else
+    ``CUDA_VISIBLE_DEVICES``, else every GPU of the host), leaving out GPUs another live worker on this host
+    already offers. The choice is made under a per-host lock so two workers starting together never share one."""
+    labels = resources.parse_labels(os.environ.get(resources.LABELS_ENV))
+    if gpus is None:
+        gpus = resources.parse_gpu_list(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    host = socket.gethostname()
+    with resources.gpu_lock(get_settings().resolved_data_dir):
+        with session_scope() as s:
+            taken = {d["index"] for w in queue.alive_workers(s) if w.host == host and w.id != worker_id
+                     for d in (w.devices or [])}
+        devices = resources.choose_gpus(resources.discover_gpus(), gpus, taken)
+        offer = resources.Offer(host=host, cpu_count=os.cpu_count() or 1, ram_gb=resources.ram_gb(),
+                                devices=devices, labels=labels)
+        now = utcnow()
+        with session_scope(write=True) as s:  # a reused id (same host:pid) must look alive again
+            s.merge(Worker(id=worker_id, host=host, pid=os.getpid(), started_at=now, heartbeat_at=now,
+                           stopped_at=None, cpu_count=offer.cpu_count, ram_gb=offer.ram_gb, devices=devices,
+                           labels=labels))
+    return offer
 
 
-def run_worker(poll_seconds: float = 1.0, max_jobs: int | None = None, idle_exit: float | None = None) -> None:
+def run_worker(poll_seconds: float = 1.0, max_jobs: int | None = None, idle_exit: float | None = None,
+               gpus: list[int] | None = None) -> None:
     """Claim and run jobs until stopped (or until ``max_jobs`` ran / ``idle_exit`` seconds passed idle)."""
     upgrade_database()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    _register(worker_id)
+    offer = _register(worker_id, gpus)
+    print(f"[worker {worker_id}] offers {offer.cpu_count} CPU cores, {offer.ram_gb:g} GiB RAM, "
+          f"{offer.describe()}", flush=True)
     done, idle_since = 0, time.monotonic()
     try:
         while max_jobs is None or done < max_jobs:
@@ -200,11 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll", type=float, default=1.0, help="Seconds between queue polls when idle.")
     parser.add_argument("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
     parser.add_argument("--idle-exit", type=float, default=None, help="Exit after this many idle seconds.")
+    parser.add_argument("--gpus", default=None, help="GPU indices this worker may use, e.g. 0,1 ('' = none; default: "
+                        "CUDA_VISIBLE_DEVICES, else every GPU not offered by another worker on this host).")
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the running job is stopped and recorded
     try:
-        run_worker(args.poll, args.max_jobs, args.idle_exit)
+        run_worker(args.poll, args.max_jobs, args.idle_exit, resources.parse_gpu_list(args.gpus))
     except StudioError as exc:  # a bad setting, database URL or data dir: one line, no traceback
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         raise SystemExit(2) from None

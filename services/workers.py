@@ -1,15 +1,18 @@
-"""Start a local background worker when none is alive (the app's and the CLI's embedded default)."""
+"""Workers: start a local one when none is alive (the app's and the CLI's embedded default), and what the Jobs
+page shows about them (their devices, current job, heartbeat age) and about jobs waiting for one."""
 
 import fcntl
 import subprocess
 import sys
 import threading
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.engine import session_scope
+from backend.db.tables import Job, utcnow
 from backend.settings import get_settings
-from jobs.queue import alive_workers, reap_stale
+from jobs.queue import alive_workers, list_jobs, reap_stale, waiting_reasons
 
 
 def ensure_local_worker(session: Session) -> bool:
@@ -45,3 +48,26 @@ def _wait_until_registered(child: subprocess.Popen, timeout: float = 20.0) -> No
             if alive_workers(s):
                 return
         time.sleep(0.25)
+
+
+def workers_table(session: Session) -> list[dict]:
+    """One row per live worker: host, CPU cores, RAM, GPUs, labels, the job it runs, seconds since its heartbeat."""
+    now = utcnow()
+    rows = []
+    for w in alive_workers(session):
+        running = session.scalars(select(Job.id).where(Job.worker_id == w.id, Job.status == "running")).first()
+        rows.append({"worker": w.id, "host": w.host, "CPU cores": w.cpu_count, "RAM (GiB)": w.ram_gb,
+                     "GPUs": ", ".join(f"{d['index']}: {d['name']} {d['memory_gb']:g} GiB" for d in w.devices or [])
+                     or "none", "labels": ", ".join(w.labels or []) or "-",
+                     "job": f"#{running}" if running else "idle",
+                     "heartbeat (s ago)": round((now - w.heartbeat_at).total_seconds(), 1)})
+    return rows
+
+
+def job_rows(session: Session, limit: int = 200) -> list[dict]:
+    """The Jobs page's list: each job with its error, or why it still waits for a worker."""
+    jobs = list_jobs(session, limit)
+    waiting = waiting_reasons(session, jobs)
+    return [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
+             "created": j.created_at.strftime("%m-%d %H:%M:%S"), "note": j.error or waiting.get(j.id, "")}
+            for j in jobs]
