@@ -84,3 +84,27 @@ def resumable_jobs(session: Session) -> list[dict[str, Any]]:
             rows.append({"job": job.id, "name": job.name, "status": job.status, "checkpoint": saved[-1].name,
                          "base_model": (job.spec or {}).get("base_model"), "peft": (job.spec or {}).get("peft")})
     return rows
+
+
+MODEL_FIELDS = ("base_model", "model", "policy_model", "reference_model", "reward_model", "toxicity_model")
+
+
+def _model_refs(data: Any) -> list[str]:
+    """Every model named in a spec's fields (nested blocks included: reward terms, …)."""
+    if isinstance(data, dict):
+        refs = [v for k, v in data.items() if k in MODEL_FIELDS and isinstance(v, str) and v]
+        return refs + [r for v in data.values() if isinstance(v, (dict, list)) for r in _model_refs(v)]
+    if isinstance(data, list):
+        return [r for item in data for r in _model_refs(item)]
+    return []
+
+
+def check_input_models(session: Session, spec: Any) -> None:
+    """Fail a job whose registered input models have no files on this worker (its data dir is not the shared one),
+    naming the missing path, before any loading starts."""
+    from backend.db.tables import ModelRecord
+    from backend.models.store import require_files, resolve
+
+    for ref in dict.fromkeys(_model_refs(spec.model_dump())):
+        if session.scalar(select(ModelRecord.id).where(ModelRecord.name == ref)) is not None:
+            require_files(resolve(session, ref))

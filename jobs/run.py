@@ -126,6 +126,8 @@ def main(job_id: int) -> int:
     output_model_id = None
     try:
         spec = parse_spec(spec_data)
+        with session_scope() as s:
+            artifacts.check_input_models(s, spec)
         out_dir = job_dir(job_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "job_spec.yaml").write_text(spec_to_yaml(spec), encoding="utf-8")

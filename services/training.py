@@ -294,6 +294,8 @@ def model_lineage(session: Session, model_name: str) -> dict[str, Any]:
     Returns ``{name, kind, source, path, base, job_id, method, dataset, trainable_params, total_params,
     train_runtime, spec, merged_from}`` (None where unknown; ``spec`` is the training job's spec dict).
     """
+    from backend.models.store import local_path
+
     record = session.scalar(select(ModelRecord).where(ModelRecord.name == model_name))
     if record is None:
         raise StudioError(f"Unknown model '{model_name}'.")
@@ -303,7 +305,7 @@ def model_lineage(session: Session, model_name: str) -> dict[str, Any]:
         job = session.get(Job, record.job_id)
         spec = job.spec if job is not None else None
     base = record.base_model.name if record.base_model is not None else meta.get("base")
-    return {"name": record.name, "kind": record.kind, "source": record.source, "path": record.path, "base": base,
+    return {"name": record.name, "kind": record.kind, "source": record.source, "path": local_path(record.path, record.source), "base": base,
             "job_id": record.job_id, "method": meta.get("method"),
             "dataset": meta.get("dataset") or (spec or {}).get("dataset"),
             "trainable_params": meta.get("trainable_params") or meta.get("adapter_meta", {}).get("trainable_params"),

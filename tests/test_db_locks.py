@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, Completion, Job, ModelRecord, Ranking
+from backend.models.store import local_path
 from backend.settings import get_settings
 from jobs import queue
 from jobs.specs import EvalSpec
@@ -98,7 +99,7 @@ def test_merge_adapter_merges_first_and_registers_after(lora, monkeypatch):
     monkeypatch.setattr(training, "merge_to_folder", merge_while_probing)
     with session_scope(write=True) as s:
         record = training.merge_adapter(s, lora, "merged")
-        path = Path(record.path)
+        path = Path(local_path(record.path, record.source))
     assert waits and waits[0] < 0.5
     assert (path / "config.json").is_file()
     with session_scope() as s:

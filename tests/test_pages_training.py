@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import EvalResult, EvalRun, Job, ModelRecord
+from backend.models.store import local_path
 from jobs import artifacts, queue
 
 SFT = "sft-sft-lora-tiny-cpu"  # widget key prefix of the SFT form started from that preset
@@ -345,7 +346,7 @@ def test_models_page_shows_lineage_and_merges_an_adapter(studio, tiny_model_dir,
     with session_scope() as s:
         merged = s.scalar(select(ModelRecord).where(ModelRecord.name == "tiny-merged"))
         assert merged.kind == "full" and merged.meta["merged_from"] == "tiny-lora"
-    assert (Path(merged.path) / "model.safetensors").is_file()
+    assert (Path(local_path(merged.path, merged.source)) / "model.safetensors").is_file()
     next(b for b in at.button if b.label == "Merge and export").click()  # the same name again
     at.run()
     assert "already exists" in texts(at.error)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
+from backend.models.store import local_path
 from jobs import artifacts, queue
 from jobs.registry import parse_spec
 from jobs.run import main as run_job
@@ -96,7 +97,7 @@ def test_reward_job_on_a_preference_file(tiny_model, tmp_path):
     # the saved model is a one-output classifier PPO can use as a reward source
     from jobs.rl.rewards import RewardModelReward
 
-    scorer = RewardModelReward(record.path, "cpu")
+    scorer = RewardModelReward(local_path(record.path, record.source), "cpu")
     good, bad = scorer(["Customer message 99.0: my booking 99"] * 2, ["hello thanks thanks booking 99",
                                                                           "refund refund booking 99"])
     assert good > bad

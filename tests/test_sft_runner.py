@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from backend.db.engine import session_scope
 from backend.db.tables import ModelRecord
+from backend.models.store import local_path
 from jobs import artifacts, queue
 from jobs.run import main as run_job
 from jobs.specs import SFTSpec
@@ -53,7 +54,8 @@ def test_lora_sft_smoke(tiny_model, tmp_path):
         record = s.get(ModelRecord, job.output_model_id)
         assert record.kind == "adapter" and record.source == "job"
         assert record.base_model_id == tiny_model.id and record.job_id == job_id
-        assert record.path == str(out)
+        assert local_path(record.path, record.source) == str(out)
+        assert record.path == f"artifacts/job-{job_id}/model"  # relative: workers sharing the data dir find it
         assert record.meta["trainable_params"] > 0
 
     keys = metric_keys(job_id)

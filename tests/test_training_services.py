@@ -9,6 +9,7 @@ from sqlalchemy import select
 from backend.db.engine import session_scope
 from backend.db.tables import Job, ModelRecord
 from backend.errors import StudioError
+from backend.models import store
 from backend.models.store import register_model
 from jobs import queue
 from jobs.specs import EvalSpec
@@ -53,14 +54,14 @@ def test_merge_adapter_registers_a_standalone_full_model(adapter, tiny_model, ti
 
     with session_scope(write=True) as s:
         merged = training.merge_adapter(s, adapter, "tiny-merged")
-        merged_id, merged_path = merged.id, merged.path
+        merged_id, merged_path = merged.id, store.local_path(merged.path, merged.source)
     with session_scope() as s:
         record = s.get(ModelRecord, merged_id)
         assert (record.kind, record.base_model_id) == ("full", None)  # self-contained: the loader loads it alone
         assert record.meta["merged_from"] == "tiny-lora" and record.meta["base"] == "tiny"
         assert record.meta["lora"]["r"] == 2 and record.job_id is not None
         resolved = resolve(s, "tiny-merged")
-    assert merged_path == str((studio_env / "models" / "tiny-merged").resolve())
+    assert merged_path == str((studio_env / "models" / "tiny-merged").resolve())  # stored relative, found here
     files = {p.name for p in (studio_env / "models" / "tiny-merged").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= files
     assert "adapter_config.json" not in files

@@ -185,3 +185,54 @@ def test_bad_gpu_list_is_refused():
     with pytest.raises(StudioError, match="GPU indices separated by commas"):
         resources.parse_gpu_list("first")
     assert resources.parse_gpu_list("") == [] and resources.parse_gpu_list(None) is None
+
+
+# --- artifacts on shared storage ---------------------------------------------------------------------------------
+
+def test_job_outputs_are_stored_relative_to_the_data_dir(studio_env, monkeypatch, tmp_path):
+    import shutil
+
+    from backend.models import store
+    from backend.settings import get_settings
+
+    out = studio_env / "artifacts" / "job-7" / "model"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    own = tmp_path / "my-folder"
+    own.mkdir()
+    with session_scope(write=True) as s:
+        store.register_model(s, "made-by-job", str(out), kind="full", source="job")
+        store.register_model(s, "mine", str(own), source="local")
+        store.register_model(s, "hub-one", "org/model", source="hub")
+    with session_scope() as s:
+        stored = {r.name: r.path for r in s.query(store.ModelRecord)}
+        assert stored["made-by-job"] == "artifacts/job-7/model"  # relative: the same on every host
+        assert stored["mine"] == str(own) and stored["hub-one"] == "org/model"
+        assert store.resolve(s, "made-by-job").path == str(out)
+    # another host mounts the shared data dir elsewhere: the same rows find the files there
+    moved = tmp_path / "mounted-elsewhere"
+    shutil.copytree(studio_env, moved)
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(moved))
+    get_settings.cache_clear()
+    with session_scope() as s:
+        assert store.resolve(s, "made-by-job").path == str(moved / "artifacts" / "job-7" / "model")
+
+
+def test_a_worker_without_the_input_model_fails_the_job_naming_the_path(studio_env):
+    from backend.models import store
+    from jobs import run
+
+    with session_scope(write=True) as s:
+        store.register_model(s, "elsewhere", str(studio_env / "artifacts" / "job-3" / "model"), kind="full",
+                             source="job")
+        job = Job(kind="eval", name="needs-elsewhere", status="queued",
+                  spec={"kind": "eval", "model": "elsewhere", "dataset": "demo:dialogsum"})
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    assert run.main(job_id) == 1
+    with session_scope() as s:
+        row = s.get(Job, job_id)
+        assert row.status == "failed"
+        assert f"files are missing at {studio_env / 'artifacts' / 'job-3' / 'model'}" in row.error
+        assert "same data dir" in row.error

