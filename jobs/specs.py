@@ -518,6 +518,9 @@ class PPOSpec(PolicyPromptArgs):
                                         "below this.")
     samples_per_step: int = Field(3, ge=0, le=64, description="Completions with their rewards written to the log "
                                   "and samples.jsonl each step.")
+    keep_best: bool = Field(False, description="Save the held-out evaluation with the highest mean reward whose KL "
+                            "per completion is within ppo.kl_target, instead of the last step (needs eval_prompts "
+                            "and eval_steps). The reward often peaks before the KL overshoots.")
 
     _blank = field_validator("reference_model", "stop_reward", "stop_toxicity", mode="before")(_none_if_blank)
 
@@ -534,6 +537,9 @@ class PPOSpec(PolicyPromptArgs):
                              "or max_new_tokens")
         if (self.stop_reward is not None or self.stop_toxicity is not None) and not self.eval_prompts:
             raise ValueError("stop_reward / stop_toxicity are measured on held-out prompts: set eval_prompts > 0")
+        if self.keep_best and not (self.eval_prompts and self.eval_steps):
+            raise ValueError("keep_best picks among held-out evaluations: set eval_prompts > 0 and eval_steps > 0 "
+                             "(e.g. every 10 steps)")
         return self
 
 

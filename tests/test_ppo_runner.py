@@ -199,3 +199,57 @@ def test_ppo_trains_on_a_weighted_sum_of_sources(tiny_model, capsys):
                              eval_prompts=0, reward={"weight": 0.5, "plus": [{"source": "toxicity", "weight": 0.5}]}))
     assert run_job(job_id) == 0
     assert "reward: 0.5 × 1 − p(toxic) (profanity classifier) + 0.5 × 1 − p(toxic)" in capsys.readouterr().out
+
+
+def test_best_weights_keep_the_best_evaluation_within_the_kl_limit():
+    import torch
+
+    from jobs.rl.best import BestWeights
+
+    module = torch.nn.Linear(2, 1)
+    module.bias.requires_grad_(False)  # frozen weights are not kept (the reference part of a LoRA model)
+    keeper = BestWeights(module, kl_limit=4.0)
+
+    def rows(reward, kl):
+        return [{"reward": reward, "kl": kl, "toxicity": 1 - reward}] * 3
+
+    def set_weight(value):
+        with torch.no_grad():
+            module.weight.fill_(value)
+
+    set_weight(0.0)
+    assert not keeper.offer(0, rows(0.9, 0.0))  # the start is not a result
+    set_weight(1.0)
+    assert keeper.offer(10, rows(0.5, 2.0))
+    set_weight(2.0)
+    assert keeper.offer(20, rows(0.7, 3.9))
+    set_weight(3.0)
+    assert not keeper.offer(30, rows(0.9, 5.7))  # better reward, but the KL is over the limit
+    set_weight(4.0)
+    assert not keeper.offer(40, rows(0.6, 1.0))  # within the limit, but worse
+    keeper.restore()
+    assert keeper.step == 20 and keeper.scores["eval/kl"] == pytest.approx(3.9)
+    assert torch.all(module.weight == 2.0)
+
+
+def test_keep_best_saves_the_kept_step(tiny_model):
+    spec = ppo_spec(keep_best=True, eval_steps=1, ppo={"max_steps": 3, "batch_size": 4, "mini_batch_size": 2,
+                                                        "ppo_epochs": 2, "learning_rate": 1e-3, "kl_target": 100.0})
+    job_id = submit(spec)
+    assert run_job(job_id) == 0
+    summary = json.loads((artifacts.job_dir(job_id) / "ppo_summary.json").read_text(encoding="utf-8"))
+    held = [json.loads(line) for line in
+            (artifacts.job_dir(job_id) / "eval_scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    by_step = {}
+    for row in held:
+        by_step.setdefault(row["step"], []).append(row["reward"])
+    best_step = max((s for s in by_step if s > 0), key=lambda s: (sum(by_step[s]) / len(by_step[s]), -s))
+    assert summary["kept_step"] == best_step
+    with session_scope() as s:
+        record = s.get(ModelRecord, s.get(Job, job_id).output_model_id)
+        assert record.meta["kept_step"] == best_step
+
+
+def test_keep_best_needs_held_out_evaluations():
+    with pytest.raises(StudioError, match="keep_best picks among held-out evaluations"):
+        ppo_spec(keep_best=True, eval_steps=0)

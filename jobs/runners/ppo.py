@@ -58,6 +58,7 @@ def run(ctx: JobContext) -> int | None:
 
     from backend.models.loader import load_tokenizer, resolve_device
     from jobs.modeling import count_parameters, lora_config
+    from jobs.rl.best import BestWeights
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
     from jobs.rl.rewards import load_reward_source, resolve_reward_paths
@@ -99,7 +100,11 @@ def run(ctx: JobContext) -> int | None:
         samples_path.unlink(missing_ok=True)
         scores_path.unlink(missing_ok=True)
 
+    best = BestWeights(policy, spec.ppo.kl_target) if spec.keep_best else None
+
     def keep_eval_scores(step: int, rows: list[dict]) -> None:
+        if best is not None and best.offer(step, rows):  # every rank: they hold the same weights and scores
+            print(f"step {step}: best held-out reward so far within the KL limit: kept", flush=True)
         if not ctx.is_main:
             return
         with scores_path.open("a", encoding="utf-8") as fh:
@@ -110,6 +115,15 @@ def run(ctx: JobContext) -> int | None:
                             samples_per_step=spec.samples_per_step, should_stop=ctx.should_cancel,
                             on_eval=keep_eval_scores)
     ctx.raise_if_cancelled()
+    if best is not None:
+        summary["kept_step"], summary["kept_eval"] = best.step, best.scores
+        if best.step is None:
+            print(f"keep_best: no evaluation had KL per completion within {spec.ppo.kl_target:g}: the last step is "
+                  "the output", flush=True)
+        elif best.step != summary["steps"]:
+            best.restore()
+            print(f"keep_best: the output is step {best.step} (reward {best.scores['eval/reward']:.4f}, KL "
+                  f"{best.scores['eval/kl']:.2f}), not the last step {summary['steps']}", flush=True)
     record_weights(ctx, policy, kl_coef=trainer.kl.value)
     if not ctx.is_main:  # several processes: rank 0 writes the outputs and registers the model
         return None
@@ -127,4 +141,5 @@ def run(ctx: JobContext) -> int | None:
     return register_output(ctx, start, str(out), "adapter" if as_adapter else "full", {
         "reference": reference_ref.name, "reward": spec.reward.model_dump(mode="json"), "prompts": spec.prompts,
         "trainable_params": trainable, "total_params": total, "steps": summary["steps"],
-        "stopped": summary["stopped"], "first_eval": summary["first_eval"], "last_eval": summary["last_eval"]})
+        "stopped": summary["stopped"], "first_eval": summary["first_eval"], "last_eval": summary["last_eval"],
+        "kept_step": summary.get("kept_step"), "kept_eval": summary.get("kept_eval")})
