@@ -33,7 +33,8 @@ class PostgresUnavailable(RuntimeError):
 def find_pg_bin() -> Path | None:
     """The folder holding ``initdb`` and ``pg_ctl``: Debian keeps them under /usr/lib/postgresql/<v>/bin."""
     if os.environ.get("STUDIO_TEST_PG_BIN"):
-        return Path(os.environ["STUDIO_TEST_PG_BIN"])
+        folder = Path(os.environ["STUDIO_TEST_PG_BIN"])
+        return folder if (folder / "initdb").is_file() else None
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name),
                         reverse=True)
     for folder in candidates:
