@@ -76,7 +76,7 @@ class PostgresCluster:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self.run_as:
             cmd = ["runuser", "-u", self.run_as, "--", *cmd]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=self.root)
 
     def start(self) -> None:
         init = self._run("initdb", "-D", str(self.data_dir), "-U", ADMIN_USER, "--auth=trust", "-E", "UTF8",
