@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ADMIN_USER = "studio_admin"  # the cluster's superuser (initdb -U): no clash with a system role
+PASSWORD_USER, PASSWORD = "studio_pw", "right-password"  # the one role that must log in with its password
 TEMPLATE_DB = "studio_template"
 
 
@@ -83,6 +84,8 @@ class PostgresCluster:
                          "--no-sync", "--locale=C", timeout=120)
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {(init.stderr or init.stdout).strip()[-300:]}")
+        hba = self.data_dir / "pg_hba.conf"  # first match wins: this role needs its password, all others trusted
+        hba.write_text(f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         started = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options, "-w",
@@ -111,7 +114,8 @@ class PostgresCluster:
         """The template every test database copies: migrated to head once per session."""
         from backend.db.engine import reset_engines, upgrade_database
 
-        self.admin_execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        self.admin_execute(f"CREATE DATABASE {TEMPLATE_DB}",
+                           f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
         upgrade_database(self.url(TEMPLATE_DB))
         reset_engines()  # closes the template's connections: CREATE DATABASE … TEMPLATE needs it unused
         self.admin_execute(f"ALTER DATABASE {TEMPLATE_DB} WITH ALLOW_CONNECTIONS false")
@@ -119,6 +123,12 @@ class PostgresCluster:
     def fresh_database(self, prefix: str = "t") -> str:
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
         self.admin_execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        return name
+
+    def empty_database(self, owner: str = ADMIN_USER, prefix: str = "e") -> str:
+        """A database with no tables yet, owned by ``owner`` (a team's first run: the studio migrates it)."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        self.admin_execute(f"CREATE DATABASE {name} OWNER {owner}")
         return name
 
     def drop_database(self, name: str) -> None:
