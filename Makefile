@@ -11,7 +11,10 @@ TORCH_SOURCE := $(shell if command -v nvidia-smi >/dev/null 2>&1; then echo ""; 
 	elif ls /opt/wheels/torch-2.13.0* >/dev/null 2>&1; then echo "--find-links /opt/wheels"; \
 	else echo "--extra-index-url https://download.pytorch.org/whl/cpu"; fi)
 
-.PHONY: run test install bootstrap browser lint clean bench
+# Tests marked `databases` run on SQLite and on a throwaway PostgreSQL server (tests/pg_support.py): both by default.
+TEST_DB ?= $(or $(STUDIO_TEST_DB),both)
+
+.PHONY: run test install bootstrap browser postgres lint clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,11 +35,18 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser test will be skipped"; }
 
+# Debian's PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL test variants; the tests start their own
+# throwaway server and skip with the reason when none can start.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql could not be installed: the PostgreSQL test variants will be skipped"; }
+
 run: bootstrap
 	$(VENV)/bin/studio run
 
-test: bootstrap browser
-	$(PY) -m pytest
+test: bootstrap browser postgres
+	$(PY) -m pytest --db=$(TEST_DB)
 
 bench: bootstrap
 	$(PY) benchmarks/generation.py

@@ -28,6 +28,9 @@ _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 STORAGE_ERRNOS = _DISK_FULL + _NOT_WRITABLE  # an OSError with one of these is a setup problem wherever it happens
 _CANNOT_CREATE = (errno.ENOENT, errno.ENOTDIR, errno.EEXIST)
+# psycopg's "connection failed: connection to server at "h", port 5432 failed: FATAL:  …": the part after it says why
+_SERVER_PREFIX = re.compile(r"^(connection failed: )?connection to server (at|on) .*? failed: (fatal: +)?",
+                            re.IGNORECASE)
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
@@ -125,18 +128,38 @@ def _explain_database_error(exc: BaseException, url: str | None) -> StudioError 
                                     or "disk i/o error" in low or "authorization denied" in low):
         return StudioError(f"The database file {sqlite_file} cannot be opened for writing ({text}): check that its "
                            "folder exists and is writable, or set STUDIO_DATA_DIR to a folder you can write.")
-    if sqlite_file is None and (any(s in low for s in ("password authentication failed", "access denied for user",
-                                                       "no pg_hba.conf entry"))
-                                or re.search(r'(database|role) "[^"]*" does not exist', low)):
-        return StudioError(f"The database server of {_shown_url(url)} refused the connection ({text}): fix the user, "
-                           "password or database name in STUDIO_DATABASE_URL.")
+    if sqlite_file is None and (refusal := _server_refusal(text, low, url)) is not None:
+        return refusal
+    if sqlite_file is None and (m := re.search(r"permission denied for (table|schema|sequence|database) (\S+)", text)):
+        return StudioError(f"The database user of {_shown_url(url)} may not use {m.group(1)} {m.group(2)} ({text}): "
+                           "connect as the database's owner, or have its owner run "
+                           "`ALTER DATABASE <name> OWNER TO <user>` (a fresh empty database the user owns is "
+                           "migrated at first start).")
     if sqlite_file is None and any(s in low for s in (
             "could not connect", "connection refused", "could not translate host name", "timeout expired",
             "timed out", "name or service not known", "no route to host", "network is unreachable",
             "can't connect", "server closed the connection", "unknown host")):
-        return StudioError(f"Cannot reach the database server of {_url_setting(url)} {_shown_url(url)} ({text}): "
+        return StudioError(f"Cannot reach the database server of {_url_setting(url)} {_shown_url(url)} "
+                           f"({_SERVER_PREFIX.sub('', text)}): "
                            "start the server or fix the host and port in the URL.")
     return None
+
+
+def _server_refusal(text: str, low: str, url: str | None) -> StudioError | None:
+    """A server that answered but refused us: wrong password, unknown user or database, host not allowed."""
+    where, why = _shown_url(url), _SERVER_PREFIX.sub("", text)
+    if "password authentication failed" in low or "access denied for user" in low:
+        fix = "fix the user name or password in STUDIO_DATABASE_URL"
+    elif (m := re.search(r'database "([^"]*)" does not exist', text)):
+        fix = (f"create the database (e.g. `createdb {m.group(1)}` on the server) or fix its name at the end of "
+               "STUDIO_DATABASE_URL")
+    elif (m := re.search(r'role "([^"]*)" does not exist', text)):
+        fix = f"create the user (e.g. `createuser --pwprompt {m.group(1)}`) or fix the user in STUDIO_DATABASE_URL"
+    elif "no pg_hba.conf entry" in low:
+        fix = "allow this host and user in the server's pg_hba.conf, or connect as a user it allows"
+    else:
+        return None
+    return StudioError(f"The database server of {where} refused the connection ({why}): {fix}.")
 
 
 def config_errors(func: F) -> F:

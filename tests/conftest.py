@@ -1,4 +1,9 @@
-"""Shared fixtures: an isolated data dir + SQLite database per test, and tiny random models.
+"""Shared fixtures: an isolated data dir + database per test, and tiny random models.
+
+Database backends: ``studio_env`` gives SQLite, or — in modules marked ``pytest.mark.databases("sqlite",
+"postgres")`` — one variant per backend (test ids ``[sqlite]``/``[postgres]``); a test's own ``databases`` mark
+narrows its module's. ``--db=sqlite|postgres|both`` (or env ``STUDIO_TEST_DB``; default both) picks which run. The
+PostgreSQL variants use a throwaway server (tests/pg_support.py) and SKIP with the reason when it cannot start.
 
 Tests run offline. Unit tests use a 2-layer, hidden-64 random Llama built here (seconds, <1 GB);
 tests marked ``integration`` use the real embedded model from the developer's data dir.
@@ -18,6 +23,87 @@ REAL_DATA_DIR = Path(os.environ.get("STUDIO_DATA_DIR", REPO / "studio-data")).re
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+DB_CHOICES = ("sqlite", "postgres", "both")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--db", choices=DB_CHOICES, default=None,
+                     help="database backend(s) for tests marked `databases` (default: env STUDIO_TEST_DB, else both)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "databases(*names): run the test once per named backend (sqlite, postgres)")
+
+
+def selected_backends(config) -> tuple[str, ...]:
+    choice = config.getoption("--db") or os.environ.get("STUDIO_TEST_DB") or "both"
+    if choice not in DB_CHOICES:
+        raise pytest.UsageError(f"STUDIO_TEST_DB={choice!r}: use one of {', '.join(DB_CHOICES)}")
+    return ("sqlite", "postgres") if choice == "both" else (choice,)
+
+
+def pytest_generate_tests(metafunc):
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    mark = metafunc.definition.get_closest_marker("databases")
+    if mark is None:
+        return  # the fixture's default: SQLite
+    wanted = [b for b in mark.args if b in selected_backends(metafunc.config)]
+    if not wanted:  # e.g. a SQLite-only test under --db=postgres: shown as skipped, with why
+        only = mark.args[0]
+        metafunc.parametrize("db_backend", [pytest.param(only, marks=pytest.mark.skip(
+            reason=f"runs on {' and '.join(mark.args)} only; --db/STUDIO_TEST_DB did not select it"))],
+            indirect=True)
+        return
+    metafunc.parametrize("db_backend", wanted, indirect=True)
+
+
+@pytest.fixture
+def db_backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL server for the session (tests/pg_support.py); skips the test when none can start."""
+    from pg_support import PostgresUnavailable, start_cluster
+
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as exc:
+        cluster, reason = None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - any start-up failure is a skip with its reason, never a pass
+        cluster, reason = None, f"{type(exc).__name__}: {exc}"
+    yield cluster if cluster is not None else reason
+    if cluster is not None:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_server(pg_cluster):
+    """The session's PostgreSQL cluster (skip with the reason when none could start)."""
+    if isinstance(pg_cluster, str):
+        pytest.skip(f"PostgreSQL test server unavailable: {pg_cluster}")
+    return pg_cluster
+
+
+@pytest.fixture
+def database_url(db_backend, request):
+    """None for SQLite in the data dir; for PostgreSQL the URL of a fresh migrated database, dropped afterwards."""
+    if db_backend == "sqlite":
+        yield None
+        return
+    cluster = request.getfixturevalue("pg_server")
+    name = cluster.fresh_database()
+    try:
+        yield cluster.url(name)
+    finally:
+        from backend.db.engine import reset_engines
+
+        reset_engines()
+        cluster.drop_database(name)
 
 
 @pytest.fixture(autouse=True)
@@ -44,14 +130,18 @@ def one_torch_thread():
 
 
 @pytest.fixture
-def studio_env(tmp_path, monkeypatch):
-    """Point the studio at a fresh data dir and database; yields the data dir."""
+def studio_env(tmp_path, monkeypatch, database_url):
+    """Point the studio at a fresh data dir and database (SQLite in it, or PostgreSQL: see ``db_backend``);
+    yields the data dir."""
     from backend.db.engine import reset_engines, upgrade_database
     from backend.settings import reset_settings_cache
 
     data = tmp_path / "studio-data"
     monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
-    monkeypatch.delenv("STUDIO_DATABASE_URL", raising=False)
+    if database_url is None:
+        monkeypatch.delenv("STUDIO_DATABASE_URL", raising=False)
+    else:  # child processes (workers, jobs, CLI) inherit it
+        monkeypatch.setenv("STUDIO_DATABASE_URL", database_url)
     monkeypatch.setenv("STUDIO_WORKER_AUTOSTART", "false")
     # tests keep datasets and outputs beside the data dir (tmp_path, tmp_path_factory folders)
     monkeypatch.setenv("STUDIO_ALLOWED_PATHS", str(tmp_path.parent))

@@ -28,6 +28,14 @@ def studio(args: list[str], tmp_path: Path, module: str = "cli.main", **env: str
                           text=True, timeout=300, check=False)
 
 
+def without_psycopg(tmp_path: Path) -> str:
+    """A PYTHONPATH on which ``import psycopg`` fails as on a machine without it (it is a dependency here)."""
+    shadow = tmp_path / "no-psycopg" / "psycopg"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'psycopg\'", name="psycopg")\n')
+    return str(shadow.parent)
+
+
 def assert_one_line(done: subprocess.CompletedProcess, *needles: str) -> str:
     err = done.stderr.strip()
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
@@ -46,14 +54,18 @@ def assert_one_line(done: subprocess.CompletedProcess, *needles: str) -> str:
     ("nosuchdialect://x/y", ("not a usable database URL", "nosuchdialect")),
 ])
 def test_bad_database_url_is_one_line(tmp_path, url, needles):
-    err = assert_one_line(studio(["models", "list"], tmp_path, STUDIO_DATABASE_URL=url), *needles)
+    err = assert_one_line(studio(["models", "list"], tmp_path, STUDIO_DATABASE_URL=url,
+                                 PYTHONPATH=without_psycopg(tmp_path)), *needles)
     assert "s3cret" not in err  # the password is never printed
 
 
 def test_worker_with_a_bad_url_is_one_line(tmp_path):
     url = "postgresql+psycopg://u:p@localhost/studio"
-    assert_one_line(studio(["worker", "--max-jobs", "1"], tmp_path, STUDIO_DATABASE_URL=url), "psycopg")
-    assert_one_line(studio(["--max-jobs", "1"], tmp_path, module="jobs.worker", STUDIO_DATABASE_URL=url), "psycopg")
+    path = without_psycopg(tmp_path)
+    assert_one_line(studio(["worker", "--max-jobs", "1"], tmp_path, STUDIO_DATABASE_URL=url, PYTHONPATH=path),
+                    "psycopg")
+    assert_one_line(studio(["--max-jobs", "1"], tmp_path, module="jobs.worker", STUDIO_DATABASE_URL=url,
+                           PYTHONPATH=path), "psycopg")
 
 
 def test_data_dir_that_cannot_be_created_or_written(tmp_path):
@@ -159,6 +171,7 @@ def test_app_shows_an_error_box(studio_env, monkeypatch):
     from backend.settings import reset_settings_cache
 
     monkeypatch.setenv("STUDIO_DATABASE_URL", "postgresql+psycopg://studio:s3cret@db.example/studio")
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on a machine without the driver
     reset_settings_cache()
     reset_engines()
     at = AppTest.from_file(str(REPO / "app" / "studio_app.py"), default_timeout=90).run()

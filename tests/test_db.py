@@ -1,8 +1,11 @@
-"""Database set-up: migrations at start-up, SQLite tuned for several processes."""
+"""Database set-up: migrations at start-up, SQLite tuned for several processes; on SQLite and PostgreSQL."""
 
+import pytest
 from sqlalchemy import inspect, text
 
 from backend.db.engine import get_engine, session_scope, upgrade_database
+
+pytestmark = pytest.mark.databases("sqlite", "postgres")
 
 
 def test_migrations_create_every_table_and_are_idempotent(studio_env):
@@ -12,6 +15,7 @@ def test_migrations_create_every_table_and_are_idempotent(studio_env):
             "job_metrics", "workers", "eval_runs", "eval_results", "users", "alembic_version"} <= tables
 
 
+@pytest.mark.databases("sqlite")
 def test_sqlite_pragmas(studio_env):
     with session_scope() as s:
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"

@@ -17,6 +17,8 @@ from backend.errors import StudioError
 from jobs import artifacts, queue
 from jobs.specs import EvalSpec, SFTSpec
 
+pytestmark = pytest.mark.databases("sqlite", "postgres")  # tests/conftest.py: one variant per backend
+
 
 def write_dataset(folder, n=4, splits=("train", "test")):
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ from backend.db.tables import EvalResult, EvalRun, Job, Worker
 from jobs import artifacts, queue, worker
 from jobs.specs import EvalSpec
 
+pytestmark = pytest.mark.databases("sqlite", "postgres")  # tests/conftest.py: one variant per backend
+
 
 @pytest.fixture
 def fast_env(monkeypatch, studio_env):

@@ -16,6 +16,8 @@ from backend.db.tables import Ranking
 from backend.errors import StudioError
 from labeling import synthetic, workbench
 
+pytestmark = pytest.mark.databases("sqlite", "postgres")  # tests/conftest.py: one variant per backend
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -11,6 +11,8 @@ from cli.labels import register
 from labeling import export, synthetic, workbench
 from labeling.records import ItemRecord, load_items
 
+pytestmark = pytest.mark.databases("sqlite", "postgres")  # tests/conftest.py: one variant per backend
+
 
 def record(judgements, texts=("c1", "c2", "c3"), prompt="my house is too hot", item_id=1):
     return ItemRecord(item_id=item_id, prompt=prompt, completion_ids=list(range(len(texts))), texts=list(texts),

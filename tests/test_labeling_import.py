@@ -13,6 +13,8 @@ from cli.labels import register
 from labeling import campaigns, export
 from labeling.importer import import_rankings
 
+pytestmark = pytest.mark.databases("sqlite", "postgres")  # tests/conftest.py: one variant per backend
+
 
 def row(prompt="my house is too hot", completions=("open a window", "turn on the oven", "buy a fan"),
         ranks=(2, 1, 3), annotator="ann", **extra):

@@ -43,16 +43,28 @@ def _tune_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-@lru_cache(maxsize=8)
-@config_errors  # a missing driver, a bad URL, a data dir that cannot be created: one line
+CONNECT_TIMEOUT_SECONDS = 10  # a server that does not answer: a clear error after this long, not a hang
+_engines: dict[str, Engine] = {}
+
+
 def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for ``url`` (default from settings), made once per URL."""
     url = url or get_settings().url
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _engines[url] = _create_engine(url)
+    return engine
+
+
+@config_errors  # a missing driver, a bad URL, a data dir that cannot be created: one line
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 @lru_cache(maxsize=8)
@@ -133,6 +145,9 @@ def upgrade_database(url: str | None = None) -> None:
 
 
 def reset_engines() -> None:
-    """Drop cached engines and session factories (tests point settings at fresh databases)."""
-    get_engine.cache_clear()
+    """Close and drop cached engines and session factories (tests point settings at fresh databases)."""
+    engines = list(_engines.values())
+    _engines.clear()
+    for engine in engines:
+        engine.dispose()
     _sessionmakers.cache_clear()

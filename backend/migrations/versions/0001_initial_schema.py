@@ -106,6 +106,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_jobs_status'), ['status'], unique=False)
+    if op.get_bind().dialect.name != 'sqlite':  # models.job_id's use_alter FK: SQLite made it inline above
+        op.create_foreign_key('fk_models_job_id', 'models', 'jobs', ['job_id'], ['id'])
 
     op.create_table('completions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -217,6 +219,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_completions_item_id'))
 
     op.drop_table('completions')
+    if op.get_bind().dialect.name != 'sqlite':
+        op.drop_constraint('fk_models_job_id', 'models', type_='foreignkey')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_jobs_status'))
 
