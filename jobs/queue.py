@@ -93,7 +93,7 @@ def claim(session: Session, worker_id: str) -> int | None:
     The worker's offer (its ``workers`` row: GPUs, labels; none = a CPU-only worker without labels) is matched
     against each queued job's ``resources`` (``jobs.resources``), oldest first; the first match is taken with a
     conditional ``UPDATE … WHERE status = 'queued'``, so two workers never take the same job: the loser moves on
-    to the next candidate. On PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so concurrent
+    to the next candidate. On PostgreSQL the chosen row is locked ``FOR UPDATE SKIP LOCKED``, so concurrent
     claimers pass over a row another worker is taking; on SQLite the write lock makes the whole claim atomic.
     """
     now = utcnow()
@@ -104,10 +104,16 @@ def claim(session: Session, worker_id: str) -> int | None:
     offer = resources.Offer.of(row) if row is not None else resources.Offer(host=worker_id)
     gpu_alive = any(w.devices for w in alive_workers(session)) or bool(offer.devices)
     candidates = session.execute(select(Job.id, Job.spec).where(Job.status == "queued").order_by(Job.id)
-                                 .limit(CLAIM_SCAN).with_for_update(skip_locked=True)).all()
+                                 .limit(CLAIM_SCAN)).all()
     for job_id, spec in candidates:
         need = resources.job_need(spec or {}, gpu_alive)
         if resources.unmet(need, offer) is not None:
+            continue
+        # Lock only the row we mean to take: locking every candidate would make a slow claimer hide the whole
+        # queue from the others. A row another claimer holds is skipped, not waited for.
+        mine = session.execute(select(Job.id).where(Job.id == job_id, Job.status == "queued")
+                               .with_for_update(skip_locked=True)).scalar_one_or_none()
+        if mine is None:
             continue
         taken = session.execute(update(Job).where(and_(Job.id == job_id, Job.status == "queued"))
                                 .values(status="running", worker_id=worker_id, started_at=now, heartbeat_at=now)

@@ -62,3 +62,46 @@ def test_downgrade_and_upgrade_round_trip(studio_env):
     command.downgrade(cfg, "base")
     command.upgrade(cfg, "head")
     assert "rankings" in inspect(get_engine()).get_table_names()
+
+
+def _insert_row(conn, table: str, **values) -> None:
+    """One row with ``values`` and a plain value in every other required column (the schema of an old revision)."""
+    from sqlalchemy import JSON, Boolean, DateTime, Float, Integer
+
+    for column in inspect(conn).get_columns(table):
+        if column["name"] in values or column["nullable"] or column["default"] is not None \
+                or column.get("autoincrement") is True or column["name"] == "id":
+            continue
+        kind = column["type"]
+        values[column["name"]] = (False if isinstance(kind, Boolean) else 0 if isinstance(kind, (Integer, Float)) else
+                                  "{}" if isinstance(kind, JSON) else
+                                  "2026-01-01 00:00:00" if isinstance(kind, DateTime) else "x")
+    names = ", ".join(values)
+    conn.execute(text(f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + n for n in values)})"), values)
+
+
+def test_upgrading_a_database_with_rows_keeps_them(studio_env):
+    """A team's database from an older release, with models and metrics pointing at jobs, upgrades in place
+    (SQLite rebuilds `jobs` for a new constraint: with foreign keys on, that DROP used to fail)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from backend.db.engine import MIGRATIONS_DIR
+    from backend.settings import get_settings
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["url"] = get_settings().url
+    command.downgrade(cfg, "0002")
+    with get_engine().begin() as conn:
+        _insert_row(conn, "jobs", id=7, kind="sft", status="succeeded", spec="{}")
+        _insert_row(conn, "models", name="old-sft", job_id=7, kind="full", source="job")
+        _insert_row(conn, "job_metrics", job_id=7, key="train/loss", value=1.5, step=1)
+    upgrade_database()
+    with get_engine().connect() as conn:
+        assert conn.execute(text("SELECT job_id FROM models WHERE name = 'old-sft'")).scalar() == 7
+        assert conn.execute(text("SELECT count(*) FROM job_metrics WHERE job_id = 7")).scalar() == 1
+        assert "submission_token" in {c["name"] for c in inspect(conn).get_columns("jobs")}
+    with session_scope() as s:  # foreign keys are enforced again on the connection the migration used
+        if s.bind.dialect.name == "sqlite":
+            assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
