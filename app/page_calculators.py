@@ -5,6 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from backend import calculators as calc
+from backend.db.engine import session_scope
 
 SIZES = {"135M (SmolLM2)": 135e6, "1B": 1e9, "7B": 7e9, "13B": 13e9, "70B": 70e9, "175B (GPT-3)": 175e9}
 SPAN = calc.log_space(1e8, 2e11, 24)  # 100M → 200B parameters, the x axis of the charts
@@ -30,6 +31,50 @@ def log_chart(frame: pd.DataFrame, x: str, y: str, color: str | None, title: str
     st.plotly_chart(fig, width="stretch", key=key)
 
 
+METHODS = {"Full fine-tuning": None, "LoRA": None, "QLoRA 8-bit": "8bit", "QLoRA 4-bit": "4bit"}
+
+
+def finetune_plan(params: float) -> None:
+    """One job's peak memory by method, batch and length, against what the live workers offer."""
+    st.subheader("One fine-tuning job", divider="gray")
+    cols = st.columns(4)
+    method = cols[0].selectbox("Method", list(METHODS), index=1, key="plan-method")
+    precision = cols[1].radio("Compute precision", ["bf16", "fp32"], horizontal=True, key="plan-precision",
+                              disabled=METHODS[method] is not None, help="QLoRA computes in bf16.")
+    batch = cols[2].number_input("Batch size per GPU", 1, 1024, 4, key="plan-batch")
+    seq_len = cols[3].number_input("Sequence length (tokens)", 16, 131_072, 512, key="plan-seq")
+    cols = st.columns(4)
+    r = cols[0].number_input("LoRA rank r", 1, 1024, 16, key="plan-r", disabled=method == "Full fine-tuning")
+    checkpointing = cols[1].toggle("Gradient checkpointing", key="plan-ckpt",
+                                   help="Keep only each layer's input; recompute the rest in the backward pass.")
+    hidden, layers, vocab = calc.model_shape(params)
+    cols[2].caption(f"Assumed shape: hidden {hidden:,}, {layers} layers, vocabulary {vocab:,} (the nearest "
+                    "well-known model of this size).")
+    plan = calc.finetune_memory(params, calc.lora_trainable(hidden, layers, int(r)), hidden, layers, vocab,
+                                weights=METHODS[method] or precision, full=method == "Full fine-tuning",
+                                batch_size=int(batch), seq_len=int(seq_len), checkpointing=checkpointing)
+    total = plan.pop("total_gb")
+    names = {"weights_gb": "frozen weights", "trainable_state_gb": "trained weights + gradients + Adam",
+             "activations_gb": "activations", "logits_gb": "logits", "runtime_gb": "CUDA runtime"}
+    frame = pd.DataFrame({"part": [names[k] for k in plan], "GB": list(plan.values())})
+    left, right = st.columns([1, 2])
+    left.metric("Estimated peak per GPU", f"{total:,.1f} GB")
+    from services.workers import memory_on_offer, memory_warning  # the page's one database read
+
+    with session_scope() as s:
+        on_offer = memory_on_offer(s)
+    if (warning := memory_warning(total, "cuda", on_offer)) is not None:
+        left.warning(warning, icon=":material/memory:")
+    else:
+        left.success(f"Fits the largest GPU of a live worker ({on_offer['gpu_gb']:,.1f} GB).")
+    right.plotly_chart(px.bar(frame, x="GB", y="part", orientation="h", title="Where the memory goes"),
+                       width="stretch", key="plan-chart")
+    st.caption("Frozen weights: 4/2/1/0.52 bytes per parameter (fp32/bf16/8-bit/4-bit NF4 with double-quantized "
+               "scales); trained weights keep 4 copies (weights, gradients, two Adam moments; LoRA adapters in fp32); "
+               "activations ~34·hidden bytes per token and layer in 16-bit (2·hidden kept with checkpointing); "
+               "logits 8 bytes per token and vocabulary entry. An estimate within ~20 %, not a measurement.")
+
+
 memory, tokens, lora, compute, formats = st.tabs(["GPU memory", "Compute-optimal data", "LoRA parameters",
                                                   "Compute budget", "Number formats"])
 
@@ -52,6 +97,7 @@ with memory:
     st.caption("Training in fp32 ≈ 4 bytes of weights + ~20 bytes per parameter (2 Adam states 8, gradients 4, "
                "activations and buffers ~8): 1B parameters → ~24 GB. LoRA trains a small share of the parameters, so "
                "gradients and optimizer states shrink with it.")
+    finetune_plan(params)
 
 with tokens:
     params = params_input("tok")

@@ -144,6 +144,75 @@ def _stored(value: float, dtype: str) -> float:
     raise ValueError(f"dtype must be one of fp32, fp16, bf16, int8, not {dtype!r}")
 
 
+# --- one fine-tuning job's peak memory --------------------------------------------------------------------------
+# The rule above (24 bytes per parameter) is for full fine-tuning of every weight in fp32. A job's estimate needs
+# the method (full, LoRA, QLoRA), the weights' format, the batch and the sequence length:
+#   frozen weights   params × bytes of their format (fp32 4, bf16 2, 8bit 1, 4bit NF4 0.5 + 1/64 for the
+#                    double-quantized block scales: 0.516);
+#   trainable state  trainable × 4 copies (weights, gradients, Adam's two moments) in the trainable dtype
+#                    (LoRA adapters stay fp32: 16 bytes; full bf16: 8 bytes; full fp32: 16 bytes);
+#   activations      per token and layer ~34·hidden bytes in 16-bit (Korthikanti et al. 2022, no attention-score
+#                    term with fused attention; 68·hidden in fp32); with gradient checkpointing only each layer's
+#                    input (2·hidden, 4 in fp32) is kept, plus one layer recomputed at a time;
+#   logits           batch × sequence × vocabulary × 4 bytes, twice (the fp32 logits and their gradient);
+#   runtime          ~0.5 GB for the CUDA context and the allocator's slack (0 on a CPU).
+# An estimate within ~20 %, not a measurement: fragmentation and framework buffers vary.
+
+WEIGHT_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "8bit": 1, "4bit": 0.5 + 1 / 64}
+CUDA_RUNTIME_GB = 0.5
+# Rough shapes of the size presets (hidden size, layers, vocabulary): SmolLM2-135M, Llama-3.2-1B, Llama-2-7B/13B,
+# Llama-2-70B, GPT-3.
+REFERENCE_SHAPES: dict[float, tuple[int, int, int]] = {
+    135e6: (576, 30, 49_152), 1e9: (2048, 16, 128_256), 7e9: (4096, 32, 32_000), 13e9: (5120, 40, 32_000),
+    70e9: (8192, 80, 32_000), 175e9: (12288, 96, 50_257)}
+
+
+def model_shape(params: float) -> tuple[int, int, int]:
+    """(hidden, layers, vocabulary) of a model of ``params`` parameters: the nearest preset on a log scale, its
+    hidden size scaled by √(params / preset) (parameters grow with hidden² at a fixed depth)."""
+    _positive("params", params)
+    near = min(REFERENCE_SHAPES, key=lambda size: abs(math.log(size / params)))
+    hidden, layers, vocab = REFERENCE_SHAPES[near]
+    return max(64, round(hidden * math.sqrt(params / near) / 64) * 64), layers, vocab
+
+
+def lora_trainable(hidden: int, layers: int, r: int, targets: int = 4) -> int:
+    """LoRA parameters on ``targets`` hidden×hidden projections per layer (q, k, v, o): r·2·hidden each."""
+    return layers * targets * r * 2 * hidden
+
+
+def finetune_memory(params: float, trainable: float, hidden: int, layers: int, vocab: int, *, weights: str = "bf16",
+                    full: bool = False, batch_size: int = 1, seq_len: int = 512, checkpointing: bool = False,
+                    gpu: bool = True) -> dict[str, float]:
+    """Peak memory of one training process in GB, by part (see the notes above); ``total_gb`` is their sum.
+
+    ``weights``: the frozen weights' format (fp32, bf16, 8bit, 4bit); ``full``: every weight trains (in the
+    weights' dtype) rather than ``trainable`` adapter parameters in fp32."""
+    for name, value in (("params", params), ("hidden", hidden), ("layers", layers), ("vocab", vocab),
+                        ("batch_size", batch_size), ("seq_len", seq_len)):
+        _positive(name, value)
+    if weights not in WEIGHT_BYTES:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_BYTES)}, not {weights!r}")
+    if full and weights in ("8bit", "4bit"):
+        raise ValueError("full fine-tuning cannot train 8/4-bit weights: quantized bases train LoRA adapters (QLoRA)")
+    compute_bytes = 4 if weights == "fp32" else 2  # quantized weights compute in bf16
+    trained = params if full else trainable
+    frozen = 0 if full else params
+    tokens = batch_size * seq_len
+    per_token_layer = 2 * compute_bytes / 2 * hidden if checkpointing else 34 * compute_bytes / 2 * hidden
+    activations = tokens * layers * per_token_layer
+    if checkpointing:  # the layer being recomputed holds its full activations for a moment
+        activations += tokens * 34 * compute_bytes / 2 * hidden
+    parts = {
+        "weights_gb": frozen * WEIGHT_BYTES[weights] / GB,
+        "trainable_state_gb": trained * 4 * (WEIGHT_BYTES[weights] if full else 4) / GB,
+        "activations_gb": activations / GB,
+        "logits_gb": 2 * tokens * vocab * 4 / GB,
+        "runtime_gb": CUDA_RUNTIME_GB if gpu else 0.0,
+    }
+    return {**parts, "total_gb": sum(parts.values())}
+
+
 # --- series for charts ----------------------------------------------------------------------------------------
 
 def log_space(start: float, stop: float, points: int = 20) -> list[float]:

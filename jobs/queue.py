@@ -319,6 +319,4 @@ def job_metrics(session: Session, job_id: int) -> list[dict[str, Any]]:
     return [{"step": s, "key": k, "value": v} for s, k, v in rows]
 
 
-def alive_workers(session: Session) -> list[Worker]:
-    limit = utcnow() - timedelta(seconds=get_settings().stale_after_seconds)
-    return list(session.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= limit)))
+alive_workers = resources.alive_workers  # workers with a fresh heartbeat that did not stop

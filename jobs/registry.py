@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from backend.errors import StudioError
 from jobs import checks
 from jobs.distributed_checks import check_resources
+from jobs.memory_saving import check_quantization
 from jobs.rl import checks as rl_checks
 from jobs.specs import DPOSpec, EvalSpec, GRPOSpec, LabelCompletionsSpec, PPOSpec, RewardSpec, SFTSpec, SpecModel
 
@@ -44,6 +45,7 @@ _adapter = TypeAdapter(JobSpec)
 def check_spec(session: Session, spec: SpecModel) -> None:
     """Run the kind's submit-time check (the spec itself is already valid); raises ``StudioError``."""
     check_resources(spec, session)  # several processes / GPUs: the same rules for every kind
+    check_quantization(spec, session)  # QLoRA: a CUDA GPU with bitsandbytes, here or on a live worker
     KINDS[spec.kind].check(session, spec)
 
 

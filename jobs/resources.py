@@ -152,8 +152,9 @@ def job_need(spec: dict[str, Any], gpu_worker_alive: bool) -> Need:
     block = spec.get("resources") or {}
     devices = block.get("devices", "auto")
     gpus = int(block.get("gpus") or 0)
-    if devices == "auto":
-        devices = "cuda" if gpus or gpu_worker_alive else "cpu"
+    if devices == "auto":  # QLoRA's 4/8-bit kernels (bitsandbytes) run on CUDA only
+        quantized = spec.get("quantization", "none") != "none"
+        devices = "cuda" if gpus or gpu_worker_alive or quantized else "cpu"
     if devices == "cuda":
         gpus = max(gpus, 1)
     else:
@@ -195,3 +196,16 @@ def waiting_reason(spec: dict[str, Any], offers: list[Offer]) -> str | None:
         return f"waiting for a worker with {need.describe()} — none registered (live workers: cpu only)"
     return (f"waiting for a worker with {need.describe()} — live workers: "
             + "; ".join(offer.describe() for offer in offers[:4]) + (" …" if len(offers) > 4 else ""))
+
+
+def alive_workers(session) -> list:
+    """Workers with a fresh heartbeat that did not stop (``Worker`` rows)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from backend.db.tables import Worker, utcnow
+    from backend.settings import get_settings
+
+    limit = utcnow() - timedelta(seconds=get_settings().stale_after_seconds)
+    return list(session.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= limit)))

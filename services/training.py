@@ -317,3 +317,34 @@ def output_lineage(session: Session, model_id: int) -> dict[str, Any] | None:
     """``model_lineage`` of a job's output model by its id; None when the model was deleted."""
     record = session.get(ModelRecord, model_id)
     return model_lineage(session, record.name) if record is not None else None
+
+
+def memory_plan(session: Session, spec: SFTSpec) -> dict[str, Any]:
+    """The SFT spec's estimated peak memory per process (``backend.calculators.finetune_memory``, by part), the
+    device it would run on, whether gradient checkpointing is on, and a warning when no live worker has that much.
+
+    Returns:
+        ``{"device", "weights", "checkpointing", "parts": {...}, "total_gb", "on_offer": {...}, "warning"}``.
+    """
+    from backend.calculators import finetune_memory
+    from backend.models.store import resolve
+    from jobs.memory_saving import use_checkpointing
+    from jobs.modeling import meta_model
+    from jobs.resources import job_need
+    from services.workers import memory_on_offer, memory_warning
+
+    counts = estimate_trainable(session, spec)
+    base = resolve(session, spec.base_model)
+    config = meta_model(base.path, base.name).config.get_text_config()
+    on_offer = memory_on_offer(session)
+    device = job_need(spec.model_dump(mode="json"), on_offer["gpu_gb"] is not None).devices
+    t = spec.train
+    weights = spec.quantization if spec.quantization != "none" else (
+        "bf16" if t.precision == "bf16" or (t.precision == "auto" and device == "cuda") else "fp32")
+    checkpointing = use_checkpointing(spec, device, counts["total"])
+    parts = finetune_memory(counts["total"], counts["trainable"], config.hidden_size, config.num_hidden_layers,
+                            config.vocab_size, weights=weights, full=spec.peft == "none", batch_size=t.batch_size,
+                            seq_len=t.max_length, checkpointing=checkpointing, gpu=device == "cuda")
+    total = parts.pop("total_gb")
+    return {"device": device, "weights": weights, "checkpointing": checkpointing, "parts": parts, "total_gb": total,
+            "on_offer": on_offer, "warning": memory_warning(total, device, on_offer)}

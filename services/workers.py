@@ -71,3 +71,37 @@ def job_rows(session: Session, limit: int = 200) -> list[dict]:
     return [{"id": j.id, "kind": j.kind, "name": j.name, "status": j.status,
              "created": j.created_at.strftime("%m-%d %H:%M:%S"), "note": j.error or waiting.get(j.id, "")}
             for j in jobs]
+
+
+GIB = 2**30
+
+
+def memory_on_offer(session: Session) -> dict:
+    """The most memory one live worker offers a job, in GB (10⁹ bytes, as the estimates): the largest single GPU
+    and the largest RAM; None where no live worker has any (``workers``: how many are alive)."""
+    from jobs.resources import Offer
+
+    offers = [Offer.of(w) for w in alive_workers(session)]
+    gpus = [d["memory_gb"] * GIB / 1e9 for o in offers for d in o.devices]
+    rams = [o.ram_gb * GIB / 1e9 for o in offers if o.ram_gb]
+    return {"workers": len(offers), "gpu_gb": max(gpus, default=None), "ram_gb": max(rams, default=None)}
+
+
+def memory_warning(need_gb: float, device: str, on_offer: dict) -> str | None:
+    """Why a job estimated at ``need_gb`` per process would not fit any live worker (None when one has room)."""
+    fixes = ("lower the batch size or the maximum length, turn gradient checkpointing on, or train LoRA / QLoRA "
+             "adapters instead of every weight")
+    if device == "cuda":
+        biggest = on_offer["gpu_gb"]
+        if biggest is None:
+            return (f"This job needs a GPU with about {need_gb:,.1f} GB, and no live worker has a GPU: it will wait "
+                    "until one starts (`studio worker` on a GPU machine).")
+        if need_gb > biggest:
+            return (f"This job needs about {need_gb:,.1f} GB per GPU, more than the largest GPU of any live worker "
+                    f"({biggest:,.1f} GB): it would run out of memory. To fit, {fixes}.")
+        return None
+    biggest = on_offer["ram_gb"]
+    if biggest is not None and need_gb > biggest:
+        return (f"This job needs about {need_gb:,.1f} GB of RAM, more than any live worker has ({biggest:,.1f} GB): "
+                f"it would run out of memory. To fit, {fixes}.")
+    return None

@@ -94,3 +94,47 @@ def test_score_deltas_course_numbers():
     assert improvement(0.03010236943945737, 0.02743170674039297) == pytest.approx(0.0887, abs=5e-5)
     assert relative_change(0, 1) is None and improvement(0, 1) is None
     assert mean_std([1, 2, 3, 4]) == (2.5, pytest.approx(1.118033988749895))
+
+
+# --- one fine-tuning job's peak memory ----------------------------------------------------------------------------
+
+def test_finetune_memory_parts_follow_the_byte_counts():
+    full = calc.finetune_memory(1e9, 0, 2048, 16, 32_000, weights="fp32", full=True, batch_size=1, seq_len=512,
+                                gpu=False)
+    assert full["weights_gb"] == 0 and full["trainable_state_gb"] == pytest.approx(16.0)  # 4 copies × 4 bytes
+    assert full["activations_gb"] == pytest.approx(512 * 16 * 68 * 2048 / 1e9)  # 68·hidden bytes in fp32
+    assert full["logits_gb"] == pytest.approx(2 * 512 * 32_000 * 4 / 1e9) and full["runtime_gb"] == 0
+    assert full["total_gb"] == pytest.approx(sum(v for k, v in full.items() if k != "total_gb"))
+    lora = calc.finetune_memory(1e9, 4e6, 2048, 16, 32_000, weights="bf16", batch_size=1, seq_len=512)
+    assert lora["weights_gb"] == pytest.approx(2.0) and lora["trainable_state_gb"] == pytest.approx(4e6 * 16 / 1e9)
+    qlora = calc.finetune_memory(1e9, 4e6, 2048, 16, 32_000, weights="4bit", batch_size=1, seq_len=512)
+    assert qlora["weights_gb"] == pytest.approx(0.515625)  # NF4 + double-quantized scales
+    assert qlora["total_gb"] < lora["total_gb"] < calc.finetune_memory(
+        1e9, 4e6, 2048, 16, 32_000, weights="bf16", full=True, batch_size=1, seq_len=512)["total_gb"]
+
+
+def test_checkpointing_and_batch_move_the_activations():
+    args = (7e9, 4e6, 4096, 32, 32_000)
+    plain = calc.finetune_memory(*args, weights="4bit", batch_size=4, seq_len=1024)
+    kept = calc.finetune_memory(*args, weights="4bit", batch_size=4, seq_len=1024, checkpointing=True)
+    assert kept["activations_gb"] < plain["activations_gb"] / 10  # 32 layers: 2·h each + one layer's 34·h
+    double = calc.finetune_memory(*args, weights="4bit", batch_size=8, seq_len=1024)
+    assert double["activations_gb"] == pytest.approx(2 * plain["activations_gb"])
+    assert double["weights_gb"] == plain["weights_gb"]
+
+
+def test_finetune_memory_refuses_what_cannot_train():
+    with pytest.raises(ValueError, match="full fine-tuning cannot train 8/4-bit weights"):
+        calc.finetune_memory(1e9, 0, 2048, 16, 32_000, weights="4bit", full=True)
+    with pytest.raises(ValueError, match="weights must be one of"):
+        calc.finetune_memory(1e9, 0, 2048, 16, 32_000, weights="int3")
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        calc.finetune_memory(1e9, 0, 2048, 16, 32_000, batch_size=0)
+
+
+def test_model_shape_of_the_presets_and_between_them():
+    assert calc.model_shape(135e6) == (576, 30, 49_152)
+    assert calc.model_shape(7e9) == (4096, 32, 32_000)
+    hidden, layers, _ = calc.model_shape(2e9)  # nearest preset 1B (log scale), hidden × √2
+    assert layers == 16 and hidden == round(2048 * 2 ** 0.5 / 64) * 64
+    assert calc.lora_trainable(576, 30, 16) == 30 * 4 * 16 * 2 * 576

@@ -378,7 +378,56 @@ def test_calculators_page_seed_numbers(studio):
     values = {m.label: m.value for m in at.metric}
     assert values["To load (weights only)"] == "2.00 GB" and values["To train (weights + gradients + Adam + activations)"] == "12.00 GB"
     assert values["Training FLOPs (6·N·D)"] == "5.88e+23"  # 6 × 70e9 × 1.4e12
-    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("plotly_chart")) == 5
+
+
+def add_gpu_worker(memory_gib: float) -> None:
+    from backend.db.tables import Worker, utcnow
+
+    with session_scope(write=True) as s:
+        s.add(Worker(id="gpu-box:1", host="gpu-box", pid=1, heartbeat_at=utcnow(), cpu_count=32, ram_gb=256.0,
+                     devices=[{"index": 0, "name": "A100", "memory_gb": memory_gib}], labels=[]))
+
+
+def test_calculators_page_plans_one_job_against_the_live_workers(studio):
+    at = page("page_calculators.py")
+    at.radio(key="mem-size").set_value("7B")
+    at.selectbox(key="plan-method").select("QLoRA 4-bit")
+    at.run()
+    assert not at.exception
+    peak = float({m.label: m.value for m in at.metric}["Estimated peak per GPU"].removesuffix(" GB"))
+    assert 10 < peak < 20  # 7B in NF4 ≈ 3.6 GB + activations of 4 × 512 tokens
+    assert "no live worker has a GPU" in texts(at.warning)
+    at.toggle(key="plan-ckpt").set_value(True)
+    at.run()
+    assert float({m.label: m.value for m in at.metric}["Estimated peak per GPU"].removesuffix(" GB")) < peak - 5
+    add_gpu_worker(16.0)
+    at.selectbox(key="plan-method").select("Full fine-tuning")
+    at.run()
+    assert "more than the largest GPU of any live worker (17.2 GB)" in texts(at.warning)
+    at.selectbox(key="plan-method").select("QLoRA 4-bit")
+    at.run()
+    assert "Fits the largest GPU of a live worker (17.2 GB)" in texts(at.success)
+
+
+def test_sft_form_estimates_memory_and_refuses_qlora_without_a_gpu(studio):
+    at = jobs_page()
+    caption = next(str(c.value) for c in at.caption if str(c.value).startswith("Estimated peak memory"))
+    assert "of RAM" in caption and "checkpointing off" in caption and "(fp32)" in caption  # CPU job, no GPU worker
+    at.radio(key=f"{SFT}-devices").set_value("cuda")
+    at.run()
+    assert "needs a GPU with about" in texts(at.warning) and "no live worker has a GPU" in texts(at.warning)
+    at.radio(key=f"{SFT}-devices").set_value("auto")
+    at.radio(key=f"{SFT}-quant").set_value("4bit")
+    at.run()
+    assert "quantization: 4bit" in spec_yaml(at)
+    assert "per GPU" in next(str(c.value) for c in at.caption if str(c.value).startswith("Estimated peak memory"))  # QLoRA: a GPU
+    button(at, "Queue job").click()
+    at.run()
+    assert not at.exception
+    assert "quantization 4bit needs a CUDA GPU with bitsandbytes" in texts(at.error)
+    with session_scope() as s:
+        assert s.scalars(select(Job)).first() is None
 
 
 def test_ppo_form_offers_a_table_of_further_reward_sources(studio):

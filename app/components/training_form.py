@@ -35,6 +35,14 @@ def _estimate(spec_json: str, url: str) -> dict[str, Any]:
         return estimate_trainable(s, SFTSpec.model_validate_json(spec_json))
 
 
+@st.cache_data(show_spinner="Estimating memory…", max_entries=64, ttl=30)  # ttl: workers come and go
+def _memory(spec_json: str, url: str) -> dict[str, Any]:
+    from services.training import memory_plan
+
+    with session_scope(url=url) as s:
+        return memory_plan(s, SFTSpec.model_validate_json(spec_json))
+
+
 def _bases() -> list[str]:
     """Models SFT can start from (adapters cannot), the configured default first."""
     from backend.models.store import list_models
@@ -72,6 +80,39 @@ def _method_controls(values: dict[str, Any], d: SFTSpec, key: str) -> None:
     else:
         st.caption("Full fine-tuning trains every weight: use a learning rate around 1e-5–5e-5; each step and "
                    "checkpoint costs far more memory than LoRA (weights + gradients + Adam states).")
+
+
+def _memory_controls(values: dict[str, Any], d: SFTSpec, key: str) -> None:
+    """QLoRA, gradient checkpointing and the device: what decides whether the job fits a worker's memory."""
+    fields = SFTSpec.model_fields
+    cols = st.columns(3)
+    values["quantization"] = cols[0].radio(
+        "Quantize the frozen base (QLoRA)", ["none", "8bit", "4bit"], ["none", "8bit", "4bit"].index(d.quantization),
+        key=f"{key}-quant", horizontal=True, help=fields["quantization"].description) if values["peft"] == "lora" else "none"
+    values["gradient_checkpointing"] = cols[1].radio(
+        "Gradient checkpointing", ["auto", "on", "off"], ["auto", "on", "off"].index(d.gradient_checkpointing),
+        key=f"{key}-ckpt", horizontal=True, help=fields["gradient_checkpointing"].description)
+    devices = cols[2].radio("Run on", ["auto", "cpu", "cuda"], ["auto", "cpu", "cuda"].index(d.resources.devices),
+                            key=f"{key}-devices", horizontal=True,
+                            help=type(d.resources).model_fields["devices"].description)
+    values["resources"] = {**values["resources"], "devices": devices,
+                           "gpus": values["resources"]["gpus"] if devices != "cpu" else 0}
+
+
+def _memory_summary(spec: SFTSpec) -> None:
+    plan = _memory(spec.model_dump_json(include={"base_model", "peft", "lora", "prompt_tuning", "train",
+                                                 "quantization", "gradient_checkpointing", "resources"}),
+                   get_settings().url)
+    parts = plan["parts"]
+    where = "per GPU" if plan["device"] == "cuda" else "of RAM"
+    st.caption(f"Estimated peak memory {where}: **{plan['total_gb']:,.1f} GB** — weights "
+               f"{parts['weights_gb']:,.2f} ({plan['weights']}), trained weights + gradients + Adam "
+               f"{parts['trainable_state_gb']:,.2f}, activations {parts['activations_gb']:,.2f} (checkpointing "
+               f"{'on' if plan['checkpointing'] else 'off'}), logits {parts['logits_gb']:,.2f}"
+               + (f", CUDA runtime {parts['runtime_gb']:g}" if parts["runtime_gb"] else "")
+               + ". An estimate within ~20 %; the Calculators page shows how it is made.")
+    if plan["warning"]:
+        st.warning(plan["warning"], icon=":material/memory:")
 
 
 def _resume_picker(values: dict[str, Any], key: str) -> None:
@@ -120,9 +161,12 @@ def sft_job_form() -> None:
         train = spec_form(type(d.train), d.train, f"{key}-train", hidden=("max_length",), columns=4)
         values["train"] = {**train, "max_length": values["train"]["max_length"]}
         _resume_picker(values, key)
+    with st.expander("Memory and hardware: QLoRA, gradient checkpointing, CPU or GPU"):
+        _memory_controls(values, d, key)
     with user_errors():
         spec = parse_spec(values)
         _launch_summary(spec)
+        _memory_summary(spec)
         preview(spec, key)
         with st.expander("Resolved spec (the same YAML works with `studio job submit`)"):
             st.code(spec_to_yaml(spec), language="yaml")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from backend.db.engine import session_scope
+from backend.errors import StudioError
 from backend.models.store import ResolvedModel, register_model, registered_id
 from jobs import queue
 from jobs.rl.checks import weights_path
@@ -18,11 +19,24 @@ def dtype_for(precision: str, device: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" or (precision == "auto" and device == "cuda") else torch.float32
 
 
-def load_causal_lm(model: ResolvedModel, dtype: torch.dtype):
-    """The causal LM a resolved model names, with a LoRA adapter merged into its base."""
+def _load_kwargs(model: ResolvedModel, dtype: torch.dtype, spec, device: str) -> dict[str, Any]:
+    from jobs.memory_saving import load_kwargs, quantization
+
+    if spec is None:
+        return {"dtype": dtype}
+    if quantization(spec) != "none" and model.kind == "adapter":
+        raise StudioError(f"'{model.name}' is an adapter: a quantized (QLoRA) job starts from a base or full model, "
+                          "because an adapter cannot be merged into 4/8-bit weights without losing precision. Merge "
+                          "it first (Models page, or `studio models merge`), or set quantization to none.")
+    return load_kwargs(spec, device, dtype)
+
+
+def load_causal_lm(model: ResolvedModel, dtype: torch.dtype, spec=None, device: str = "cpu"):
+    """The causal LM a resolved model names, with a LoRA adapter merged into its base; with a training ``spec``
+    its base is loaded quantized when the spec asks for QLoRA (see ``jobs.memory_saving``)."""
     from transformers import AutoModelForCausalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(weights_path(model), dtype=dtype)
+    lm = AutoModelForCausalLM.from_pretrained(weights_path(model), **_load_kwargs(model, dtype, spec, device))
     if model.kind == "adapter":
         from peft import PeftModel
 
@@ -40,11 +54,13 @@ def prompt_texts(spec, split: str, limit: int = 0) -> list[str]:
     return [str(r[spec.prompt_field]) for r in rows]
 
 
-def load_reward_backbone(model: ResolvedModel, dtype: torch.dtype, pad_token_id: int):
+def load_reward_backbone(model: ResolvedModel, dtype: torch.dtype, pad_token_id: int, spec=None,
+                         device: str = "cpu"):
     """A one-output sequence classifier whose backbone is the resolved model (an adapter merged in first)."""
     from transformers import AutoModelForSequenceClassification
 
-    reward = AutoModelForSequenceClassification.from_pretrained(weights_path(model), num_labels=1, dtype=dtype)
+    reward = AutoModelForSequenceClassification.from_pretrained(weights_path(model), num_labels=1,
+                                                                **_load_kwargs(model, dtype, spec, device))
     if model.kind == "adapter":  # copy the merged SFT backbone under the new score head
         reward.base_model.load_state_dict(load_causal_lm(model, dtype).base_model.state_dict())
     reward.config.pad_token_id = pad_token_id  # the classifier reads the last non-pad token

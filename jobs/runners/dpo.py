@@ -36,6 +36,7 @@ def run(ctx: JobContext) -> int | None:
     from trl import DPOConfig, DPOTrainer
 
     from backend.models.loader import load_tokenizer, resolve_device
+    from jobs.memory_saving import prepare
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, register_output
@@ -48,7 +49,7 @@ def run(ctx: JobContext) -> int | None:
     dtype = dtype_for(t.precision, device)
     tokenizer = load_tokenizer(weights_path(start))
     chat = spec.data.chat_format and bool(getattr(tokenizer, "chat_template", None))
-    model = load_causal_lm(start, dtype)
+    model, checkpointing = prepare(load_causal_lm(start, dtype, spec, device), spec, device)
     peft_config = None
     if spec.peft == "lora":
         peft_config = lora_config(spec.lora, model, start.name)
@@ -58,7 +59,7 @@ def run(ctx: JobContext) -> int | None:
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum, max_length=t.max_length,
         seed=t.seed, weight_decay=t.weight_decay, logging_steps=t.logging_steps, bf16=dtype != dtype_for("fp32", "cpu"),
-        use_cpu=device == "cpu", report_to="none", activation_checkpointing=False, save_strategy="no",
+        use_cpu=device == "cpu", report_to="none", activation_checkpointing=checkpointing, save_strategy="no",
         eval_strategy="steps" if (data.test and t.eval_steps) else "no", eval_steps=t.eval_steps or None,
         dataloader_num_workers=0, disable_tqdm=True, **trainer_arguments(ctx, device),
     )

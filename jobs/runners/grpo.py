@@ -59,6 +59,7 @@ def run(ctx: JobContext) -> int | None:
     from trl import GRPOConfig, GRPOTrainer
 
     from backend.models.loader import load_tokenizer, resolve_device
+    from jobs.memory_saving import prepare
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
@@ -77,7 +78,7 @@ def run(ctx: JobContext) -> int | None:
           f"{spec.batch_size // spec.num_generations} prompt(s) per step", flush=True)
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} if chat else {"prompt": p}
                               for p in prompts])
-    model = load_causal_lm(start, dtype)
+    model, checkpointing = prepare(load_causal_lm(start, dtype, spec, device), spec, device)
     peft_config = None
     if spec.peft == "lora":
         peft_config = lora_config(spec.lora, model, start.name)
@@ -89,6 +90,7 @@ def run(ctx: JobContext) -> int | None:
         temperature=spec.temperature, max_completion_length=spec.max_new_tokens, loss_type=spec.loss_type,
         scale_rewards=spec.scale_rewards, seed=spec.seed, logging_steps=1, bf16=dtype != dtype_for("fp32", "cpu"),
         use_cpu=device == "cpu", report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True,
+        activation_checkpointing=checkpointing,
         lr_scheduler_type="constant", warmup_steps=0, **trainer_arguments(ctx, device),
     )
     samples_path = ctx.out_dir / "samples.jsonl" if ctx.is_main else None  # rank 0 writes the samples

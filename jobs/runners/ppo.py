@@ -57,6 +57,7 @@ def run(ctx: JobContext) -> int | None:
     from safetensors.torch import save_file
 
     from backend.models.loader import load_tokenizer, resolve_device
+    from jobs.memory_saving import prepare
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.best import BestWeights
     from jobs.rl.checks import weights_path
@@ -80,7 +81,7 @@ def run(ctx: JobContext) -> int | None:
     eval_prompts = [p for p in held_out for _ in range(spec.eval_samples)]  # same seed each time: same draws
     print(f"prompts: {len(prompts)} for rollouts, {len(held_out)} held out × {spec.eval_samples} sample(s)",
           flush=True)
-    lm = load_causal_lm(start, dtype)
+    lm, _ = prepare(load_causal_lm(start, dtype, spec, device), spec, device)
     reference = None
     if spec.peft == "lora":
         lm = get_peft_model(lm, lora_config(spec.lora, lm, start.name))

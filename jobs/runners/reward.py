@@ -112,6 +112,7 @@ def run(ctx: JobContext) -> int | None:
 
     from backend.models.loader import load_tokenizer, resolve_device
     from jobs.distributed import average_gradients, broadcast_parameters, mean_across_ranks, record_weights
+    from jobs.memory_saving import prepare, quantization
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
     from jobs.rl.loading import dtype_for, load_reward_backbone, register_output
@@ -125,12 +126,15 @@ def run(ctx: JobContext) -> int | None:
     device = resolve_device()
     tokenizer = load_tokenizer(weights_path(start))
     tokenizer.padding_side = "right"
-    model = load_reward_backbone(start, dtype_for(t.precision, device), tokenizer.pad_token_id)
+    model = load_reward_backbone(start, dtype_for(t.precision, device), tokenizer.pad_token_id, spec, device)
+    model, _ = prepare(model, spec, device)
     if spec.peft == "lora":
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(spec.lora, model, start.name, task_type="SEQ_CLS"))
-    model.to(device).train()
+    if quantization(spec) == "none":  # a quantized model was loaded onto its GPU and cannot move
+        model.to(device)
+    model.train()
     broadcast_parameters([p for p in model.parameters() if p.requires_grad])  # several ranks: one starting point
     trainable, total = count_parameters(model)
     ctx.log_metrics(0, {"trainable_params": trainable, "total_params": total})

@@ -62,7 +62,7 @@ def _datasets(ctx: JobContext, tokenizer):
     return Dataset.from_list(train), (Dataset.from_list(val) if use_val else None)
 
 
-def _config(spec: SFTSpec, ctx: JobContext, bf16: bool, device: str, has_eval: bool):
+def _config(spec: SFTSpec, ctx: JobContext, bf16: bool, device: str, has_eval: bool, checkpointing: bool = False):
     from trl import SFTConfig
 
     t = spec.train
@@ -75,7 +75,7 @@ def _config(spec: SFTSpec, ctx: JobContext, bf16: bool, device: str, has_eval: b
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, max_length=t.max_length, seed=t.seed, weight_decay=t.weight_decay,
         logging_steps=t.logging_steps, bf16=bf16, use_cpu=device == "cpu", report_to="none",
-        activation_checkpointing=False, completion_only_loss=True,
+        activation_checkpointing=checkpointing, completion_only_loss=True,
         save_strategy="steps" if save else "no", save_steps=save or 500, save_total_limit=t.save_total_limit,
         eval_strategy="steps" if (has_eval and t.eval_steps) else "no", eval_steps=t.eval_steps or None,
         dataloader_num_workers=0, disable_tqdm=True, **early, **trainer_arguments(ctx, device),
@@ -89,6 +89,7 @@ def run(ctx: JobContext) -> int | None:
 
     from backend.models.loader import load_tokenizer, resolve_device
     from jobs.artifacts import resume_checkpoint
+    from jobs.memory_saving import load_kwargs, prepare
 
     spec: SFTSpec = ctx.spec
     with session_scope(write=True) as s:
@@ -106,8 +107,10 @@ def run(ctx: JobContext) -> int | None:
         raise StudioError(f"{base.name} has no chat template: set chat_format to false to train on plain text.")
     train_ds, eval_ds = _datasets(ctx, tokenizer)
     ctx.raise_if_cancelled()
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.bfloat16 if bf16 else torch.float32)
-    config = _config(spec, ctx, bf16, device, eval_ds is not None)
+    model = AutoModelForCausalLM.from_pretrained(base.path, **load_kwargs(spec, device, torch.bfloat16 if bf16
+                                                                           else torch.float32))
+    model, checkpointing = prepare(model, spec, device)
+    config = _config(spec, ctx, bf16, device, eval_ds is not None, checkpointing)
     callbacks = [StudioCallback(ctx)]
     if spec.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience,
