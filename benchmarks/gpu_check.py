@@ -19,7 +19,9 @@ the model included; on CPU only the process's peak RSS exists, which includes ev
   mini-batch 8, 4 PPO epochs. The reward is the share of even token ids (no reward model), so the time is PPO's own.
 - ``generation_batch_1`` / ``generation_batch_16``: greedy ``generate`` forced to exactly N new tokens.
 
-A measurement that cannot run here is ``{"skipped": reason}``; one that fails is ``{"error": message}``, and the
+Needs torch, transformers and peft, which a bare CUDA image has; the PPO step also needs the studio's own packages
+(pydantic, pydantic-settings, python-dotenv, sqlalchemy) and QLoRA bitsandbytes. A measurement that cannot run here
+is ``{"skipped": reason}`` (with a ``hint`` naming the wheels to carry where one is missing); one that fails is ``{"error": message}``, and the
 others still run. Progress goes to stderr; ``--out`` also writes the JSON after every measurement, so a run cut
 short keeps what it measured.
 
@@ -60,12 +62,15 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "user", "assistant", 
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 CHATML = ("{% for message in messages %}{{'<|im_start|> ' + message['role'] + ' ' + message['content'] + "
           "' <|im_end|> '}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|> assistant ' }}{% endif %}")
-BNB_WHEEL = "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
-BNB_HINT = (f"To measure QLoRA on a CUDA machine without network, carry the wheel ({BNB_WHEEL}, 41 MiB: it fits the "
-            "64 MiB a device run carries): here, `pip download bitsandbytes==0.50.2 --no-deps --only-binary=:all: "
-            "--platform manylinux_2_24_x86_64 --python-version 3.11 -d .wheels` and add `.wheels/` to "
-            ".git/info/exclude; on the device, name .wheels in carry and run `pip install --no-index --no-deps "
-            ".wheels/bitsandbytes-*.whl` before this script.")
+# The studio's defaults for LoRA (jobs.specs.LoraArgs; tests/test_gpu_check.py keeps the two equal). A copy, so the
+# SFT and generation measurements need only torch, transformers and peft, which a bare CUDA image has.
+LORA = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+CARRY_HINT = ("Carry the missing wheels: README, 'GPU check', has the `pip download` command for the device's Python "
+              "(3.12, x86-64); there, `pip install --no-index --find-links .wheels {packages}` before this script.")
+BNB_HINT = CARRY_HINT.format(packages="bitsandbytes") + (" The bitsandbytes wheel (0.50.2, manylinux_2_24_x86_64) "
+                                                          "is 41 MiB: it fits the 64 MiB a device run carries.")
+# What the studio's PPO code imports beyond torch/transformers/peft (its specs, settings and job context).
+STUDIO_PACKAGES = "pydantic pydantic-settings python-dotenv sqlalchemy"
 
 
 @dataclass(frozen=True)
@@ -189,14 +194,11 @@ def step_summary(seconds: list[float], tokens_per_step: int | None = None) -> di
 
 def lora_sft(shape: dict, plan: Plan, quantized: bool = False) -> dict:
     import torch
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-    from jobs.modeling import count_parameters, lora_config
-    from jobs.specs import LoraArgs
-
-    lora = LoraArgs()
     model = quantized_base(shape, plan) if quantized else build_model(shape, plan.device, plan.dtype)
-    model = get_peft_model(model, lora_config(lora, model, "random-weight model"))
+    model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                                             target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-4)  # the SFT spec's default learning rate
@@ -215,13 +217,14 @@ def lora_sft(shape: dict, plan: Plan, quantized: bool = False) -> dict:
     before = [p.detach().clone() for p in params]
     seconds = time_steps(step, plan, plan.timed_steps)
     changed = sum(not torch.equal(a, b) for a, b in zip(before, params, strict=True))
-    trainable, total = count_parameters(model)
+    trainable = sum(p.numel() for p in params)
+    total = sum(p.numel() for p in model.parameters())
     base = "4-bit NF4, double quantization, bf16 compute" if quantized else plan.dtype
     return {**step_summary(seconds, plan.sft_batch * plan.sft_length), "loss_first": round(losses[0], 4),
             "loss_last": round(losses[-1], 4), "trainable_params": trainable, "total_params": total,
             "adapter_tensors_changed": changed, "settings": {
                 "batch": plan.sft_batch, "length": plan.sft_length, "base_weights": base,
-                "autocast": "bfloat16" if plan.device == "cuda" else None, "lora": lora.model_dump(),
+                "autocast": "bfloat16" if plan.device == "cuda" else None, "lora": LORA,
                 "optimizer": "AdamW lr 2e-4", "gradient_checkpointing": False}}
 
 
@@ -259,10 +262,14 @@ def ppo_step(shape: dict, plan: Plan) -> dict:
     import torch
     from peft import get_peft_model
 
-    from jobs.modeling import lora_config
-    from jobs.rl.loading import dtype_for
-    from jobs.rl.trainer import PolicyWithValueHead, PPOTrainer
-    from jobs.spec_files import list_presets, load_spec_file
+    try:
+        from jobs.modeling import lora_config
+        from jobs.rl.loading import dtype_for
+        from jobs.rl.trainer import PolicyWithValueHead, PPOTrainer
+        from jobs.spec_files import list_presets, load_spec_file
+    except ModuleNotFoundError as exc:  # a bare CUDA image: torch, transformers and peft, not the studio's packages
+        raise Skipped(f"the studio's PPO code needs the Python package {exc.name!r}, not installed here",
+                      CARRY_HINT.format(packages=STUDIO_PACKAGES)) from None
 
     spec = load_spec_file(list_presets()[PPO_PRESET])
     dtype = str(dtype_for(spec.ppo.precision, plan.device)).removeprefix("torch.")  # as the PPO runner loads it

@@ -72,7 +72,43 @@ def test_qlora_without_bitsandbytes_is_skipped_with_the_wheel_to_carry(monkeypat
     with pytest.raises(module.Skipped) as skipped:
         module.quantized_base(module.TINY, module.full_plan("cuda"))  # the CUDA check passes: the plan says cuda
     assert str(skipped.value) == "bitsandbytes is not installed"
-    assert "pip download bitsandbytes" in skipped.value.hint and "carry" in skipped.value.hint
+    assert "pip install --no-index --find-links .wheels bitsandbytes" in skipped.value.hint
+
+
+def test_lora_settings_are_the_studios_defaults():
+    from jobs.specs import LoraArgs
+
+    defaults = LoraArgs()
+    assert gpu_check().LORA == {"r": defaults.r, "alpha": defaults.alpha, "dropout": defaults.dropout,
+                                "target_modules": defaults.target_modules}
+
+
+# A bare CUDA image (the device machine's): torch, transformers and peft, none of the studio's own packages.
+BARE_IMAGE = """
+import importlib.util, runpy, sys
+ABSENT = {"pydantic", "pydantic_core", "pydantic_settings", "dotenv", "sqlalchemy", "trl", "datasets", "bitsandbytes"}
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ABSENT:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Absent())
+find_spec = importlib.util.find_spec  # availability checks (transformers, peft) ask this: absent is None
+importlib.util.find_spec = lambda name, package=None: None if name.split(".")[0] in ABSENT else find_spec(name, package)
+sys.argv = ["gpu_check.py", "--smoke"]
+runpy.run_path("benchmarks/gpu_check.py", run_name="__main__")
+"""
+
+
+def test_bare_cuda_image_measures_what_it_can_and_names_the_wheels_to_carry():
+    done = subprocess.run([sys.executable, "-c", BARE_IMAGE], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tiny = json.loads(done.stdout)["models"]["tiny"]
+    for name in ("lora_sft", "generation_batch_1", "generation_batch_16"):
+        assert positive(tiny[name]["tokens_per_s"]), tiny[name]
+    ppo = tiny["ppo_step"]
+    assert ppo["skipped"] == "the studio's PPO code needs the Python package 'pydantic', not installed here"
+    assert "pip install --no-index --find-links .wheels pydantic pydantic-settings python-dotenv sqlalchemy" in ppo["hint"]
 
 
 def test_cuda_asked_for_without_cuda_says_so(capsys):
