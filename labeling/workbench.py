@@ -173,7 +173,8 @@ def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int
 
     Args:
         ranks: completion id → rank (1 = best, equal = tie); ignored when ``skipped``.
-        flagged: completion ids marked unusable (F).
+        flagged: completion ids marked unusable (F); the others' ranks are stored re-densified (``pairs.kept_ranks``):
+            ranks 1 and 3 around a flagged 2nd are stored as 1 and 2.
         seconds_spent: time on the item, measured by the page.
         skipped: the annotator passes on the item (stored, not served to them again, not counted to overlap).
     """
