@@ -10,6 +10,14 @@ from backend.db.engine import session_scope
 from backend.textfiles import decode_utf8
 from labeling import accounts, campaigns, export, importer
 
+
+def import_report_table(lines: list[dict]) -> list[dict]:
+    """The import's per-line report, refused lines first: they are the ones to fix."""
+    return [{"line": r["line"], "outcome": r["outcome"], "item": r["item_id"], "K": r["k"],
+             "rankings of item": r["rankings"], "detail": r["detail"]}
+            for r in sorted(lines, key=lambda r: (r["outcome"] != "refused", r["line"]))]
+
+
 st.title(":material/compare_arrows: Preference data")
 if not is_admin():
     st.error("Only an admin can export or import preference data.")
@@ -64,10 +72,13 @@ with tab_export:
 with tab_import:
     st.markdown('One JSON object per line: `{"prompt": str, "completions": [str, …], "ranks": [int, …], '
                 '"annotator": str}` — rank 1 = best, equal ranks = tie, optional `"flags": [bool, …]`, '
-                '`"comment"`, `"seconds"`. Each row is checked on its own; bad rows are reported and skip.')
+                '`"comment"`, `"seconds"`. Each row brings its own 2–9 completions. A flagged completion\'s rank is '
+                'ignored and the other ranks re-densified. Each line is written whole or not at all: a refused line '
+                'changes nothing and does not stop the others; the report below lists every line.')
     upload = st.file_uploader("Rankings file (JSONL)", type=["jsonl", "json"], key="ld-upload")
     target = st.text_input("Into campaign", key="ld-target", placeholder="an existing name, or a new one",
-                           help="Created when it does not exist (K from the first good row).")
+                           help="Created when it does not exist (its default K from the first good row; each "
+                                "imported item keeps its own number of completions).")
     if st.button("Import", type="primary", key="ld-import", disabled=upload is None, icon=":material/upload:"):
         st.session_state.pop("ld-report", None)
         done = None
@@ -83,5 +94,5 @@ with tab_import:
         verb = "Created campaign" if report["created"] else "Campaign"
         st.success(f"{verb} '{report['campaign']}': {report['accepted']} ranking(s) imported, "
                    f"{len(report['rejected'])} rejected.")
-        if report["rejected"]:
-            st.dataframe(report["rejected"], hide_index=True, width="stretch")
+        st.dataframe(import_report_table(report["lines"]), hide_index=True, width="stretch",
+                     column_config={"detail": st.column_config.TextColumn("kept / why refused", width="large")})

@@ -10,6 +10,7 @@ import json
 from backend.errors import StudioError
 
 STRATEGIES = ("all", "best-vs-rest", "best-vs-worst")
+SHOWN_LINES = 200  # lines of the import report printed (--json prints all)
 
 
 def _session_scope():
@@ -46,12 +47,19 @@ def cmd_import(args: argparse.Namespace) -> None:
     else:
         print(f"{report['accepted']} ranking(s) imported into '{report['campaign']}'"
               + (" (new campaign)" if report["created"] else "") + f", {len(report['rejected'])} rejected")
-        for r in report["rejected"][:50]:
-            print(f"  line {r['line']}: {r['reason']}")
-        if len(report["rejected"]) > 50:
-            print(f"  … and {len(report['rejected']) - 50} more (use --json for all)")
+        print_import_lines(report["lines"])
     if report["rejected"] and not report["accepted"]:
         raise StudioError("No row was imported: fix the rows listed above.")
+
+
+def print_import_lines(lines: list[dict], limit: int = SHOWN_LINES) -> None:
+    """The per-line report as a table: refused lines first (they need fixing), then kept ones, ``limit`` at most."""
+    shown = sorted(lines, key=lambda r: (r["outcome"] != "refused", r["line"]))[:limit]
+    for r in shown:
+        where = f"item {r['item_id']} (K={r['k']})" if r["outcome"] == "kept" else ""
+        print(f"  line {r['line']:>6}  {r['outcome']:<7}  {where:<18}  {r['detail']}")
+    if len(lines) > limit:
+        print(f"  … and {len(lines) - limit} more line(s) (use --json for all)")
 
 
 def _share(text: str) -> float:

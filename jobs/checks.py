@@ -93,4 +93,5 @@ def check_label_completions(session: Session, spec: Any) -> None:
     if campaign.status == "archived":
         raise StudioError(f"Campaign '{campaign.name}' is archived: unarchive it to generate completions.")
     if not items_missing_completions(session, campaign):
-        raise StudioError(f"Every item of campaign '{campaign.name}' already has its {campaign.k} completions.")
+        raise StudioError(f"Every item of campaign '{campaign.name}' already has its {campaign.k} completions "
+                          "(or the ones imported with its rankings).")

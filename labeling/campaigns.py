@@ -24,6 +24,7 @@ from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
 from backend.limits import MAX_IMPORT_BYTES, MAX_PROMPT_CHARS
 from backend.textfiles import decode_utf8
+from labeling.item_size import complete_group
 
 CRITERIA = {
     "helpfulness": "Please rank the completions from the most helpful to least helpful.",
@@ -330,7 +331,7 @@ def campaign_progress(session: Session, campaign_id: int) -> dict[str, Any]:
     n_items = session.scalar(select(func.count(CampaignItem.id)).where(in_campaign))
     ready = session.scalar(select(func.count()).select_from(
         select(Completion.item_id).join(CampaignItem, CampaignItem.id == Completion.item_id).where(in_campaign)
-        .group_by(Completion.item_id).having(func.count(Completion.id) >= campaign.k).subquery()))
+        .group_by(Completion.item_id).having(complete_group(campaign.k)).subquery()))  # imported: own K
     per_item = (select(Ranking.item_id, func.count(Ranking.id).label("n"))
                 .join(CampaignItem, CampaignItem.id == Ranking.item_id)
                 .where(in_campaign, Ranking.skipped.is_(False)).group_by(Ranking.item_id).subquery())

@@ -25,6 +25,7 @@ from backend.db.tables import Campaign, CampaignItem, Completion, Prompt
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
 from labeling.campaigns import effective_sources
+from labeling.item_size import any_imported
 
 SessionFactory = Callable[..., AbstractContextManager[Session]]
 
@@ -48,14 +49,18 @@ def _as_factory(session_or_factory: Session | SessionFactory | None) -> SessionF
 
 
 def items_missing_completions(session: Session, campaign: Campaign) -> list[tuple[int, int, str, int]]:
-    """``(item_id, prompt_id, prompt text, completions so far)`` of items with fewer than K completions."""
-    made = (select(Completion.item_id, func.count(Completion.id).label("n")).join(
+    """``(item_id, prompt_id, prompt text, completions so far)`` of items with fewer than K completions.
+
+    Items whose completions were imported are complete as they are (``labeling.item_size``): never topped up.
+    """
+    made = (select(Completion.item_id, func.count(Completion.id).label("n"), any_imported().label("imported")).join(
         CampaignItem, CampaignItem.id == Completion.item_id).where(CampaignItem.campaign_id == campaign.id)
         .group_by(Completion.item_id).subquery())
     rows = session.execute(
         select(CampaignItem.id, Prompt.id, Prompt.text, func.coalesce(made.c.n, 0))
         .join(Prompt, Prompt.id == CampaignItem.prompt_id).outerjoin(made, made.c.item_id == CampaignItem.id)
-        .where(CampaignItem.campaign_id == campaign.id, func.coalesce(made.c.n, 0) < campaign.k)
+        .where(CampaignItem.campaign_id == campaign.id, func.coalesce(made.c.n, 0) < campaign.k,
+               func.coalesce(made.c.imported, 0) == 0)
         .order_by(CampaignItem.id))
     return [tuple(r) for r in rows]
 

@@ -6,7 +6,9 @@ pair and flagged completions are removed before pairing. Example from the course
 for (c1, c2, c3) give (c2, c1), (c2, c3), (c1, c3).
 
 ``validate_ranks`` is the one rule for what a valid ranking is (used by the workbench and the importer);
-``dense_ranks`` renumbers ties so (1, 1, 3) and (1, 1, 2) mean the same.
+``dense_ranks`` renumbers ties so (1, 1, 3) and (1, 1, 2) mean the same; ``kept_ranks`` is what gets stored:
+flagged completions dropped and, when any was flagged, the remaining ranks re-densified (ranks (1, 2, 3) with
+the 2nd flagged keep (1, 2) for the other two: the flagged completion's rank is ignored, not left as a gap).
 """
 
 from dataclasses import dataclass
@@ -67,7 +69,9 @@ def validate_ranks(ranks: list[int | None], flags: list[bool] | None = None) -> 
     """Check one ranking by position: every unflagged completion has a whole-number rank, ranks are consistent.
 
     Consistent means the ranks start at 1 and leave no gaps except those left by ties, in either style:
-    dense (1, 1, 2) or competition (1, 1, 3). Flagged completions may carry any rank (it is ignored).
+    dense (1, 1, 2) or competition (1, 1, 3). Flagged completions may carry any rank (it is ignored); when a
+    completion is flagged the others' ranks may leave gaps (its own rank among them, or any): they are
+    re-densified by ``kept_ranks``, so only their order and ties count.
 
     Raises:
         StudioError: with a message for the annotator.
@@ -82,8 +86,23 @@ def validate_ranks(ranks: list[int | None], flags: list[bool] | None = None) -> 
     if any(isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= len(ranks) for r in kept):
         raise StudioError(f"Ranks must be whole numbers from 1 (best) to {len(ranks)}.")
     ordered = sorted(kept)
+    if len(kept) < len(ranks):  # something is flagged: its rank is ignored, the rest re-densified
+        return
     dense = all(b - a in (0, 1) for a, b in pairwise(ordered)) and (not kept or ordered[0] == 1)
     competition = all(r == 1 + sum(o < r for o in ordered) for r in ordered)
     if not (dense or competition):
         raise StudioError(f"The ranks {ordered} have gaps: start at 1 and give each next completion the next rank; "
                           "tied completions share a rank, written (1, 1, 2) or (1, 1, 3).")
+
+
+def kept_ranks(ranks: list[int | None], flags: list[bool] | None = None) -> list[int | None]:
+    """The ranking as stored: validated, ``None`` for flagged completions and, when any completion is flagged,
+    the others renumbered densely (order and ties kept). Without flags the ranks stay as written.
+
+    Raises:
+        StudioError: ``validate_ranks``'s message.
+    """
+    flags = flags or [False] * len(ranks)
+    validate_ranks(ranks, flags)
+    kept = [None if f else r for r, f in zip(ranks, flags, strict=True)]
+    return dense_ranks(kept) if any(flags) else kept

@@ -22,7 +22,8 @@ from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Rankin
 from backend.errors import StudioError
 from labeling.accounts import get_user as _user
 from labeling.campaigns import find_campaign, list_campaigns
-from labeling.pairs import validate_ranks
+from labeling.item_size import IMPORTED, item_is_complete
+from labeling.pairs import kept_ranks, validate_ranks
 
 LETTERS = "ABCDEFGHI"
 MAX_COMMENT = 5000
@@ -72,9 +73,7 @@ def next_item_statement(campaign_id: int, user_id: int, overlap: int, k: int, *,
               .correlate(CampaignItem).scalar_subquery())
     stmt = select(CampaignItem).where(CampaignItem.campaign_id == campaign_id, ~mine, judged < overlap)
     if ready_only:
-        made = (select(func.count(Completion.id)).where(Completion.item_id == CampaignItem.id)
-                .correlate(CampaignItem).scalar_subquery())
-        stmt = stmt.where(made >= k)
+        stmt = stmt.where(item_is_complete(k))  # K completions, or the item's own imported ones
     return stmt.order_by(CampaignItem.id).limit(1)
 
 
@@ -86,7 +85,8 @@ def next_item(session: Session, campaign_id: int, user_id: int, *, ready_only: b
     through its (item_id, user_id) unique index and item_id index: no scan of all rankings.
 
     Args:
-        ready_only: serve only items whose K completions exist (the workbench; completions come from a job).
+        ready_only: serve only items whose completions all exist (the workbench; generated ones come from a job
+            and number the campaign's K, imported ones number what the import brought: ``labeling.item_size``).
     """
     campaign = get_or_raise(session, Campaign, campaign_id, "campaign")
     return session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
@@ -139,8 +139,9 @@ def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | N
         item = next_item(session, campaign.id, user_id, ready_only=True)
         if item is None:
             return None
-    shown = [(c.id, c.text) for c in item_completions(session, item.id)]
-    if len(shown) < campaign.k:
+    made = item_completions(session, item.id)
+    shown = [(c.id, c.text) for c in made]
+    if len(shown) < campaign.k and not any(c.source_label == IMPORTED for c in made):
         raise StudioError("This item's completions are not ready yet: generate the campaign's completions first.")
     shown = shown_order(user_id, item.id, shown)
     return Task(campaign_id=campaign.id, item_id=item.id, prompt=item_prompt(session, item),
@@ -172,7 +173,8 @@ def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int
 
     Args:
         ranks: completion id → rank (1 = best, equal = tie); ignored when ``skipped``.
-        flagged: completion ids marked unusable (F).
+        flagged: completion ids marked unusable (F); the others' ranks are stored re-densified (``pairs.kept_ranks``):
+            ranks 1 and 3 around a flagged 2nd are stored as 1 and 2.
         seconds_spent: time on the item, measured by the page.
         skipped: the annotator passes on the item (stored, not served to them again, not counted to overlap).
     """
@@ -185,6 +187,8 @@ def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int
         raise StudioError("This item has no completions to rank yet.")
     if not skipped:
         validate_ranking(ids, ranks, flagged)
+        by_position = kept_ranks([ranks.get(c) for c in ids], [c in flagged for c in ids])
+        ranks = {c: r for c, r in zip(ids, by_position, strict=True) if r is not None}  # re-densified if flagged
     if not isinstance(seconds_spent, int | float) or not math.isfinite(seconds_spent) or seconds_spent < 0:
         raise StudioError("The time spent must be a non-negative number of seconds.")
     comment = (comment or "").strip()

@@ -220,8 +220,9 @@ def test_interrupted_import_keeps_whole_rows_and_a_rerun_completes_it(studio_env
     def write_then_die(self, row):
         if len(written) == 25:
             raise KeyboardInterrupt  # the process is stopped in the middle of a batch
-        real_write(self, row)
+        stored = real_write(self, row)
         written.append(row)
+        return stored
 
     monkeypatch.setattr(importer._Importer, "write", write_then_die)
     lines = ranking_lines(40)

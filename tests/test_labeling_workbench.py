@@ -91,6 +91,15 @@ def test_ties_and_flags_are_stored(setup):
         assert row.ranks == {str(a): 1, str(b): 1} and row.flags == [c]
 
 
+def test_a_flag_leaves_no_gap_the_other_ranks_are_re_densified(setup):
+    cid, (ann, *_) = setup
+    with session_scope(write=True) as s:
+        task = workbench.next_task(s, cid, ann)
+        a, b, c = (x["id"] for x in task.completions)
+        row = workbench.submit_ranking(s, task.item_id, ann, {a: 1, c: 3}, flagged={b})  # b was 2nd, then flagged
+        assert row.ranks == {str(a): 1, str(c): 2} and row.flags == [b]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda a, b, c: ({a: 1, b: 2}, set()), "no rank"),
     (lambda a, b, c: ({a: 1, b: 3, c: 3}, set()), "gaps"),

@@ -364,8 +364,8 @@ def test_import_reports_rejected_rows_and_keeps_good_ones(studio, monkeypatch):
     at.run()
     assert not at.exception
     assert "Created campaign 'imported': 2 ranking(s) imported, 2 rejected." in texts(at.success)
-    rejected = at.dataframe[0].value
-    assert list(rejected["line"]) == [2, 3] and "JSON" in rejected["reason"][0]
+    report = at.dataframe[0].value  # every line, refused ones first
+    assert list(report["line"]) == [2, 3, 1, 4] and "JSON" in report["detail"][0]
     assert count(Ranking) == 2
 
 

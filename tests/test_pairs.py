@@ -5,7 +5,7 @@ from math import comb
 import pytest
 
 from backend.errors import StudioError
-from labeling.pairs import Pair, dense_ranks, ranking_to_pairs, validate_ranks
+from labeling.pairs import Pair, dense_ranks, kept_ranks, ranking_to_pairs, validate_ranks
 
 
 def as_tuples(pairs):
@@ -66,6 +66,8 @@ def test_dense_ranks(ranks, dense):
     ([1, 2, 3], None), ([1, 1, 2], None), ([1, 1, 3], None), ([2, 1, 2], None),
     ([1, 99, 2], [False, True, False]),  # a flagged completion's rank is ignored
     ([None, None], [True, True]),  # everything flagged: valid, gives no pair
+    ([1, 2, 3], [False, True, False]),  # the 2nd flagged leaves (1, 3): re-densified, not a gap
+    ([1, 4, None, 4], [False, False, True, False]),
 ])
 def test_valid_rankings(ranks, flags):
     validate_ranks(ranks, flags)
@@ -84,3 +86,21 @@ def test_valid_rankings(ranks, flags):
 def test_invalid_rankings(ranks, flags, message):
     with pytest.raises(StudioError, match=message):
         validate_ranks(ranks, flags)
+
+
+@pytest.mark.parametrize("ranks, flags, kept", [
+    ([1, 2, 3], [False, True, False], [1, None, 2]),  # the flagged completion's rank is ignored
+    ([1, None, 3, 3], [False, True, False, False], [1, None, 2, 2]),
+    ([3, 1, 1, 2], [False, False, False, True], [2, 1, 1, None]),
+    ([1, 1, 3], None, [1, 1, 3]),  # nothing flagged: stored as written (ties in either style)
+    ([None, None], [True, True], [None, None]),
+])
+def test_kept_ranks_drop_flags_and_re_densify(ranks, flags, kept):
+    assert kept_ranks(ranks, flags) == kept
+
+
+def test_kept_ranks_still_refuse_gaps_and_out_of_range_ranks():
+    with pytest.raises(StudioError, match="gaps"):
+        kept_ranks([1, 3, 3])
+    with pytest.raises(StudioError, match="whole numbers from 1 \\(best\\) to 3"):
+        kept_ranks([1, 4, 2], [False, False, True])
