@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -38,9 +39,26 @@ def source_chart(source_ranks: list[dict[str, Any]], key: str) -> None:
     show_chart(fig, f"{key}-sources")
 
 
+TIME_POINTS = 2000  # beyond this many rankings, the box is drawn from quartiles computed here, without points
+
+
 def time_chart(times: list[dict[str, Any]], key: str) -> None:
-    """Seconds per ranked item, per annotator (box with every point)."""
-    fig = px.box(pd.DataFrame(times), x="annotator", y="seconds", points="all", title="Time per item")
+    """Seconds per ranked item, per annotator: a box with every point, or — with many rankings — the same box
+    from quartiles computed here, so the browser is not sent one point per ranking."""
+    frame = pd.DataFrame(times)
+    if len(frame) <= TIME_POINTS:
+        fig = px.box(frame, x="annotator", y="seconds", points="all", title="Time per item")
+    else:
+        import plotly.graph_objects as go
+
+        fig = go.Figure(layout={"title": f"Time per item ({len(frame):,} rankings; whiskers at 1.5 × IQR)",
+                                "xaxis_title": "annotator", "yaxis_title": "seconds"})
+        for name, seconds in frame.groupby("annotator", sort=True)["seconds"]:
+            q1, mid, q3 = np.percentile(seconds, [25, 50, 75])
+            inside = seconds[(seconds >= q1 - 1.5 * (q3 - q1)) & (seconds <= q3 + 1.5 * (q3 - q1))]
+            fig.add_trace(go.Box(x=[name], q1=[q1], median=[mid], q3=[q3], lowerfence=[inside.min()],
+                                 upperfence=[inside.max()], name=name, showlegend=False,
+                                 marker_color=px.colors.qualitative.Plotly[0]))
     fig.update_layout(height=340)
     show_chart(fig, f"{key}-times")
 
