@@ -23,7 +23,7 @@ from labeling.agreement_arrays import report_tables
 from labeling.campaigns import find_campaign
 from labeling.ranking_matrix import campaign_fingerprint, load_ranking_matrix
 
-_CACHE_SIZE = 8  # campaigns whose last report is kept (each holds one row per ranking for the time chart)
+_CACHE_SIZE = 4  # campaigns whose last report is kept (each holds one row per ranking: ~20 MB at 100k)
 _cache: dict[tuple, dict[str, Any]] = {}
 _cache_lock = threading.Lock()
 

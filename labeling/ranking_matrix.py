@@ -47,13 +47,22 @@ def _parse_json_texts(values: list) -> list:
     return [json.loads(v) if isinstance(v, str) else v for v in values]
 
 
+def _plain_rows(session: Session, statement) -> list[tuple]:
+    """The statement's rows as the database driver returns them (tuples), without SQLAlchemy's Row objects: half
+    the time at 100,000 rows. Only for columns that need no conversion (integers, text, floats)."""
+    result = session.connection().execute(statement)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
 def load_ranking_matrix(session: Session, campaign_id: int) -> RankingMatrix:
     """The campaign's completions and non-skipped rankings as arrays (see the module docstring)."""
-    connection = session.connection()  # Core rows: the ORM's per-row bookkeeping costs more than the query
-    completions = connection.execute(
+    completions = _plain_rows(session, (
         select(Completion.id, Completion.item_id, Completion.source_label)
         .join(CampaignItem, CampaignItem.id == Completion.item_id)
-        .where(CampaignItem.campaign_id == campaign_id).order_by(Completion.id)).all()
+        .where(CampaignItem.campaign_id == campaign_id).order_by(Completion.id)))
     comp_ids = np.array([c[0] for c in completions], dtype=np.int64)
     item_ids, comp_item = np.unique(np.array([c[1] for c in completions], dtype=np.int64), return_inverse=True)
     # position of each completion within its item, in id order (as records.load_items numbers them)
@@ -69,12 +78,12 @@ def load_ranking_matrix(session: Session, campaign_id: int) -> RankingMatrix:
     source_of[comp_item, comp_pos] = [source_index[c[2] or "unknown"] for c in completions]
 
     # ranks/flags read as text and parsed in one go: SQLAlchemy's per-row JSON processing is the slow part
-    rows = connection.execute(
+    rows = _plain_rows(session, (
         select(Ranking.item_id, User.name, cast(Ranking.ranks, Text), cast(Ranking.flags, Text),
                Ranking.seconds_spent)
         .join(User, User.id == Ranking.user_id).join(CampaignItem, CampaignItem.id == Ranking.item_id)
         .where(CampaignItem.campaign_id == campaign_id, Ranking.skipped.is_(False))
-        .order_by(Ranking.item_id, Ranking.id)).all()
+        .order_by(Ranking.item_id, Ranking.id)))
     item_column, name_column, rank_texts, flag_texts, seconds_column = zip(*rows) if rows else ((),) * 5
     ranking_item_ids = np.array(item_column, dtype=np.int64)
     ranking_item = np.searchsorted(item_ids, ranking_item_ids)
