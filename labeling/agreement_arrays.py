@@ -229,15 +229,18 @@ def source_tables(m: RankingMatrix) -> tuple[list[dict], list[dict]]:
     np.add.at(duels, (sa[duel], row[duel]), 1.0)
     np.add.at(duels, (sb[duel], row[duel]), 1.0)
 
+    # the win rate with its 95 % interval, resampling items (the duels of one item are not independent)
+    fought = [np.flatnonzero(duels[s]) for s in range(n_sources)]
+    with_duels = [s for s in range(n_sources) if len(fought[s])]
+    intervals = dict(zip(with_duels, stats.grouped_mean_intervals(
+        [(wins[s, fought[s]], duels[s, fought[s]]) for s in with_duels]), strict=True))
     summary, positions = [], []
     for s, source in enumerate(m.sources):
         total = int(counts[s].sum())
         if not total:
             continue
         n_ranked = int(counts[s, 1:].sum())
-        fought = duels[s] > 0
-        # the win rate with its 95 % interval, resampling items: the duels of one item are not independent
-        win = stats.grouped_mean_interval(wins[s, fought], duels[s, fought]) if fought.any() else None
+        win = intervals.get(s)
         summary.append({"source": source, "completions": total,
                         "mean_rank": int((np.arange(1, width + 1) * counts[s, 1:]).sum()) / n_ranked
                         if n_ranked else None,

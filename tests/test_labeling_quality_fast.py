@@ -181,3 +181,12 @@ def test_bootstrap_of_whole_numbers_draws_the_same_interval():
     assert (packed.low, packed.high) == tuple(np.percentile(draws, [2.5, 97.5]))
     assert stats._packed_whole_numbers(wins, duels)[0] is not None
     assert stats._packed_whole_numbers(wins + 0.5, duels)[0] is None
+
+
+def test_intervals_computed_together_equal_each_alone():
+    rng = np.random.default_rng(2)
+    entries = [(np.floor(rng.random(n) * 3), np.full(n, 2.0)) for n in (400, 400, 250, 1)]
+    entries.append((rng.random(400), np.ones(400)))  # not whole numbers: the float path, sharing the draws
+    together = stats.grouped_mean_intervals(entries)
+    assert together == [stats.grouped_mean_interval(s, c) for s, c in entries]
+    assert together[0] != together[1] and together[3].low == together[3].high
