@@ -4,6 +4,7 @@
 functions of ``labeling.agreement``, one item at a time): kept here as the definition the fast path must match.
 """
 
+import gc
 import random
 from collections import Counter, defaultdict
 from statistics import median
@@ -140,6 +141,7 @@ def test_report_is_cached_until_a_ranking_is_added_or_undone(studio_env):
         late = workbench.get_or_create_user(s, "late").id
     with session_scope() as s:
         first = quality.quality_report(s, cid)
+        assert gc.isenabled()  # paused while computing only
         assert quality.quality_report(s, cid)["annotators"] is first["annotators"]  # served from the cache
     with session_scope(write=True) as s:
         task = workbench.next_task(s, cid, late)
