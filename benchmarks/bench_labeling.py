@@ -5,8 +5,9 @@
 Seeds a throw-away SQLite database (in a temp data dir) with a synthetic campaign holding ``--rankings``
 rankings, then times what the pages call on every action: next task (fresh annotator; an annotator
 halfway through; worst case = campaign almost complete), submit-and-next, undo, own progress, campaign
-list, campaign progress, annotator progress, the quality report and the export. Prints the median of
-``--repeat`` runs in milliseconds, and the query plan of the next-item query.
+list, campaign progress, annotator progress, the quality report (first and cached), the export and the
+Agreement page. Prints the median of ``--repeat`` runs in milliseconds, and the query plan of the next-item
+query.
 """
 
 import argparse
@@ -94,9 +95,11 @@ def main() -> None:
 
     page_timings(args.repeat, fresh)
 
-    for name, fn in {"quality_report": read(lambda s: quality.quality_report(s, cid)),
+    for name, fn in {"quality_report (first: reads every ranking)": read(lambda s: quality.quality_report(s, cid)),
+                     "quality_report (again, no new ranking: cached)": read(lambda s: quality.quality_report(s, cid)),
                      "export rows (all pairs)": read(lambda s: export.campaign_rows(s, cid))}.items():
         print(f"{timed(fn, 1):9.1f} ms  {name}")
+    agreement_page_timings(args.repeat, cid)
 
     engine = get_engine()
     stmt = workbench.next_item_statement(cid, fresh, args.per_item + 1, args.k, ready_only=True)
@@ -135,6 +138,34 @@ def page_timings(repeat: int, user_id: int) -> None:
         assert not at.exception and not at.error, [e.value for e in at.error]
     print(f"{statistics.median(visits):9.1f} ms  workbench page, rerun")
     print(f"{statistics.median(submits):9.1f} ms  workbench page, submit → next item shown")
+
+
+def agreement_page_timings(repeat: int, campaign_id: int) -> None:
+    """The Agreement page (admin) under AppTest: first open after a new ranking, then a rerun."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from backend.db.engine import session_scope
+    from labeling import workbench
+
+    with session_scope(write=True) as s:
+        admin_id = workbench.get_or_create_user(s, "bench-admin", role="admin").id
+        late = workbench.get_or_create_user(s, "late").id
+    page = str(Path(__file__).resolve().parent.parent / "app" / "page_label_quality.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.session_state["user"] = {"id": admin_id, "name": "bench-admin", "role": "admin"}
+    began = time.perf_counter()
+    at.run()
+    print(f"{(time.perf_counter() - began) * 1000:9.1f} ms  agreement page, first run (imports included)")
+    with session_scope(write=True) as s:  # a new ranking: the next run reads every ranking again
+        task = workbench.next_task(s, campaign_id, late)
+        workbench.submit_ranking(s, task.item_id, late, {c["id"]: i + 1 for i, c in enumerate(task.completions)})
+    began = time.perf_counter()
+    at.run()
+    print(f"{(time.perf_counter() - began) * 1000:9.1f} ms  agreement page after a new ranking (report computed)")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    print(f"{timed(at.run, repeat):9.1f} ms  agreement page, rerun (report cached)")
 
 
 if __name__ == "__main__":

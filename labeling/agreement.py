@@ -168,6 +168,12 @@ def alpha_from_units(units: Sequence[Sequence[float]], level: Level = "ordinal")
         weight = 1 / (len(unit) - 1)
         for i, j in ((i, j) for i in range(len(unit)) for j in range(len(unit)) if i != j):
             o[index[unit[i]]][index[unit[j]]] += weight
+    return alpha_from_coincidences(o, values, level)
+
+
+def alpha_from_coincidences(o: list[list[float]], values: list[float], level: Level = "ordinal") -> float | None:
+    """Krippendorff's α from the coincidence matrix ``o`` over the sorted ``values`` (shared with the
+    vectorised ``agreement_arrays.campaign_alpha``)."""
     marginals = [sum(row) for row in o]
     n = sum(marginals)
     delta2 = _delta2(level, values, marginals)

@@ -1,6 +1,6 @@
 """Agreement and quality of a campaign, as plain rows ready for tables and plotly charts (admin view).
 
-``quality_report`` reads the campaign once (``records.load_items``) and returns:
+``quality_report`` reads the campaign once, as arrays (``ranking_matrix``), and returns:
 
 - ``alpha``: Krippendorff's α (ordinal) over items judged by at least two annotators (None when undefined);
 - ``annotators``: per annotator — items, agreement with the others, agreement and τ-b against the others'
@@ -13,73 +13,60 @@
 - ``times``: ``{annotator, item_id, seconds}`` per ranking (histogram / box plot of time per item).
 """
 
-from collections import Counter, defaultdict
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from statistics import median
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from backend.metrics import stats
-from labeling.agreement import annotator_report, campaign_alpha, consensus_ranking
+from labeling.agreement_arrays import report_tables
 from labeling.campaigns import find_campaign
-from labeling.pairs import dense_ranks, ranking_to_pairs
-from labeling.records import ItemRecord, load_items
+from labeling.ranking_matrix import campaign_fingerprint, load_ranking_matrix
+
+_CACHE_SIZE = 4  # campaigns whose last report is kept (each holds one row per ranking: ~20 MB at 100k)
+_cache: dict[tuple, dict[str, Any]] = {}
+_cache_lock = threading.Lock()
 
 
-def source_stats(records: list[ItemRecord]) -> tuple[list[dict], list[dict]]:
-    """Per-source summary and rank-position counts, from each item's consensus ranking (pure)."""
-    ranks_of: dict[str, Counter] = defaultdict(Counter)
-    outcomes: dict[str, tuple[list[float], list[int]]] = defaultdict(lambda: ([], []))  # source → (won?, item)
-    for record in records:
-        if not record.judgements:
-            continue
-        consensus = dense_ranks(consensus_ranking(list(record.judgements.values())))
-        for source, rank in zip(record.sources, consensus, strict=True):
-            ranks_of[source]["F" if rank is None else str(rank)] += 1
-        for pair in ranking_to_pairs(consensus):
-            a, b = record.sources[pair.chosen], record.sources[pair.rejected]
-            if a != b:
-                for source, won in ((a, 1.0), (b, 0.0)):
-                    outcomes[source][0].append(won)
-                    outcomes[source][1].append(record.item_id)
-    summary, positions = [], []
-    for source in sorted(ranks_of):
-        counts = ranks_of[source]
-        total = sum(counts.values())
-        ranked = [(int(r), n) for r, n in counts.items() if r != "F"]
-        n_ranked = sum(n for _, n in ranked)
-        won, items = outcomes[source]
-        # the win rate with its 95 % interval, resampling items: the duels of one item are not independent
-        win = stats.mean_interval(won, items) if won else None
-        summary.append({"source": source, "completions": total,
-                        "mean_rank": sum(r * n for r, n in ranked) / n_ranked if n_ranked else None,
-                        "first_place": counts.get("1", 0) / total, "flag_rate": counts.get("F", 0) / total,
-                        "win_rate": win.mean if win else None, "win_rate_low": win.low if win else None,
-                        "win_rate_high": win.high if win else None, "duels": len(won)})
-        positions.extend({"source": source, "rank": r, "count": n}
-                         for r, n in sorted(counts.items(), key=lambda kv: (kv[0] == "F", kv[0])))
-    return summary, positions
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector: the report makes ~500,000 small objects (rows, parsed JSON, chart
+    rows), and in a server with a large heap each collection they trigger walks all of it (a third of the time).
+    None of them form cycles, so nothing is left behind; the collector is on again afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def quality_report(session: Session, campaign_id: int | str) -> dict[str, Any]:
-    """Agreement statistics and chart data for one campaign (see the module docstring)."""
+    """Agreement statistics and chart data for one campaign (see the module docstring).
+
+    Computed on arrays (``agreement_arrays``; ``agreement`` is the item-by-item reference with the same
+    numbers) and kept per campaign until a ranking or completion is added or removed, so asking again is one
+    small query. The rows are shared with the cache: replace them (as ``flag_outliers`` does), never edit them.
+    """
     campaign = find_campaign(session, campaign_id)
-    records = load_items(session, campaign.id)
-    items = [r.judgements for r in records]
-    shared = [j for j in items if len(j) >= 2]
-    seconds: dict[str, list[float]] = defaultdict(list)
-    times = []
-    for record in records:
-        for name, secs in record.seconds.items():
-            seconds[name].append(secs)
-            times.append({"annotator": name, "item_id": record.item_id, "seconds": secs})
-    per_annotator, per_pair = annotator_report(items)
-    annotators = [{**row, "median_seconds": median(seconds[row["annotator"]])} for row in per_annotator]
-    sources, source_ranks = source_stats(records)
-    return {"campaign_id": campaign.id, "name": campaign.name, "items_judged": len(items),
-            "items_shared": len(shared), "rankings": sum(len(j) for j in items), "alpha": campaign_alpha(shared),
-            "annotators": annotators, "annotator_pairs": per_pair, "sources": sources,
-            "source_ranks": source_ranks, "times": times}
+    key = (str(session.get_bind().url), campaign.id, campaign.created_at,
+           *campaign_fingerprint(session, campaign.id))
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is None:
+        with _collector_paused():
+            cached = report_tables(load_ranking_matrix(session, campaign.id))
+        with _cache_lock:
+            for stale in [k for k in _cache if k[:3] == key[:3]]:  # this campaign's older report
+                del _cache[stale]
+            while len(_cache) >= _CACHE_SIZE:
+                del _cache[next(iter(_cache))]  # the oldest
+            _cache[key] = cached
+    return {"campaign_id": campaign.id, "name": campaign.name, **cached}
 
 
 def flag_outliers(annotators: list[dict[str, Any]], *, floor: float = 0.5, below_median: float = 0.2) -> list[dict]:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.db.engine import session_scope
 from backend.db.tables import Campaign, Completion, Job, Prompt, Ranking, User
-from labeling import accounts, campaigns, synthetic
+from labeling import accounts, campaigns, synthetic, workbench
 
 
 def seeded(name: str = "wb", n_items: int = 3, k: int = 3, overlap: int = 2, **kw) -> int:
@@ -300,20 +300,39 @@ def test_missing_completions_can_be_queued_from_the_panel(studio):
 
 # --- agreement -------------------------------------------------------------------------------------
 
-def test_agreement_page_computes_on_button_and_flags_the_outlier(studio):
+def test_agreement_page_shows_the_report_at_once_and_flags_the_outlier(studio):
     ada = signed_in("ada")
-    seeded("agree", n_items=12, k=3, overlap=4, annotators=["ann", "ben", "cid", "dan"], noise=0.0, reverse=["dan"])
+    cid = seeded("agree", n_items=12, k=3, overlap=5, annotators=["ann", "ben", "cid", "dan"], noise=0.0,
+                 reverse=["dan"])
     at = open_as("page_label_quality.py", ada)
-    assert not at.exception
-    assert "Press **Compute agreement**" in texts(at.info)
-    button(at, "Compute agreement").click()
-    at.run()
-    assert not at.exception
+    assert not at.exception and not at.error
+    assert not at.button  # no button to press: the report is there as the page opens
     assert "dan" in texts(at.warning) and "ann" not in texts(at.warning)
     assert len(at.get("plotly_chart")) == 3
     annotators = at.dataframe[0].value
     assert list(annotators[annotators["outlier"]]["annotator"]) == ["dan"]
-    assert at.metric[1].value == "12"
+    assert at.metric[1].value == "12" and at.metric[3].value == "48"
+    # a new ranking shows on the next run (the cached report is keyed by the campaign's rankings)
+    with session_scope(write=True) as s:
+        eve = workbench.get_or_create_user(s, "eve").id
+        task = workbench.next_task(s, cid, eve)
+        workbench.submit_ranking(s, task.item_id, eve, {c["id"]: i + 1 for i, c in enumerate(task.completions)})
+    at.run()
+    assert not at.exception and at.metric[3].value == "49"
+
+
+def test_agreement_page_draws_many_times_as_a_box_without_points(studio, monkeypatch):
+    from app.components import labeling_charts
+
+    monkeypatch.setattr(labeling_charts, "TIME_POINTS", 10)
+    ada = signed_in("ada")
+    seeded("many", n_items=12, k=3, overlap=2, annotators=["ann", "ben"])
+    at = open_as("page_label_quality.py", ada)
+    assert not at.exception and not at.error
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3
+    times = next(c for c in charts if "Time per item (24 rankings" in c.proto.spec)
+    assert '"q1"' in times.proto.spec and '"boxpoints"' not in times.proto.spec
 
 
 # --- preference data -------------------------------------------------------------------------------

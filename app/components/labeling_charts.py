@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -38,9 +39,29 @@ def source_chart(source_ranks: list[dict[str, Any]], key: str) -> None:
     show_chart(fig, f"{key}-sources")
 
 
+TIME_POINTS = 2000  # beyond this many rankings, the box is drawn from quartiles computed here, without points
+
+
 def time_chart(times: list[dict[str, Any]], key: str) -> None:
-    """Seconds per ranked item, per annotator (box with every point)."""
-    fig = px.box(pd.DataFrame(times), x="annotator", y="seconds", points="all", title="Time per item")
+    """Seconds per ranked item, per annotator: a box with every point, or — with many rankings — the same box
+    from quartiles computed here, so the browser is not sent one point per ranking."""
+    if len(times) <= TIME_POINTS:
+        fig = px.box(pd.DataFrame(times), x="annotator", y="seconds", points="all", title="Time per item")
+    else:
+        import plotly.graph_objects as go
+
+        by_annotator: dict[str, list[float]] = {}
+        for row in times:
+            by_annotator.setdefault(row["annotator"], []).append(row["seconds"])
+        fig = go.Figure(layout={"title": f"Time per item ({len(times):,} rankings; whiskers at 1.5 × IQR)",
+                                "xaxis_title": "annotator", "yaxis_title": "seconds"})
+        for name in sorted(by_annotator):
+            seconds = np.array(by_annotator[name], dtype=float)
+            q1, mid, q3 = np.percentile(seconds, [25, 50, 75])
+            inside = seconds[(seconds >= q1 - 1.5 * (q3 - q1)) & (seconds <= q3 + 1.5 * (q3 - q1))]
+            fig.add_trace(go.Box(x=[name], q1=[q1], median=[mid], q3=[q3], lowerfence=[inside.min()],
+                                 upperfence=[inside.max()], name=name, showlegend=False,
+                                 marker_color=px.colors.qualitative.Plotly[0]))
     fig.update_layout(height=340)
     show_chart(fig, f"{key}-times")
 
