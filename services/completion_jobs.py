@@ -15,7 +15,7 @@ from backend.errors import StudioError
 from jobs import queue
 from jobs.specs import LabelCompletionsSpec
 from labeling.accounts import require_admin
-from labeling.campaigns import create_campaign_from, find_campaign
+from labeling.campaigns import campaign_summary, create_campaign_from, find_campaign
 
 KIND = "label_completions"
 ACTIVE = ("queued", "running")
@@ -25,31 +25,40 @@ def _jobs_of(campaign_id: int):
     return select(Job).where(Job.kind == KIND, Job.spec["campaign_id"].as_integer() == campaign_id)
 
 
-def queue_completions(session: Session, campaign_id: int, *, batch_size: int = 8, precision: str = "auto") -> Job:
+def queue_completions(session: Session, campaign_id: int, *, batch_size: int = 8, precision: str = "auto",
+                      submission_token: str | None = None) -> Job:
     """Queue the job that generates the campaign's missing completions.
+
+    ``submission_token`` (one per button click, ``queue.submit``'s) makes a double click return the job the first
+    click queued instead of refusing the second as "already making this campaign's completions".
 
     Raises:
         StudioError: no such campaign, archived, nothing missing, or a job for it is already queued or running.
     """
+    if submission_token and (known := queue.find_submission(session, submission_token)) is not None:
+        return known
     campaign = find_campaign(session, campaign_id)
     active = session.scalar(_jobs_of(campaign.id).where(Job.status.in_(ACTIVE)).limit(1))
     if active is not None:
         raise StudioError(f"Job {active.id} is already making this campaign's completions ({active.status}).")
     spec = LabelCompletionsSpec(campaign_id=campaign.id, campaign=campaign.name, batch_size=batch_size,
                                 precision=precision, name=f"completions · {campaign.name}"[:120])
-    return queue.submit(session, spec)
+    return queue.submit(session, spec, submission_token=submission_token)
 
 
 def launch_campaign(session: Session, admin_id: int, name: str, *, batch_size: int = 8,
-                    **options: Any) -> dict[str, Any]:
+                    submission_token: str | None = None, **options: Any) -> dict[str, Any]:
     """Create a campaign (``campaigns.create_campaign_from`` options) and queue its completion job.
 
     Returns the campaign summary plus ``job_id``. Both happen in the caller's transaction: a bad option
-    leaves neither a campaign nor a job behind.
+    leaves neither a campaign nor a job behind. The same ``submission_token`` again (a double click) returns what
+    the first click created instead of refusing the campaign's name as taken.
     """
     require_admin(session, admin_id)
+    if submission_token and (known := queue.find_submission(session, submission_token)) is not None:
+        return {**campaign_summary(session, known.spec["campaign_id"]), "job_id": known.id}
     summary = create_campaign_from(session, name, **options)
-    job = queue_completions(session, summary["id"], batch_size=batch_size)
+    job = queue_completions(session, summary["id"], batch_size=batch_size, submission_token=submission_token)
     return {**summary, "job_id": job.id}
 
 

@@ -127,7 +127,7 @@ def test_campaign_two_annotators_agreement_and_export(browser_studio, monkeypatc
     sign_up(ben, "ben", PASSWORD)  # not the first account: an annotator
     annotate(ann, "ann", [["1", "2", "3"], ["3", "2", "1"], ["1", "1", "2"]])
     annotate(ben, "ben", [["1", "2", "3"], ["2", "1", "3"], ["1", "2", "F"]], undo_once=True,
-             bad_first=["1", "3", "F"])
+             bad_first=["3", "3", "1"])
 
     agreement(admin)
     folder = export(admin, browser_studio.data_dir)

@@ -176,6 +176,55 @@ def test_ppo_on_two_ranks_keeps_one_policy_and_one_kl_coefficient(tiny_model):
 
 
 
+def ppo_spec(prompts, processes: int):
+    # top-k 1 (greedy) rollouts of a fixed length on prompts of one token length: each rank's completions and token counts
+    # are those of the same rows in the 1-process run, so the only difference left is where gradients are summed
+    return parse_spec({
+        "kind": "ppo", "name": f"ppo-dp{processes}", "policy_model": "tiny", "prompts": str(prompts),
+        "resources": {"processes": processes}, "eval_prompts": 0, "samples_per_step": 2,
+        "ppo": {"max_steps": 1, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 3, "learning_rate": 1e-2,
+                "seed": 5},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "decoding": {"do_sample": True, "top_k": 1, "min_new_tokens": 6, "max_new_tokens": 6}})
+
+
+def test_ppo_on_two_ranks_steps_like_one_process_with_the_whole_batch(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model.path)
+    by_length: dict[int, list[str]] = {}
+    for c in "0123456789qxzjkv":
+        prompt = f"say something {c}"
+        by_length.setdefault(len(tokenizer(prompt).input_ids), []).append(prompt)
+    prompts = max(by_length.values(), key=len)[:4]
+    assert len(prompts) == 4, "four prompts of one token length: no padding"
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+
+    single = submit(ppo_spec(folder, processes=1))
+    assert run_job(single) == 0, job_row(single).error
+    pair = submit(ppo_spec(folder, processes=2))
+    assert run_job(pair) == 0, job_row(pair).error
+
+    one, two = adapter(single), adapter(pair)
+    assert one.keys() == two.keys()
+    assert any(one[k].abs().sum() > 0 for k in one if "lora_B" in k), "the step must have moved the adapters"
+    # three Adam updates on the same mini-batch: their size depends on the gradients' magnitudes, not only signs
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-3, atol=1e-5, msg=key)
+    outcomes = rank_outcomes(pair)
+    assert outcomes[0]["weights_digest"] == outcomes[1]["weights_digest"] is not None
+
+    def value(job_id, key):
+        (row,) = [m["value"] for m in metric_rows(job_id) if m["key"] == key and m["step"] == 1]
+        return row
+
+    for key in ("objective/scores", "objective/kl", "val/loss", "completion_length"):
+        assert value(pair, key) == pytest.approx(value(single, key), rel=1e-3, abs=1e-6), key
+
+
 def test_stopping_the_job_process_takes_every_rank_down(tiny_model, tmp_path):
     import signal
     import subprocess

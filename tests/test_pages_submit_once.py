@@ -38,3 +38,30 @@ def test_double_click_on_run_evaluation_queues_each_model_once(studio):
     at.number_input(key="ev-n").set_value(6).run()  # another spec: a new submission
     button(at, "Run evaluation").click().run()
     assert count(Job) == 2
+
+
+def test_double_click_on_create_campaign_creates_one_campaign_and_one_job(studio):
+    from backend.db.tables import Campaign
+
+    at = open_as("page_campaigns.py", the_admin())
+    at.text_input(key="lc-name").input("round-1")
+    at.number_input(key="lc-demo-limit").set_value(3)
+    at.run()
+    create = button(at, "Create campaign and generate completions")
+    create.click().run()
+    create.click().run()  # the second click of a double-click, on the form it was made on
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert count(Campaign) == 1 and count(Job) == 1
+
+
+def test_double_click_on_generate_missing_completions_queues_one_job_and_no_error(studio):
+    from labeling import campaigns
+
+    with session_scope(write=True) as s:
+        campaigns.create_campaign(s, "later", ["Say hi."], k=2)
+    at = open_as("page_campaigns.py", the_admin())
+    generate = button(at, "Generate missing completions")
+    generate.click().run()
+    generate.click().run()  # the stale button of the same page: its callback runs again
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert count(Job) == 1

@@ -7,6 +7,7 @@ import streamlit as st
 from app.auth import current_user, leave_unless_admin
 from app.common import user_errors
 from app.components.safe_text import escape_markdown
+from app.components.submit_once import form_submission
 from backend.db.engine import session_scope
 from labeling import campaigns
 from services import admin_actions, completion_jobs
@@ -31,8 +32,9 @@ def _set_status(campaign_id: int, status: str) -> None:
 
 
 def _queue_job(campaign_id: int) -> None:
-    with user_errors(), session_scope(write=True) as s:
-        job = admin_actions.queue_completions(s, _acting(), campaign_id)
+    with user_errors(), form_submission(f"lc-generate-{campaign_id}", campaign_id) as token, \
+            session_scope(write=True) as s:  # a double click queues one job
+        job = admin_actions.queue_completions(s, _acting(), campaign_id, submission_token=token)
         st.session_state["lc-flash"] = f"Queued job #{job.id} to generate the missing completions."
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 from app.common import model_names, user_errors
 from app.components.decoding_controls import decoding_controls, load_decoding
 from app.components.safe_text import safe_markdown
+from app.components.submit_once import form_submission
 from backend.db.engine import session_scope
 from backend.generation.decoding import PRESETS
 from labeling.campaigns import CRITERIA, default_guidelines, load_prompt_set
@@ -102,10 +103,12 @@ def new_campaign_form(admin_id: int) -> int | None:
     with user_errors(), st.spinner("Creating the campaign…"):
         with session_scope() as s:  # reading a dataset takes a while: not under the write lock
             prompts, source = load_prompt_set(s, **prompt_set)
-        with session_scope(write=True) as s:
+        form = {"name": name, "prompts": prompts, "source": source, "k": k, "criterion": criterion,
+                "overlap": overlap, "guidelines": guidelines, "sources": sources, "batch": batch}
+        with form_submission("lc-create", form) as token, session_scope(write=True) as s:  # a double click: once
             created = completion_jobs.launch_campaign(s, admin_id, name, prompts=prompts, source=source, k=k,
                                                       criterion=criterion, overlap=overlap, guidelines=guidelines,
-                                                      sources=sources, batch_size=batch)
+                                                      sources=sources, batch_size=batch, submission_token=token)
     if created:
         st.session_state["lc-flash"] = (f"Campaign '{created['name']}' created with {created['items']} items; "
                                         f"job #{created['job_id']} is generating its completions.")
