@@ -4,7 +4,8 @@ On a fresh data dir with the tiny random model (``tiny``, the default): sign up 
 job in the form, see the trainable-parameter estimate and the formatted examples, run 3 steps, watch the curves
 → Evaluation: the base model and the new adapter on 5 test examples, the compare dashboard, the per-example viewer,
 toxicity and training curves → Models: the adapter's lineage, merged and exported → both in the Playground's
-model picker → Calculators. Screenshots of each step land in ``test-artifacts/training-*.png``.
+model picker → Calculators → a job asking for a GPU waits, with its reason on the Jobs page. Screenshots of each
+step land in ``test-artifacts/training-*.png``.
 """
 
 import re
@@ -153,6 +154,27 @@ def calculators(page) -> None:
     screenshot(page, "training-9-calculators-compute")
 
 
+def gpu_job_waits(page) -> None:
+    """A job asking for a GPU on this CPU-only machine is queued, and the page says what it waits for."""
+    open_page(page, "Jobs")
+    expander(page, "New job")
+    choose(page, "Start from preset", "sft-lora-tiny-cpu")
+    settle(page)
+    expander(page, "Memory and hardware")
+    page.get_by_test_id("stRadio").filter(has_text="Run on").get_by_text("cuda", exact=True).click()
+    settle(page)
+    page.get_by_text("no live worker has a GPU").wait_for()  # warned before launch
+    page.get_by_role("button", name="Queue job").click()
+    page.get_by_text("Queued job").wait_for()
+    expander(page, "New job")
+    waiting = page.get_by_test_id("stAlertContentWarning").filter(has_text="waiting for a worker with 1 GPU")
+    waiting.wait_for()
+    assert "none registered (live workers: cpu only)" in waiting.inner_text()
+    time.sleep(4)  # a worker poll later it still waits, and says why
+    assert waiting.count() == 1
+    screenshot(page, "training-10-waiting-for-gpu")
+
+
 def test_supervised_tuning_and_evaluation(page):
     try:
         adapter = train(page)
@@ -160,6 +182,7 @@ def test_supervised_tuning_and_evaluation(page):
         models(page, adapter)
         playground_lists(page, adapter)
         calculators(page)
+        gpu_job_waits(page)
     except Exception:
         page.screenshot(path="test-artifacts/training-failure.png", full_page=True)  # what the page showed
         raise
