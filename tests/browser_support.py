@@ -3,13 +3,14 @@
 A browser test module does ``from browser_support import choose, open_page, screenshot, settle, sign_up``
 and takes the ``browser_studio`` fixture (registered in conftest.py). ``browser_studio`` (module scope) starts ``streamlit run app/studio_app.py`` on a free port with a fresh data
 dir (the tiny random model registered as ``tiny`` and default, worker autostart on) and yields a
-``BrowserStudio``: ``.url``, ``.db_url`` and ``.new_tab()`` — each tab is its own browser context, so two
+``BrowserStudio``: ``.url``, ``.db_url``, ``.new_tab()`` and ``.restart_server()`` — each tab is its own browser context, so two
 tabs are two signed-in users. Screenshots land in ``test-artifacts/``.
 
 Needs Debian's chromium (``make browser``); Playwright drives it, no browser download.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -97,12 +98,42 @@ def _stop_workers(url: str) -> None:
 
 
 @dataclass
+class StudioServer:
+    """``streamlit run app/studio_app.py`` on one port, its output appended to ``log``."""
+
+    port: int
+    env: dict
+    log: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as fh:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "studio_app.py"),
+                 "--server.port", str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                 "--browser.gatherUsageStats", "false"],
+                cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _wait_healthy(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process.pid)
+
+
+@dataclass
 class BrowserStudio:
     url: str
     db_url: str
     data_dir: Path
     _browser: object = None
     _contexts: list = field(default_factory=list)
+    _server: "StudioServer | None" = None
+
+    def restart_server(self) -> None:
+        """Stop the studio's web server (SIGTERM, as a deploy or a crash-restart would) and start it again on
+        the same port; the workers it started are detached and carry on."""
+        self._server.stop()
+        self._server.start()
 
     def new_tab(self):
         """A page in a fresh browser context (own cookies and Streamlit session), opened on the studio."""
@@ -137,22 +168,17 @@ def browser_studio(tmp_path_factory, tiny_model_dir, request):
            "TOKENIZERS_PARALLELISM": "false"}
     env.pop("STUDIO_DATABASE_URL", None)
     log = data.parent / "server.log"
-    with log.open("wb") as fh:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "studio_app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = StudioServer(port, env, log)
     try:
-        _wait_healthy(port, server, log)
+        server.start()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                yield BrowserStudio(f"http://127.0.0.1:{port}", url, data, browser)
+                yield BrowserStudio(f"http://127.0.0.1:{port}", url, data, browser, _server=server)
             finally:
                 browser.close()
     finally:
-        _stop(server.pid)
+        server.stop()
         _stop_workers(url)
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / f"{name}-server.log").write_bytes(log.read_bytes())
@@ -222,7 +248,12 @@ def choose(page, label: str, option: str, *, type_first: bool = False) -> None:
 
 
 def open_page(page, title: str) -> None:
-    """Follow a sidebar navigation link and wait for the page's heading."""
+    """Follow a sidebar navigation link (unfolding the navigation first when it shows only its first links) and
+    wait for the page's heading."""
+    more = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^View \d+ more$"))
+    if more.count():
+        more.first.click()
+        settle(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title).wait_for()
     settle(page)

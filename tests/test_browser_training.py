@@ -8,7 +8,6 @@ model picker → Calculators → a job asking for a GPU waits, with its reason o
 step land in ``test-artifacts/training-*.png``.
 """
 
-import re
 import time
 
 import pytest
@@ -17,13 +16,11 @@ from browser_support import (  # noqa: F401 (browser_studio is a fixture)
     browser_studio,
     choose,
     expander,
+    open_page,
     screenshot,
     select,
     settle,
     sign_up,
-)
-from browser_support import (
-    open_page as _open_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -34,15 +31,6 @@ def page(browser_studio):  # noqa: F811 (the fixture imported above)
     tab = browser_studio.new_tab()
     sign_up(tab)  # the first account: the admin
     return tab
-
-
-def open_page(page, title: str) -> None:
-    """Open a page from the sidebar, unfolding the navigation first when it shows only its first links."""
-    more = page.get_by_test_id("stSidebar").get_by_text(re.compile(r"^View \d+ more$"))
-    if more.count():
-        more.first.click()
-        settle(page)
-    _open_page(page, title)
 
 
 def fill(page, label: str, value: str) -> None:
