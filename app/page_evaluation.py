@@ -9,6 +9,7 @@ from app.common import user_errors
 from app.components.eval_compare import before_after_view, compare_view
 from app.components.eval_dashboards import curves_view, examples_view, toxicity_view
 from app.components.eval_form import eval_form
+from app.components.submit_once import form_submission
 from backend.db.engine import session_scope
 from labeling.campaigns import CRITERIA
 from services import campaigns_from_runs, evaluation
@@ -53,9 +54,12 @@ def send_to_labeling(picked: list[int], labels: dict[int, str], models: dict[int
         if st.button("Create campaign and generate completions", key="ev-lc-create"):
             st.session_state.pop("ev-lc-flash", None)
             created = None
-            with user_errors(), session_scope(write=True) as s:  # an error rolls back: no campaign, no job
-                created = campaigns_from_runs.campaign_from_eval_run(s, user["id"], run, name, k=int(k), versus_run_id=versus,
-                                                             criterion=criterion)
+            form = {"run": run, "versus": versus, "k": int(k), "name": name, "criterion": criterion}
+            with user_errors(), form_submission("ev-lc-create", form) as token, \
+                    session_scope(write=True) as s:  # an error rolls back: no campaign, no job; a double click: once
+                created = campaigns_from_runs.campaign_from_eval_run(s, user["id"], run, name, k=int(k),
+                                                                     versus_run_id=versus, criterion=criterion,
+                                                                     submission_token=token)
             if created:  # kept in the session so the message outlives the fragment's next refresh
                 st.session_state["ev-lc-flash"] = (
                     f"Campaign '{created['name']}' created with {created['items']} prompts; job "

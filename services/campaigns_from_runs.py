@@ -49,7 +49,7 @@ def run_prompts(session: Session, run_id: int) -> list[str]:
 
 def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: str, *, k: int = 2,
                            versus_run_id: int | None = None, criterion: str = "harmlessness", overlap: int = 1,
-                           batch_size: int = 8) -> dict[str, Any]:
+                           batch_size: int = 8, submission_token: str | None = None) -> dict[str, Any]:
     """Create a labeling campaign over an evaluation run's prompts and queue its completion job.
 
     Args:
@@ -60,6 +60,7 @@ def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: s
         versus_run_id: another evaluation run whose model is a second source (completions alternate between the
             two models); None = this model makes all K completions.
         criterion, overlap, batch_size: as on the Campaigns page.
+        submission_token: one per button click: a double click returns what the first created.
 
     Returns:
         The campaign summary (``campaigns.campaign_summary``) plus ``job_id``.
@@ -80,7 +81,8 @@ def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: s
                               f"'{other['model']}': pick another model to compare with, or label this one alone.")
         sources.append(other)
     return launch_campaign(session, admin_id, name, prompts=prompts, source=f"eval:{run_id}", k=k,
-                           criterion=criterion, overlap=overlap, sources=sources, batch_size=batch_size)
+                           criterion=criterion, overlap=overlap, sources=sources, batch_size=batch_size,
+                           submission_token=submission_token)
 
 
 def send_run_to_campaign(session: Session, run_id: int, name: str, *, columns: list[str] | None = None,

@@ -102,7 +102,9 @@ def test_preset_fills_held_out_prompts_and_queues_each_model(studio, tmp_path):
         assert (spec["decoding"]["temperature"], spec["decoding"]["top_k"], spec["decoding"]["seed"]) == (1.0, 0, 1)
 
 
-def test_send_run_to_a_new_labeling_campaign(studio):
+def test_send_run_to_a_new_labeling_campaign(studio, monkeypatch):
+    from app.components import submit_once
+
     runs = rlhf_runs(studio.path)
     at = page("page_evaluation.py")
     assert "Sign in as an admin" in texts(at.caption)
@@ -121,6 +123,10 @@ def test_send_run_to_a_new_labeling_campaign(studio):
     assert (campaign.k, campaign.criterion) == (4, "harmlessness")
     assert [src["model"] for src in campaign.sources] == ["ppo-job7", "tiny"]
     assert job.spec["campaign_id"] == campaign.id and job.status == "queued"
+    button(at, "Create campaign and generate completions").click()  # a double click: what the first made
+    at.run()
+    assert not at.error and "Campaign 'ppo-job7 round 2' created" in texts(at.success)
+    monkeypatch.setattr(submit_once, "REPEAT_AFTER_SECONDS", 0.0)  # as if the user clicked again a while later
     button(at, "Create campaign and generate completions").click()  # the same name again: a message, nothing new
     at.run()
     assert "already exists" in texts(at.error) and not at.success
