@@ -51,6 +51,8 @@ else:
                 st.Page("page_campaigns.py", title="Campaigns", icon=":material/campaign:", url_path="campaigns"),
                 st.Page("page_label_quality.py", title="Agreement", icon=":material/handshake:",
                         url_path="agreement"),
+                st.Page("page_leaderboard.py", title="Leaderboard", icon=":material/emoji_events:",
+                        url_path="leaderboard"),
                 st.Page("page_label_data.py", title="Preference data", icon=":material/compare_arrows:",
                         url_path="preference-data"),
                 st.Page("page_label_accounts.py", title="Accounts", icon=":material/group:", url_path="accounts"),

@@ -1,4 +1,5 @@
-"""``studio labels …``: export preference pairs and import rankings (the same services as the pages).
+"""``studio labels …``: export preference pairs, import rankings, and the sources' leaderboard (the same services as
+the pages).
 
 Wired into ``cli/main.py``'s ``build_parser`` with ``register(sub)``. Services raise StudioError for user
 mistakes; the main CLI prints them and exits with status 2.
@@ -62,6 +63,28 @@ def print_import_lines(lines: list[dict], limit: int = SHOWN_LINES) -> None:
         print(f"  … and {len(lines) - limit} more line(s) (use --json for all)")
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from labeling.leaderboard import leaderboard
+
+    if args.resamples < 100 or args.resamples > 100_000:
+        raise StudioError("--resamples must be between 100 and 100,000.")
+    with _session_scope()() as s:
+        board = leaderboard(s, args.campaign, resamples=args.resamples, seed=args.seed)
+    if args.json:
+        print(json.dumps(board, indent=2))
+        return
+    print(f"{board['campaign'] or 'All campaigns'}: {board['comparisons']} comparisons on {board['items']} items")
+    print(f"  {'source':<40} {'rating':>7}  {'95 % interval':<15} {'comparisons':>11}  win rate")
+    for r in board["sources"]:
+        print(f"  {r['source'][:40]:<40} {r['rating']:>7.0f}  [{r['low']:>5.0f}, {r['high']:>5.0f}]  "
+              f"{r['comparisons']:>11}  {r['win_rate']:.2f}")
+    for r in board["rounds"]:
+        best = (f"best {r['best_source']} {r['best_rating']:.0f} [{r['best_low']:.0f}, {r['best_high']:.0f}]"
+                if r["best_source"] else "no comparisons")
+        print(f"  round {r['round']}: {', '.join(r['campaigns'])} — {best}")
+    print(f"  ({board['method']}; intervals that overlap do not separate two sources)")
+
+
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -73,8 +96,8 @@ def _share(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    """Add ``labels export`` and ``labels import`` to the studio CLI's subparsers."""
-    p = subparsers.add_parser("labels", help="Export preference pairs from rankings; import rankings.")
+    """Add ``labels export``, ``labels import`` and ``labels leaderboard`` to the studio CLI's subparsers."""
+    p = subparsers.add_parser("labels", help="Export preference pairs from rankings; import rankings; the sources' leaderboard.")
     sub = p.add_subparsers(dest="labels_cmd", required=True)
 
     ex = sub.add_parser("export", help="Write a campaign's rankings as preference pairs (TRL: prompt, chosen, "
@@ -103,3 +126,11 @@ def register(subparsers) -> None:
     im.add_argument("--criterion", default="helpfulness", help="Criterion of a new campaign.")
     im.add_argument("--json", action="store_true", help="Print the report as JSON.")
     im.set_defaults(func=cmd_import)
+
+    lb = sub.add_parser("leaderboard", help="Bradley–Terry ratings of the completion sources (model × decoding) "
+                        "with 95 % bootstrap intervals, from every pairwise outcome of the rankings.")
+    lb.add_argument("--campaign", default=None, help="Campaign name (default: all campaigns together, with their rounds).")
+    lb.add_argument("--resamples", type=int, default=1000, help="Bootstrap resamples of items (default 1000).")
+    lb.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap.")
+    lb.add_argument("--json", action="store_true", help="Print ratings, win-rate matrix and rounds as JSON.")
+    lb.set_defaults(func=cmd_leaderboard)

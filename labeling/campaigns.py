@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import Integer, case, func, select
 from sqlalchemy.orm import Session
 
-from backend.db.tables import Campaign, CampaignItem, Completion, PlaygroundRun, Prompt, Ranking, User
+from backend.db.tables import Campaign, CampaignItem, Completion, ModelRecord, PlaygroundRun, Prompt, Ranking, User
 from backend.errors import StudioError
 from backend.generation.decoding import DecodingConfig
 from backend.limits import MAX_IMPORT_BYTES, MAX_PROMPT_CHARS
@@ -119,7 +119,7 @@ def effective_sources(campaign: Campaign) -> list[dict[str, Any]]:
 
 def create_campaign(session: Session, name: str, prompts: list[str], *, k: int = 3, criterion: str = "helpfulness",
                     guidelines: str | None = None, overlap: int = 1, source: str = "user",
-                    sources: list[dict] | None = None) -> Campaign:
+                    sources: list[dict] | None = None, parent_models: list[str] | None = None) -> Campaign:
     """A campaign with one item per (non-empty, distinct) prompt; everything is checked before anything is written.
 
     Args:
@@ -128,6 +128,8 @@ def create_campaign(session: Session, name: str, prompts: list[str], *, k: int =
         overlap: how many annotators must rank each item.
         source: where the prompts came from (stored on each prompt: user, upload, dataset:…, playground).
         sources: ``[{model, decoding, label, chat}]`` making the completions (default: the default model).
+        parent_models: the evaluated models it is made from ("send to labeling"): its round is then
+            ``next_round(parent_models)``; without them it is round 1.
     """
     name = (name or "").strip()
     criterion = (criterion or "").strip()
@@ -150,8 +152,10 @@ def create_campaign(session: Session, name: str, prompts: list[str], *, k: int =
     if session.scalar(select(Campaign.id).where(Campaign.name == name)):
         raise StudioError(f"A campaign named '{name}' already exists.")
     checked = normalize_sources(session, sources, k)
+    parents = list(dict.fromkeys(parent_models or []))
     campaign = Campaign(name=name, criterion=criterion, guidelines=guidelines or default_guidelines(criterion),
-                        k=k, overlap=overlap, sources=checked)
+                        k=k, overlap=overlap, sources=checked, parent_models=parents,
+                        round=next_round(session, parents) if parents else 1)
     session.add(campaign)
     rows = [Prompt(text=text, source=source[:80]) for text in prompts]
     session.add_all(rows)
@@ -219,6 +223,28 @@ def prompts_from_playground(session: Session, run_ids: list[int] | None = None, 
     saved = session.scalars(select(Prompt.text).where(Prompt.source == "playground")
                             .order_by(Prompt.id.desc()).limit(limit)).all()
     return list(dict.fromkeys([*runs, *saved]))[:limit]
+
+
+def model_ancestry(session: Session, names: list[str]) -> set[str]:
+    """The models named and every model they were trained from (``base_model_id`` links, followed to the root)."""
+    found = set(names)
+    for name in names:
+        record = session.scalar(select(ModelRecord).where(ModelRecord.name == name))
+        while record is not None and record.base_model is not None:
+            record = record.base_model
+            if record.name in found:  # reached a lineage already walked
+                break
+            found.add(record.name)
+    return found
+
+
+def next_round(session: Session, parent_models: list[str]) -> int:
+    """The loop's round of a campaign made from ``parent_models``: one more than the latest campaign that had one
+    of them, or a model they were trained from, among its completion sources (1 when none had)."""
+    lineage = model_ancestry(session, parent_models)
+    rounds = [c.round for c in session.scalars(select(Campaign))
+              if lineage & {src.get("model") for src in effective_sources(c)}]
+    return max(rounds, default=0) + 1
 
 
 def create_campaign_from(session: Session, name: str, *, prompts: list[str] | None = None,
@@ -303,6 +329,7 @@ def _per_campaign_counts():
 def _summary(c: Campaign, n_items: int, n_judged: int) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "criterion": c.criterion, "k": c.k, "overlap": c.overlap,
             "status": c.status, "items": n_items, "rankings": n_judged, "needed": n_items * c.overlap,
+            "round": c.round, "parent_models": list(c.parent_models or []),
             "sources": [s["label"] for s in effective_sources(c)],
             "created_at": c.created_at.isoformat(timespec="seconds") if c.created_at else None}
 

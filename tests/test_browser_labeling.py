@@ -102,6 +102,21 @@ def agreement(admin) -> None:
     screenshot(admin, "labeling-5-agreement")
 
 
+def leaderboard(admin) -> None:
+    """The two sources' ratings with their intervals: in the table and as error bars on the chart."""
+    open_page(admin, "Leaderboard")
+    admin.get_by_test_id("stPlotlyChart").nth(1).wait_for()  # ratings and win-rate matrix
+    settle(admin)
+    table = admin.get_by_test_id("stDataFrame").first
+    table.wait_for()
+    assert table.get_by_text("95 % interval").count() == 1  # (a canvas grid: its header cells exist, hidden)
+    assert admin.get_by_text("Two sources whose intervals overlap").count() == 1
+    chart = admin.get_by_test_id("stPlotlyChart").first
+    chart.get_by_text("Rating with its 95 % interval", exact=False).wait_for()
+    assert chart.locator("g.errorbar").count() == 2, "one interval per source"
+    screenshot(admin, "labeling-5b-leaderboard")
+
+
 def export(admin, data_dir: Path) -> Path:
     open_page(admin, "Preference data")
     admin.get_by_text("best-vs-rest", exact=True).click()
@@ -130,6 +145,7 @@ def test_campaign_two_annotators_agreement_and_export(browser_studio, monkeypatc
              bad_first=["3", "3", "1"])
 
     agreement(admin)
+    leaderboard(admin)
     folder = export(admin, browser_studio.data_dir)
     import datasets
 

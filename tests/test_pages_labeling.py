@@ -177,7 +177,8 @@ def test_items_without_completions_are_generated_on_demand(studio):
 def test_admin_sees_the_admin_labeling_pages_and_annotator_only_the_workbench(studio):
     ada, bob = signed_in("ada"), signed_in("bob")
     at = open_as("studio_app.py", ada)
-    for page_file in ("page_campaigns.py", "page_label_quality.py", "page_label_data.py", "page_label_accounts.py"):
+    for page_file in ("page_campaigns.py", "page_label_quality.py", "page_leaderboard.py", "page_label_data.py",
+                      "page_label_accounts.py"):
         at.switch_page(page_file)
         at.run()
         assert not at.exception, page_file
@@ -189,7 +190,8 @@ def test_admin_sees_the_admin_labeling_pages_and_annotator_only_the_workbench(st
 def test_admin_pages_refuse_annotators(studio):
     signed_in("ada")
     bob = signed_in("bob")
-    for page_file in ("page_campaigns.py", "page_label_quality.py", "page_label_data.py", "page_label_accounts.py"):
+    for page_file in ("page_campaigns.py", "page_label_quality.py", "page_leaderboard.py", "page_label_data.py",
+                      "page_label_accounts.py"):
         at = open_as(page_file, bob)
         assert "Only an admin" in texts(at.error), page_file
 

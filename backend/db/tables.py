@@ -140,6 +140,10 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(20), default="open")
     sources: Mapped[list[Any]] = mapped_column(default=list, doc="[{model, decoding}] that produce completions")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The loop's round: 1 for a campaign made from scratch; one more than the latest round that ranked an ancestor
+    # of its parent models for a campaign made from evaluated models ("send to labeling").
+    round: Mapped[int] = mapped_column(default=1)
+    parent_models: Mapped[list[Any]] = mapped_column(default=list, doc="names of the models it was made from")
     __table_args__ = (
         CheckConstraint("k between 2 and 9", name="ck_campaigns_k"),
         CheckConstraint("status in ('open','closed','archived')", name="ck_campaigns_status"),
