@@ -13,6 +13,10 @@ one-time setup token the server prints in its terminal (``setup_token``) — or 
 ``studio users create-admin`` — and self sign-up is off unless an admin turns it on (``set_self_signup``; the
 choice is kept in ``<data dir>/access.json``). On loopback both stay open: only this machine can reach the page.
 
+Throttling: after ``MAX_FAILURES`` wrong sign-ins for one name within ``FAILURE_WINDOW`` (stored in the database, so
+it holds across restarts and server processes), ``sign_in`` refuses further attempts for that name until the oldest
+leaves the window, with the same message for names that have no account (no account enumeration).
+
 User names are letters, digits, spaces and ``. _ - @ '`` (``NAME_RULE``): they are shown on many pages, so no
 markdown, HTML or link syntax.
 """
@@ -20,17 +24,19 @@ markdown, HTML or link syntax.
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.lookup import get_or_raise
-from backend.db.tables import User
+from backend.db.tables import SignInFailure, User, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
 
@@ -42,6 +48,8 @@ MAX_NAME = 80
 _NAME_RE = re.compile(r"[^\W_][\w .@'-]*")  # \w: letters and digits of any script, and _
 NAME_RULE = "letters, digits, spaces and . _ - @ ' (starting with a letter or digit)"
 _CLOSED = "Self sign-up is off on this studio: ask an admin for an account."
+MAX_FAILURES = 5  # wrong sign-ins per name within FAILURE_WINDOW before further attempts wait
+FAILURE_WINDOW = timedelta(minutes=15)
 
 
 def hash_password(password: str, *, iterations: int | None = None, salt: bytes | None = None) -> str:
@@ -179,8 +187,60 @@ def create_admin(session: Session, name: str, password: str) -> User:
     return user
 
 
+def _throttle_key(name: str) -> str:
+    return (name or "").strip().lower()[:200]
+
+
+def throttle_wait(session: Session, name: str, *, now: datetime | None = None) -> float:
+    """Seconds until ``name`` may try again: 0 unless ``MAX_FAILURES`` wrong sign-ins for it (known or not) fell
+    within the last ``FAILURE_WINDOW``; then until the oldest of them leaves the window."""
+    now = now or utcnow()
+    recent = list(session.scalars(
+        select(SignInFailure.at).where(SignInFailure.name == _throttle_key(name),
+                                       SignInFailure.at > now - FAILURE_WINDOW)
+        .order_by(SignInFailure.at.desc()).limit(MAX_FAILURES)))
+    if len(recent) < MAX_FAILURES:
+        return 0.0
+    return max(0.0, (recent[-1] + FAILURE_WINDOW - now).total_seconds())
+
+
+def throttled_message(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return (f"Too many failed sign-ins for this name: wait {minutes} minute{'s' if minutes > 1 else ''} and try "
+            "again, or ask an admin to reset the password.")
+
+
+def sign_in(name: str, password: str) -> dict[str, Any]:
+    """Check a sign-in in its own short transactions and return ``public(user)``: a wrong password (or unknown
+    name) is recorded, and after ``MAX_FAILURES`` of them for one name within ``FAILURE_WINDOW`` further attempts
+    are refused without checking the password, with the same message whether the account exists or not. A
+    successful sign-in clears the name's failures.
+
+    Raises:
+        StudioError: wrong name or password, or throttled (how long to wait).
+    """
+    from backend.db.engine import session_scope
+
+    key = _throttle_key(name)
+    with session_scope() as s:
+        if wait := throttle_wait(s, key):
+            raise StudioError(throttled_message(wait))
+        try:
+            user = public(authenticate(s, name, password))
+        except StudioError:
+            user = None
+    with session_scope(write=True) as s:  # its own commit: the failure counts even though the sign-in raises
+        now = utcnow()
+        s.execute(delete(SignInFailure).where(SignInFailure.at <= now - FAILURE_WINDOW))  # keep the table small
+        if user is not None:
+            s.execute(delete(SignInFailure).where(SignInFailure.name == key))
+            return user
+        s.add(SignInFailure(name=key, at=now))
+    raise StudioError(_BAD_LOGIN)
+
+
 def authenticate(session: Session, name: str, password: str) -> User:
-    """The user with this name and password.
+    """The user with this name and password (no throttling: the sign-in page calls ``sign_in``).
 
     Raises:
         StudioError: the same message for an unknown name and a wrong password.

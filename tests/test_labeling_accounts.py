@@ -97,3 +97,60 @@ def test_admin_only_actions(studio_env, fast_hash):
         assert [u["name"] for u in users] == ["alice", "bob", "carol"]
         assert all("password_hash" not in u for u in users)
 
+
+
+def failures_for(name: str) -> int:
+    from backend.db.tables import SignInFailure
+
+    with session_scope() as s:
+        return s.scalar(select(func.count()).select_from(SignInFailure).where(SignInFailure.name == name))
+
+
+def test_five_wrong_passwords_in_15_minutes_make_sign_in_wait(studio_env, fast_hash, monkeypatch):
+    from datetime import timedelta
+
+    from backend.db.tables import utcnow
+
+    with session_scope(write=True) as s:
+        accounts.sign_up(s, "alice", "password-1")
+    assert accounts.sign_in("alice", "password-1")["name"] == "alice"
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(StudioError, match="Wrong name or password"):
+            accounts.sign_in("Alice ", "wrong-password")  # the name as typed: case and spaces do not matter
+    assert failures_for("alice") == 5
+    with pytest.raises(StudioError, match="Too many failed sign-ins for this name: wait 15 minutes") as info:
+        accounts.sign_in("alice", "password-1")  # even the right password waits: it is not checked
+    throttled = str(info.value)
+    assert failures_for("alice") == 5  # a refused attempt is not a new failure
+    # an unknown name gets the same answers (no account enumeration)
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(StudioError, match="Wrong name or password"):
+            accounts.sign_in("mallory", "guess")
+    with pytest.raises(StudioError) as info:
+        accounts.sign_in("mallory", "guess")
+    assert str(info.value) == throttled
+    # other names are not affected; the wait ends when the oldest failure leaves the window
+    with session_scope(write=True) as s:
+        accounts.sign_up(s, "bob", "password-2")
+    assert accounts.sign_in("bob", "password-2")["name"] == "bob"
+    with session_scope() as s:
+        assert accounts.throttle_wait(s, "alice", now=utcnow() + timedelta(minutes=15, seconds=1)) == 0
+        assert 0 < accounts.throttle_wait(s, "alice") <= 15 * 60
+    later = utcnow() + timedelta(minutes=16)
+    monkeypatch.setattr(accounts, "utcnow", lambda: later)
+    assert accounts.sign_in("alice", "password-1")["name"] == "alice"
+    assert failures_for("alice") == 0  # a successful sign-in clears the count
+
+
+def test_sign_in_page_says_to_wait_after_five_wrong_passwords(studio_env, fast_hash):
+    from page_support import page, texts
+
+    with session_scope(write=True) as s:
+        accounts.sign_up(s, "alice", "password-1")
+    at = page("page_sign_in.py")
+    for attempt in range(accounts.MAX_FAILURES + 1):
+        at.text_input(key="si-name").input("alice")
+        at.text_input(key="si-password").input("wrong-password" if attempt < 5 else "password-1")
+        at.button[0].click().run()
+    assert not at.exception
+    assert "Too many failed sign-ins" in texts(at.error)

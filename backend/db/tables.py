@@ -251,3 +251,13 @@ class EvalResult(Base):
     reference: Mapped[str | None] = mapped_column(Text, default=None)
     prediction: Mapped[str] = mapped_column(Text)
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SignInFailure(Base):
+    """One wrong password (or unknown name) at sign-in: the throttle counts them per name over a window."""
+
+    __tablename__ = "sign_in_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), doc="the name typed, stripped and lower-cased")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_sign_in_failures_name_at", "name", "at"),)
