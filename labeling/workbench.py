@@ -22,6 +22,7 @@ from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Rankin
 from backend.errors import StudioError
 from labeling.accounts import get_user as _user
 from labeling.campaigns import find_campaign, list_campaigns
+from labeling.gold import gold_due
 from labeling.item_size import IMPORTED, item_is_complete
 from labeling.pairs import kept_ranks, validate_ranks
 
@@ -66,12 +67,24 @@ def _open_campaign(session: Session, campaign_id: int) -> Campaign:
     return campaign
 
 
-def next_item_statement(campaign_id: int, user_id: int, overlap: int, k: int, *, ready_only: bool = False):
-    """The SELECT behind ``next_item`` (exposed so tests and the benchmark can EXPLAIN it)."""
+def next_item_statement(campaign_id: int, user_id: int, overlap: int, k: int, *, ready_only: bool = False,
+                        gold: bool | None = None):
+    """The SELECT behind ``next_item`` (exposed so tests and the benchmark can EXPLAIN it).
+
+    Args:
+        gold: None = every item under its overlap; False = ordinary items only; True = gold items, whatever their
+            overlap (``labeling.gold``).
+    """
     mine = exists().where(Ranking.item_id == CampaignItem.id, Ranking.user_id == user_id)
-    judged = (select(func.count(Ranking.id)).where(Ranking.item_id == CampaignItem.id, Ranking.skipped.is_(False))
-              .correlate(CampaignItem).scalar_subquery())
-    stmt = select(CampaignItem).where(CampaignItem.campaign_id == campaign_id, ~mine, judged < overlap)
+    stmt = select(CampaignItem).where(CampaignItem.campaign_id == campaign_id, ~mine)
+    if gold:
+        stmt = stmt.where(CampaignItem.gold_completion_id.is_not(None))
+    else:
+        judged = (select(func.count(Ranking.id)).where(Ranking.item_id == CampaignItem.id, Ranking.skipped.is_(False))
+                  .correlate(CampaignItem).scalar_subquery())
+        stmt = stmt.where(judged < overlap)
+        if gold is False:
+            stmt = stmt.where(CampaignItem.gold_completion_id.is_(None))
     if ready_only:
         stmt = stmt.where(item_is_complete(k))  # K completions, or the item's own imported ones
     return stmt.order_by(CampaignItem.id).limit(1)
@@ -81,7 +94,8 @@ def next_item(session: Session, campaign_id: int, user_id: int, *, ready_only: b
     """The first item this annotator has not judged (or skipped) that still needs judgements.
 
     Items go out in id order, so each item reaches its overlap before later ones start; skips do not count
-    towards the overlap. The query walks ``campaign_items`` by its campaign index and probes ``rankings``
+    towards the overlap. When the campaign's gold rate is above 0, gold items are mixed in at that rate
+    (``labeling.gold.gold_due``) and served like any item. The query walks ``campaign_items`` by its campaign index and probes ``rankings``
     through its (item_id, user_id) unique index and item_id index: no scan of all rankings.
 
     Args:
@@ -89,8 +103,19 @@ def next_item(session: Session, campaign_id: int, user_id: int, *, ready_only: b
             and number the campaign's K, imported ones number what the import brought: ``labeling.item_size``).
     """
     campaign = get_or_raise(session, Campaign, campaign_id, "campaign")
-    return session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
-                                              ready_only=ready_only))
+    if not campaign.gold_rate:  # gold items, if any, are ordinary items
+        return session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
+                                                  ready_only=ready_only))
+    ordinary = session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
+                                                  ready_only=ready_only, gold=False))
+    if ordinary is None:  # the annotator's work is done: no gold item left over to check them on
+        return None
+    if gold_due(session, campaign, user_id):
+        gold_item = session.scalar(next_item_statement(campaign.id, user_id, campaign.overlap, campaign.k,
+                                                       ready_only=ready_only, gold=True))
+        if gold_item is not None:
+            return gold_item
+    return ordinary
 
 
 def item_prompt(session: Session, item: CampaignItem) -> str:

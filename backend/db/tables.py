@@ -144,6 +144,10 @@ class Campaign(Base):
     # of its parent models for a campaign made from evaluated models ("send to labeling").
     round: Mapped[int] = mapped_column(default=1)
     parent_models: Mapped[list[Any]] = mapped_column(default=list, doc="names of the models it was made from")
+    # Quality checks (labeling.gold): the share of each annotator's items that are gold items (0 = none served as
+    # gold), and the time per completion under which a judgement is flagged "too fast".
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    too_fast_seconds: Mapped[float] = mapped_column(Float, default=2.0)
     __table_args__ = (
         CheckConstraint("k between 2 and 9", name="ck_campaigns_k"),
         CheckConstraint("status in ('open','closed','archived')", name="ck_campaigns_status"),
@@ -156,6 +160,8 @@ class CampaignItem(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
     completions: Mapped[list[Completion]] = relationship(order_by=Completion.id)
+    gold_completion_id: Mapped[int | None] = mapped_column(Integer, default=None,
+                                                           doc="a gold item's known best completion (one of its own)")
     __table_args__ = (UniqueConstraint("campaign_id", "prompt_id", name="uq_campaign_items_prompt"),)
 
 
