@@ -11,7 +11,7 @@ from app.common import user_errors
 from app.components import labeling_charts as charts
 from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
-from labeling import campaigns, quality
+from labeling import campaigns, gold, quality
 
 st.title(":material/handshake: Agreement")
 if not is_admin():
@@ -57,3 +57,24 @@ with right:
     if report["source_ranks"]:
         charts.source_chart(report["source_ranks"], f"lq-{campaign_id}")
 charts.tables(report)
+
+st.subheader("Gold items and speed")
+threshold = st.slider("Flag an annotator whose gold accuracy is below", 0.0, 1.0, gold.GOLD_THRESHOLD, 0.05,
+                      key="lq-gold-threshold", help=f"Needs at least {gold.MIN_GOLD} gold judgements. Mark gold "
+                      "items and set their rate on the Campaigns page (Quality checks).")
+with user_errors(), session_scope() as s:
+    checks = gold.annotator_checks(s, campaign_id, threshold=threshold)
+    for a in checks:
+        if a["below_threshold"]:
+            st.warning(f"**{escape_markdown(a['annotator'])}** picked the known best on {a['gold_accuracy']:.0%} of "
+                       f"{a['gold_judged']} gold items (below {threshold:.0%}).", icon=":material/flag:")
+    st.dataframe([{
+        "annotator": a["annotator"], "gold judged": a["gold_judged"],
+        "gold accuracy": "–" if a["gold_accuracy"] is None else
+        f"{a['gold_accuracy']:.0%} [{a['gold_low']:.0%}, {a['gold_high']:.0%}]",
+        "flagged": "below threshold" if a["below_threshold"] else "", "judgements": a["judgements"],
+        "too fast": a["too_fast"], "too fast share": a["too_fast_share"]} for a in checks],
+        hide_index=True, width="stretch",
+        column_config={"too fast share": st.column_config.NumberColumn(format="percent")})
+    st.caption("Gold accuracy: the known best completion ranked alone at the top; the interval resamples gold items. "
+               "Too fast: under the campaign's seconds per completion.")

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.lookup import get_or_raise
-from backend.db.tables import Campaign, CampaignItem, Completion, Ranking, User
+from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
 from backend.errors import StudioError
 from backend.metrics import stats
 from labeling.campaigns import find_campaign
@@ -78,6 +78,20 @@ def gold_items(session: Session, campaign_id: int) -> list[dict[str, Any]]:
                            .where(CampaignItem.campaign_id == campaign_id,
                                   CampaignItem.gold_completion_id.is_not(None)).order_by(CampaignItem.id))
     return [{"item_id": i, "gold_completion_id": g, "judgements": n or 0} for i, g, n in rows]
+
+
+def item_choices(session: Session, campaign_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Items that have completions, with their prompt and completions (id, text, source), for picking gold."""
+    items = session.execute(select(CampaignItem.id, CampaignItem.gold_completion_id, Prompt.text)
+                            .join(Prompt, Prompt.id == CampaignItem.prompt_id)
+                            .where(CampaignItem.campaign_id == campaign_id).order_by(CampaignItem.id).limit(limit)).all()
+    completions: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for cid, item_id, text, label in session.execute(
+            select(Completion.id, Completion.item_id, Completion.text, Completion.source_label)
+            .where(Completion.item_id.in_([i for i, _, _ in items])).order_by(Completion.id)):
+        completions[item_id].append({"id": cid, "text": text, "source": label})
+    return [{"item_id": i, "gold_completion_id": g, "prompt": p, "completions": completions[i]}
+            for i, g, p in items if completions[i]]
 
 
 def gold_due(session: Session, campaign: Campaign, user_id: int) -> bool:

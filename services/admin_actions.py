@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from backend.db.engine import read_before_write
 from backend.db.tables import Job
 from jobs import queue
-from labeling import campaigns
+from labeling import campaigns, gold
 from labeling.accounts import require_admin
 from services import completion_jobs, evaluation
 
@@ -35,6 +35,19 @@ def queue_completions(session: Session, user_id: int, campaign_id: int, **option
     """Queue the job that makes a campaign's missing completions (``completion_jobs.queue_completions``)."""
     require_admin(session, user_id)
     return completion_jobs.queue_completions(session, campaign_id, **options)
+
+
+def set_quality_checks(session: Session, user_id: int, campaign_id: int, *, gold_rate: float,
+                       too_fast_seconds: float) -> dict[str, float]:
+    """A campaign's gold rate and "too fast" time per completion (``gold.set_checks``)."""
+    require_admin(session, user_id)
+    return gold.set_checks(session, campaign_id, gold_rate=gold_rate, too_fast_seconds=too_fast_seconds)
+
+
+def mark_gold(session: Session, user_id: int, item_id: int, best_completion_id: int | None) -> dict[str, Any]:
+    """Make an item gold with its known best completion, or ordinary again with None (``gold.mark_gold``)."""
+    require_admin(session, user_id)
+    return gold.mark_gold(session, item_id, best_completion_id)
 
 
 def cancel_job(session: Session, user_id: int, job_id: int) -> str:

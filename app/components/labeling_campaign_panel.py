@@ -6,6 +6,7 @@ import streamlit as st
 
 from app.auth import current_user, leave_unless_admin
 from app.common import user_errors
+from app.components.gold_panel import gold_panel
 from app.components.safe_text import escape_markdown
 from app.components.submit_once import form_submission
 from backend.db.engine import session_scope
@@ -96,6 +97,8 @@ def campaign_panel(campaign: dict[str, Any]) -> None:
     for col, (label, target) in zip(cols, STATUS_ACTIONS[campaign["status"]], strict=False):
         col.button(label, key=f"lc-{target}-{campaign['id']}", on_click=_set_status, args=(campaign["id"], target),
                    width="stretch")
+    with st.expander("Quality checks: gold items and 'too fast'", icon=":material/verified:"):
+        gold_panel(campaign)
     with st.expander("Edit guidelines and overlap"):
         with session_scope() as s:
             guidelines = campaigns.find_campaign(s, campaign["id"]).guidelines
