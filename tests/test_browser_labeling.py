@@ -37,6 +37,14 @@ def create_campaign(admin) -> None:
     admin.get_by_text("Completion job #1 succeeded.").wait_for(timeout=JOB_TIMEOUT_MS)
     settle(admin)
     screenshot(admin, "labeling-1-campaigns")
+    # quality checks: the first item becomes gold (its first completion the known best), served 1 item in 2
+    expander(admin, "Quality checks: gold items and 'too fast'")
+    fill(admin, "spinbutton", "Gold items per 100 served", "50")
+    admin.get_by_role("button", name="Save checks").click()
+    admin.get_by_text("Checks saved.").wait_for()
+    admin.get_by_role("button", name="Mark as gold").click()
+    admin.get_by_text("1 gold item(s).").wait_for()
+    settle(admin)
 
 
 def create_annotator(admin, name: str) -> None:
@@ -100,6 +108,13 @@ def agreement(admin) -> None:
     settle(admin)
     assert admin.get_by_text("Krippendorff's α (ordinal)").count() == 1
     screenshot(admin, "labeling-5-agreement")
+    admin.get_by_role("heading", name="Gold items and speed").scroll_into_view_if_needed()
+    table = admin.get_by_test_id("stDataFrame").last
+    table.wait_for()
+    for header in ("gold judged", "gold accuracy", "too fast"):
+        assert table.get_by_text(header, exact=True).count() == 1, header
+    settle(admin)
+    screenshot(admin, "labeling-5a-gold-accuracy")
 
 
 def leaderboard(admin) -> None:
@@ -145,6 +160,13 @@ def test_campaign_two_annotators_agreement_and_export(browser_studio, monkeypatc
              bad_first=["3", "3", "1"])
 
     agreement(admin)
+    from backend.db.engine import session_scope
+    from labeling import gold
+
+    with session_scope(url=browser_studio.db_url) as s:  # what the Agreement page's gold table showed
+        checks = {a["annotator"]: a for a in gold.annotator_checks(s, "browser-round")}
+    assert checks["ann"]["gold_judged"] == checks["ben"]["gold_judged"] == 1
+    assert checks["ann"]["gold_accuracy"] in (0.0, 1.0)
     leaderboard(admin)
     folder = export(admin, browser_studio.data_dir)
     import datasets
