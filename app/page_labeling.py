@@ -41,7 +41,7 @@ campaign = campaigns[campaign_id]
 
 
 def fetch_task(item_id: int | None = None) -> dict | None:
-    with session_scope() as s:
+    with session_scope(write=True) as s:  # serving an item reserves its overlap slot (labeling.reservations)
         task = workbench.next_task(s, campaign_id, user["id"], item_id)
     return task.to_dict() if task else None
 

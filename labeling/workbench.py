@@ -13,13 +13,14 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.db.lookup import get_or_raise
-from backend.db.tables import Campaign, CampaignItem, Completion, Prompt, Ranking, User
+from backend.db.tables import Assignment, Campaign, CampaignItem, Completion, Prompt, Ranking, User, utcnow
 from backend.errors import StudioError
+from labeling import reservations
 from labeling.accounts import get_user as _user
 from labeling.campaigns import find_campaign, list_campaigns
 from labeling.gold import gold_due
@@ -27,6 +28,7 @@ from labeling.item_size import IMPORTED, item_is_complete
 from labeling.pairs import kept_ranks, validate_ranks
 
 LETTERS = "ABCDEFGHI"
+MAX_SERVE_TRIES = 50  # items tried when others reserve the last slots at the same moment
 MAX_COMMENT = 5000
 
 
@@ -79,10 +81,16 @@ def next_item_statement(campaign_id: int, user_id: int, overlap: int, k: int, *,
     stmt = select(CampaignItem).where(CampaignItem.campaign_id == campaign_id, ~mine)
     if gold:
         stmt = stmt.where(CampaignItem.gold_completion_id.is_not(None))
-    else:
-        judged = (select(func.count(Ranking.id)).where(Ranking.item_id == CampaignItem.id, Ranking.skipped.is_(False))
-                  .correlate(CampaignItem).scalar_subquery())
-        stmt = stmt.where(judged < overlap)
+    else:  # slots used by rankings or held by others' unexpired reservations (``labeling.reservations``)
+        holds = exists().where(Assignment.item_id == Ranking.item_id, Assignment.user_id == Ranking.user_id)
+        unreserved = (select(func.count(Ranking.id))
+                      .where(Ranking.item_id == CampaignItem.id, Ranking.skipped.is_(False), ~holds)
+                      .correlate(CampaignItem).scalar_subquery())
+        held = (select(func.count(Assignment.id))
+                .where(Assignment.item_id == CampaignItem.id, Assignment.user_id != user_id,
+                       or_(Assignment.done.is_(True), Assignment.expires_at > utcnow()))
+                .correlate(CampaignItem).scalar_subquery())
+        stmt = stmt.where(unreserved + held < overlap)
         if gold is False:
             stmt = stmt.where(CampaignItem.gold_completion_id.is_(None))
     if ready_only:
@@ -146,6 +154,21 @@ def judgement_text(user_id: int, item_id: int, ranks: dict[int, int], flags: lis
     return " · ".join(f"{LETTERS[i]} {'F' if cid in flags else ranks.get(cid, '–')}" for i, cid in enumerate(ids))
 
 
+def _serve(session: Session, campaign: Campaign, user_id: int) -> CampaignItem | None:
+    """The item to serve: the one this annotator already holds a reservation on, else the next one in line whose
+    overlap slot they manage to reserve (another annotator may take the last slot at the same moment: then the
+    next item). Gold items need no slot."""
+    if (held := reservations.held_item(session, campaign.id, user_id)) is not None:
+        return session.get(CampaignItem, held)
+    for _ in range(MAX_SERVE_TRIES):
+        item = next_item(session, campaign.id, user_id, ready_only=True)
+        if item is None or item.gold_completion_id is not None and campaign.gold_rate:
+            return item
+        if reservations.reserve(session, item.id, user_id, campaign.overlap):
+            return item
+    return None
+
+
 def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | None = None) -> Task | None:
     """What the annotator ranks next (None: nothing left for them, or completions are still being made).
 
@@ -160,8 +183,11 @@ def next_task(session: Session, campaign_id: int, user_id: int, item_id: int | N
             raise StudioError("That item is not part of this campaign.")
         if session.scalar(select(Ranking.id).where(Ranking.item_id == item.id, Ranking.user_id == user_id)):
             raise StudioError("You already judged this item.")
+        needs_slot = item.gold_completion_id is None or not campaign.gold_rate
+        if needs_slot and not reservations.reserve(session, item.id, user_id, campaign.overlap):
+            raise StudioError("Other annotators took this item's last slot meanwhile: take the next item.")
     else:
-        item = next_item(session, campaign.id, user_id, ready_only=True)
+        item = _serve(session, campaign, user_id)
         if item is None:
             return None
     made = item_completions(session, item.id)
@@ -227,6 +253,10 @@ def submit_ranking(session: Session, item_id: int, user_id: int, ranks: dict[int
             session.add(row)
     except IntegrityError:
         raise StudioError("You already submitted a judgement for this item.") from None
+    if skipped:  # a skip does not count towards the overlap: the slot goes back
+        reservations.release(session, item_id, user_id)
+    else:
+        reservations.complete(session, item_id, user_id)
     return row
 
 
@@ -258,6 +288,7 @@ def undo_last(session: Session, user_id: int, campaign_id: int | None = None) ->
               "ranks": {int(k): v for k, v in row.ranks.items()}, "flagged": list(row.flags),
               "comment": row.comment, "skipped": row.skipped, "seconds_spent": row.seconds_spent}
     session.delete(row)
+    reservations.release(session, row.item_id, user_id)
     session.flush()
     return undone
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_20_annotators_x_50_submissions_lose_and_duplicate_nothing(studio_env):
 
     def annotate(i: int) -> None:
         user = users[i]
-        with session_scope() as s:
+        with session_scope(write=True) as s:  # serving reserves a slot, as on the page
             task = workbench.next_task(s, cid, user)
         while task is not None:  # exactly what the page does: submit, show the next task it got back
             with session_scope(write=True) as s:
@@ -77,7 +78,7 @@ def test_double_submit_race_gives_one_row_and_a_clear_error(studio_env):
     with session_scope(write=True) as s:
         cid = synthetic.seed_campaign(s, "double", n_items=1, k=3).id
         user = workbench.get_or_create_user(s, "ann").id
-    with session_scope() as s:
+    with session_scope(write=True) as s:  # serving reserves a slot, as on the page
         task = workbench.next_task(s, cid, user)
     refused: list[str] = []
 
@@ -103,7 +104,7 @@ campaign_id, name = int(sys.argv[1]), sys.argv[2]
 with session_scope(write=True) as s:
     user = workbench.get_or_create_user(s, name).id
 done = 0
-with session_scope() as s:
+with session_scope(write=True) as s:  # serving reserves a slot, as on the page
     task = workbench.next_task(s, campaign_id, user)
 while task is not None:
     ranks = {c["id"]: i + 1 for i, c in enumerate(task.completions)}
@@ -153,3 +154,76 @@ def test_concurrent_undo_and_submit_by_different_annotators(studio_env, n_thread
     with session_scope() as s:
         per_user = Counter(s.scalars(select(Ranking.user_id)))
     assert all(per_user[u] == (7 if i % 2 == 0 else 10) for i, u in enumerate(users))
+
+
+RACER = """
+import json, sys, time
+from pathlib import Path
+from backend.db.engine import session_scope
+from labeling import workbench
+campaign_id, name, go = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+with session_scope(write=True) as s:
+    user = workbench.get_or_create_user(s, name).id
+while not go.exists():
+    time.sleep(0.002)
+with session_scope(write=True) as s:  # open the workbench: the item is served (and its slot reserved) or not
+    task = workbench.next_task(s, campaign_id, user)
+got = task.item_id if task else None
+if task is not None:
+    time.sleep(0.2)  # reading the completions
+    with session_scope(write=True) as s:
+        workbench.submit_ranking(s, task.item_id, user, {c["id"]: i + 1 for i, c in enumerate(task.completions)})
+print(json.dumps({"got": got}))
+"""
+
+
+def test_annotators_racing_for_the_last_slot_keep_the_overlap_exact(studio_env, tmp_path):
+    """Eight annotator processes open the workbench at the same moment when one item has one open slot left (its
+    overlap is 2 and one annotator ranked it): exactly one of them gets it, nobody gets an error."""
+    n_procs = 8
+    with session_scope(write=True) as s:
+        cid = synthetic.seed_campaign(s, "last-slot", n_items=1, k=3, overlap=2).id
+        first = workbench.get_or_create_user(s, "first").id
+        task = workbench.next_task(s, cid, first)
+        workbench.submit_ranking(s, task.item_id, first, rank_all(task))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(cid), f"racer-{i}", str(tmp_path / "go")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+             for i in range(n_procs)]
+    time.sleep(3.0)  # every process imported and waiting
+    (tmp_path / "go").touch()
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    got = [json.loads(out.strip().splitlines()[-1])["got"] for out, _ in outputs]
+    assert sum(g is not None for g in got) == 1, got
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Ranking.id)).where(Ranking.skipped.is_(False))) == 2  # the overlap, exactly
+
+
+def test_an_expired_reservation_frees_its_slot_and_a_skip_gives_it_back(studio_env, monkeypatch):
+    from datetime import timedelta
+
+    from backend.db.tables import utcnow
+    from labeling import reservations
+
+    with session_scope(write=True) as s:
+        cid = synthetic.seed_campaign(s, "expiry", n_items=1, k=2, overlap=1).id
+        ann, ben = (workbench.get_or_create_user(s, n).id for n in ("ann", "ben"))
+    with session_scope(write=True) as s:
+        held = workbench.next_task(s, cid, ann)
+    with session_scope(write=True) as s:
+        assert workbench.next_task(s, cid, ben) is None  # ann holds the only slot
+        assert workbench.next_task(s, cid, ann).item_id == held.item_id  # a reload serves ann the same item
+    later = utcnow() + reservations.RESERVATION + timedelta(seconds=1)
+    monkeypatch.setattr(reservations, "utcnow", lambda: later)
+    monkeypatch.setattr(workbench, "utcnow", lambda: later)
+    with session_scope(write=True) as s:
+        assert workbench.next_task(s, cid, ben).item_id == held.item_id  # ann's reservation ran out: ben's now
+        workbench.submit_ranking(s, held.item_id, ben, {}, skipped=True)  # ben passes: the slot goes back
+    with session_scope(write=True) as s:
+        task = workbench.next_task(s, cid, ann)
+        assert task is not None and task.item_id == held.item_id
+        workbench.submit_ranking(s, task.item_id, ann, rank_all(task))
+    with session_scope(write=True) as s:
+        assert workbench.next_task(s, cid, ben) is None  # ranked: the slot is used for good

@@ -161,7 +161,7 @@ with session_scope(write=True) as s:
 while not go.exists():
     time.sleep(0.005)
 done = 0
-with session_scope() as s:
+with session_scope(write=True) as s:  # serving reserves a slot, as on the page
     task = workbench.next_task(s, campaign_id, user)
 while task is not None:
     ranks = {c["id"]: i + 1 for i, c in enumerate(task.completions)}

@@ -267,3 +267,19 @@ class SignInFailure(Base):
     name: Mapped[str] = mapped_column(String(200), doc="the name typed, stripped and lower-cased")
     at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (Index("ix_sign_in_failures_name_at", "name", "at"),)
+
+
+class Assignment(Base):
+    """A slot of an item's overlap held by one annotator: reserved when the item is served (until ``expires_at``),
+    kept for good once they rank it. ``(item_id, slot)`` is unique, so two annotators can never hold the same slot:
+    the overlap is exact even when they open the last open slot at the same moment (``labeling.reservations``)."""
+
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    slot: Mapped[int] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (UniqueConstraint("item_id", "slot", name="uq_assignments_item_slot"),
+                      UniqueConstraint("item_id", "user_id", name="uq_assignments_item_user"))
