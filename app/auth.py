@@ -13,6 +13,11 @@ import streamlit as st
 USER_KEY = "user"
 
 
+TOKEN_KEY = "session-token"  # this browser session's sign-in token (labeling.web_sessions)
+COOKIE_CODE_KEY = "session-cookie-code"  # set the cookie on the next run (app.session_cookie)
+COOKIE_CLEAR_KEY = "session-cookie-clear"
+
+
 def current_user() -> dict[str, Any] | None:
     return st.session_state.get(USER_KEY)
 
@@ -21,8 +26,73 @@ def sign_in_as(user: dict[str, Any]) -> None:
     st.session_state[USER_KEY] = {"id": user["id"], "name": user["name"], "role": user["role"]}
 
 
-def sign_out() -> None:
-    st.session_state.pop(USER_KEY, None)
+def remember_sign_in(user: dict[str, Any]) -> None:
+    """Sign in and start a session that survives reloads, new tabs and restarts (its cookie is set on the next run)."""
+    from app.session_cookie import issue_code
+    from backend.db.engine import session_scope
+    from labeling import web_sessions
+
+    with session_scope(write=True) as s:
+        token = web_sessions.start(s, user["id"])
+    sign_in_as(user)
+    st.session_state[TOKEN_KEY] = token
+    st.session_state[COOKIE_CODE_KEY] = issue_code(token)
+
+
+def restore_session() -> None:
+    """Each run of the app: sign in from the session cookie (a reload, a new tab), and sign out when this browser's
+    session was revoked (signed out in another tab, everywhere, by a password change or by an admin) or expired."""
+    from app.session_cookie import COOKIE
+    from backend.db.engine import session_scope
+    from labeling import web_sessions
+
+    cookie = st.context.cookies.get(COOKIE)
+    cookie = cookie if isinstance(cookie, str) else None  # (no browser, as in AppTest: no cookies)
+    token = st.session_state.get(TOKEN_KEY)
+    if token is None and current_user() is None:
+        token = cookie
+    if not token:
+        return
+    with session_scope() as s:
+        user = web_sessions.resolve(s, token)
+    if user is None:  # revoked or expired: signed out here too
+        for key in (USER_KEY, TOKEN_KEY):
+            st.session_state.pop(key, None)
+        if cookie:
+            st.session_state[COOKIE_CLEAR_KEY] = True
+        return
+    sign_in_as(user)
+    st.session_state[TOKEN_KEY] = token
+
+
+def apply_cookie_changes() -> None:
+    """Set or clear the session cookie asked for by the previous run (a sign-in, a sign-out)."""
+    from app import session_cookie
+
+    if code := st.session_state.pop(COOKIE_CODE_KEY, None):
+        session_cookie.set_cookie(code)
+    if st.session_state.pop(COOKIE_CLEAR_KEY, False):
+        session_cookie.clear_cookie()
+
+
+def sign_out(everywhere: bool = False) -> None:
+    """Sign this browser out (its session revoked), or every browser of this account with ``everywhere``."""
+    token = st.session_state.pop(TOKEN_KEY, None)
+    user = st.session_state.pop(USER_KEY, None)
+    if token or (everywhere and user):
+        from backend.db.engine import session_scope
+        from labeling import web_sessions
+
+        with session_scope(write=True) as s:
+            if everywhere and user:
+                web_sessions.revoke_all(s, user["id"])
+            else:
+                web_sessions.revoke(s, token)
+        st.session_state[COOKIE_CLEAR_KEY] = True
+
+
+def sign_out_everywhere() -> None:
+    sign_out(everywhere=True)
 
 
 def is_admin() -> bool:

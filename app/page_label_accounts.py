@@ -6,6 +6,7 @@ from app.auth import current_user, exposed, is_admin
 from app.common import user_errors
 from backend.db.engine import session_scope
 from labeling import accounts
+from services import admin_actions
 
 st.title(":material/group: Accounts")
 if not is_admin():
@@ -60,7 +61,12 @@ with right.container(border=True):
     if st.button("Reset password", key="la-reset"):
         with user_errors(), session_scope(write=True) as s:
             accounts.set_password(s, admin["id"], user_id, new_password)
-            done = f"Password of {picked['name']} reset."
+            done = f"Password of {picked['name']} reset (their sign-ins ended)."
+    if st.button("End all their sign-ins", key="la-revoke", icon=":material/devices:",
+                 help="Signs this account out in every browser and tab at their next click."):
+        with user_errors(), session_scope(write=True) as s:
+            ended = admin_actions.revoke_sessions(s, admin["id"], user_id)
+            done = f"{ended} sign-in(s) of {picked['name']} ended."
 
 if done:  # st.rerun() outside the transactions above, so they commit first
     st.session_state["la-flash"] = done

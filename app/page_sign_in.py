@@ -6,7 +6,7 @@ terminal, and later sign-ups need an admin to have turned self sign-up on (Accou
 
 import streamlit as st
 
-from app.auth import announce_setup_token, exposed, sign_in_as
+from app.auth import announce_setup_token, exposed, remember_sign_in
 from app.common import user_errors
 from backend.db.engine import session_scope
 from labeling import accounts
@@ -54,5 +54,5 @@ with tab_up:
                                                                   token=token))
 
 if signed:  # st.rerun() outside the transactions above, so they commit first
-    sign_in_as(signed)
+    remember_sign_in(signed)  # a session that survives reloads, new tabs and restarts (an HttpOnly cookie)
     st.rerun()

@@ -6,7 +6,14 @@ admins → everything.
 
 import streamlit as st
 
-from app.auth import current_user, sign_in_as, sign_out
+from app.auth import (
+    apply_cookie_changes,
+    current_user,
+    restore_session,
+    sign_in_as,
+    sign_out,
+    sign_out_everywhere,
+)
 from app.common import startup
 from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
@@ -21,6 +28,8 @@ except StudioError as exc:  # a bad setting, database URL or data dir: what to f
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
+restore_session()  # the sign-in cookie (a reload, a new tab); a session revoked elsewhere signs out here
+apply_cookie_changes()
 user = current_user()
 if user is not None:  # re-read the role each run: an admin may have changed it, or removed the account
     with session_scope() as s:
@@ -36,6 +45,8 @@ else:
     with st.sidebar:
         st.caption(f"Signed in as {escape_markdown(user['name'])} ({user['role']})")
         st.button("Sign out", key="sign-out", icon=":material/logout:", on_click=sign_out)
+        st.button("Sign out everywhere", key="sign-out-all", icon=":material/devices:", on_click=sign_out_everywhere,
+                  help="End this account's sign-ins in every browser and tab.")
     label = [st.Page("page_labeling.py", title="Labeling", icon=":material/low_priority:", url_path="labeling",
                      default=user["role"] != "admin")]
     if user["role"] == "admin":

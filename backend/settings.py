@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto picks CUDA when present.")
     default_model: str = Field(DEFAULT_MODEL_NAME, description="Model used when none is chosen.")
     worker_autostart: bool = Field(True, description="Start a local worker from the app when none is alive.")
+    session_days: float = Field(7, gt=0, le=365, description="How long a browser stays signed in (reloads, new "
+                                "tabs and restarts included) until it signs out.")
     host: str = Field("127.0.0.1", min_length=1, max_length=253,
                       description="Address `studio run` listens on. Loopback (127.0.0.1) by default; 0.0.0.0 or a "
                       "LAN address exposes the studio: then the first admin needs the setup token and self "

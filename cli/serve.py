@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app" / "studio_app.py"
+APP = ROOT / "app" / "server.py"  # studio_app.py plus the sign-in cookie routes
 CONFIG = ROOT / ".streamlit" / "config.toml"
 
 

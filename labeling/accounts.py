@@ -32,11 +32,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.db.lookup import get_or_raise
-from backend.db.tables import SignInFailure, User, utcnow
+from backend.db.tables import SignInFailure, User, WebSession, utcnow
 from backend.errors import StudioError
 from backend.settings import get_settings
 
@@ -315,6 +315,9 @@ def set_password(session: Session, admin_id: int, user_id: int, password: str) -
     _check_password(password)
     user = get_user(session, user_id)
     user.password_hash = hash_password(password)
+    # a new password ends every sign-in made with the old one (web_sessions imports this module: no cycle at load)
+    session.execute(update(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
     session.flush()
     return user
 

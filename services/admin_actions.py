@@ -50,6 +50,14 @@ def mark_gold(session: Session, user_id: int, item_id: int, best_completion_id: 
     return gold.mark_gold(session, item_id, best_completion_id)
 
 
+def revoke_sessions(session: Session, user_id: int, account_id: int) -> int:
+    """End every sign-in of an account (``web_sessions.revoke_all``); returns how many were live."""
+    from labeling import web_sessions
+
+    require_admin(session, user_id)
+    return web_sessions.revoke_all(session, account_id)
+
+
 def cancel_job(session: Session, user_id: int, job_id: int) -> str:
     """Cancel a queued job, or ask a running one to stop (``jobs.queue.request_cancel``)."""
     require_admin(session, user_id)

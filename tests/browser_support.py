@@ -1,7 +1,7 @@
 """Shared pieces of the headless-browser tests: a real studio server, chromium tabs, and page helpers.
 
 A browser test module does ``from browser_support import choose, open_page, screenshot, settle, sign_up``
-and takes the ``browser_studio`` fixture (registered in conftest.py). ``browser_studio`` (module scope) starts ``streamlit run app/studio_app.py`` on a free port with a fresh data
+and takes the ``browser_studio`` fixture (registered in conftest.py). ``browser_studio`` (module scope) starts ``streamlit run app/server.py`` (the app and its sign-in cookie routes) on a free port with a fresh data
 dir (the tiny random model registered as ``tiny`` and default, worker autostart on) and yields a
 ``BrowserStudio``: ``.url``, ``.db_url``, ``.new_tab()`` and ``.restart_server()`` — each tab is its own browser context, so two
 tabs are two signed-in users. Screenshots land in ``test-artifacts/``.
@@ -99,7 +99,7 @@ def _stop_workers(url: str) -> None:
 
 @dataclass
 class StudioServer:
-    """``streamlit run app/studio_app.py`` on one port, its output appended to ``log``."""
+    """``streamlit run app/server.py`` on one port, its output appended to ``log``."""
 
     port: int
     env: dict
@@ -109,7 +109,7 @@ class StudioServer:
     def start(self) -> None:
         with self.log.open("ab") as fh:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "studio_app.py"),
+                [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "server.py"),
                  "--server.port", str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true",
                  "--browser.gatherUsageStats", "false"],
                 cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -154,3 +154,59 @@ def test_sign_in_page_says_to_wait_after_five_wrong_passwords(studio_env, fast_h
         at.button[0].click().run()
     assert not at.exception
     assert "Too many failed sign-ins" in texts(at.error)
+
+
+def test_web_sessions_store_only_a_hash_expire_and_are_revoked(studio_env, fast_hash, monkeypatch):
+    from datetime import timedelta
+
+    from backend.db.tables import WebSession, utcnow
+    from labeling import web_sessions
+
+    with session_scope(write=True) as s:
+        admin = accounts.sign_up(s, "alice", "password-1").id
+        bob = accounts.sign_up(s, "bob", "password-2").id
+        token, other, bobs = (web_sessions.start(s, u) for u in (admin, admin, bob))
+    with session_scope() as s:
+        stored = s.scalars(select(WebSession.token_hash)).all()
+        assert token not in stored and len(stored) == 3 and all(len(h) == 64 for h in stored)  # hashes only
+        assert web_sessions.resolve(s, token)["name"] == "alice"
+        for bad in (None, "", "x" * 500, "not-a-token", 42):
+            assert web_sessions.resolve(s, bad) is None
+    with session_scope(write=True) as s:  # a demotion shows at the next resolve (the role is read fresh)
+        accounts.set_role(s, admin, bob, "admin")
+    with session_scope() as s:
+        assert web_sessions.resolve(s, bobs)["role"] == "admin"
+    with session_scope(write=True) as s:
+        web_sessions.revoke(s, token)  # sign-out ends this browser only
+    with session_scope() as s:
+        assert web_sessions.resolve(s, token) is None and web_sessions.resolve(s, other)["id"] == admin
+    with session_scope(write=True) as s:  # a password change ends every sign-in of that account
+        accounts.set_password(s, admin, bob, "new-password-3")
+    with session_scope() as s:
+        assert web_sessions.resolve(s, bobs) is None and web_sessions.resolve(s, other) is not None
+    with session_scope(write=True) as s:
+        assert web_sessions.revoke_all(s, admin) == 1  # sign out everywhere
+        fresh = web_sessions.start(s, bob)
+    with session_scope() as s:
+        assert web_sessions.resolve(s, other) is None and web_sessions.live_sessions(s, admin) == 0
+    later = utcnow() + timedelta(days=7, seconds=1)  # the default lifetime
+    monkeypatch.setattr(web_sessions, "utcnow", lambda: later)
+    with session_scope() as s:
+        assert web_sessions.resolve(s, fresh) is None
+
+
+def test_an_admin_ends_someones_sign_ins_from_the_accounts_page(studio_env, fast_hash):
+    from page_support import button, open_as, texts
+
+    from labeling import web_sessions
+
+    with session_scope(write=True) as s:
+        admin = accounts.public(accounts.sign_up(s, "alice", "password-1"))
+        bob = accounts.sign_up(s, "bob", "password-2").id
+        tokens = [web_sessions.start(s, bob) for _ in range(2)]
+    at = open_as("page_label_accounts.py", admin)
+    at.selectbox(key="la-pick").select(bob).run()
+    button(at, "End all their sign-ins").click().run()
+    assert not at.exception and "2 sign-in(s) of bob ended." in texts(at.toast) + texts(at.success)
+    with session_scope() as s:
+        assert all(web_sessions.resolve(s, t) is None for t in tokens)

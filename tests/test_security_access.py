@@ -67,7 +67,7 @@ def _captured_run(monkeypatch, tmp_path, args):
 def test_studio_run_passes_loopback_and_the_config_file_as_flags(studio_env, monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("STUDIO_HOST", raising=False)
     cmd, flags, env = _captured_run(monkeypatch, tmp_path, [])
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app/studio_app.py")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app/server.py")
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8501"
     assert flags["--server.fileWatcherType"] == "none" and flags["--client.showErrorDetails"] == "none"
     assert flags["--browser.gatherUsageStats"] == "false" and flags["--server.headless"] == "true"

@@ -283,3 +283,17 @@ class Assignment(Base):
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (UniqueConstraint("item_id", "slot", name="uq_assignments_item_slot"),
                       UniqueConstraint("item_id", "user_id", name="uq_assignments_item_user"))
+
+
+class WebSession(Base):
+    """A browser's sign-in that survives reloads, new tabs and restarts: the cookie holds a random token, the
+    database only its SHA-256 (``labeling.web_sessions``). Revoked by sign-out, a password change, "sign out
+    everywhere" or an admin."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
