@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.auth import current_user, is_admin
 from app.common import user_errors
+from app.components.keyboard_ranking import keyboard_shortcuts
 from app.components.labeling_workbench import history_panel, prefill, ranking_form, wait_for_completions
 from app.components.safe_text import safe_markdown
 from backend.db.engine import session_scope
@@ -101,7 +102,9 @@ else:
     if started_for != item_id:  # the clock starts when the item is first shown
         started = time.time()
         st.session_state["lb-started"] = (item_id, started)
+    key_action = keyboard_shortcuts(task, undo)  # 1–K, F, Z, S, Enter: before the form draws its widgets
     action, ranks, flagged, comment = ranking_form(task)
+    action = action or key_action
     if action:
         result = None
         with user_errors(), session_scope(write=True) as s:
