@@ -62,6 +62,13 @@ with right.container(border=True):
         with user_errors(), session_scope(write=True) as s:
             accounts.set_password(s, admin["id"], user_id, new_password)
             done = f"Password of {picked['name']} reset (their sign-ins ended)."
+    email = st.text_input("E-mail for single sign-on", picked.get("email") or "", key=f"la-email-{user_id}",
+                          help="Single sign-on (st.login, when secrets.toml configures a provider) signs in the "
+                               "account with the provider's e-mail. Empty = none.")
+    if st.button("Save e-mail", key="la-email-save"):
+        with user_errors(), session_scope(write=True) as s:
+            accounts.set_email(s, admin["id"], user_id, email)
+            done = f"E-mail of {picked['name']} saved."
     if st.button("End all their sign-ins", key="la-revoke", icon=":material/devices:",
                  help="Signs this account out in every browser and tab at their next click."):
         with user_errors(), session_scope(write=True) as s:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from app.auth import announce_setup_token, exposed, remember_sign_in
 from app.common import user_errors
+from app.sso import sign_on_panel
 from backend.db.engine import session_scope
 from labeling import accounts
 
@@ -25,7 +26,7 @@ elif first:
             "campaigns, training). Accounts created later are annotators until an admin promotes them.")
 can_sign_up = first or accounts.self_signup_open(exposed=open_to_net)
 
-signed = None
+signed = sign_on_panel()  # single sign-on (st.login) when secrets.toml configures a provider
 tab_in, tab_up = st.tabs(["Sign in", "Create account"])
 with tab_in, st.form("sign-in"):
     name = st.text_input("User name", key="si-name")

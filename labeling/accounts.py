@@ -102,6 +102,7 @@ def _check_password(password: str) -> None:
 def public(user: User) -> dict[str, Any]:
     """What pages may show about a user (never the hash)."""
     return {"id": user.id, "name": user.name, "role": user.role, "can_sign_in": user.password_hash is not None,
+            "email": user.email,
             "created_at": user.created_at.isoformat(timespec="seconds") if user.created_at else None}
 
 
@@ -320,6 +321,41 @@ def set_password(session: Session, admin_id: int, user_id: int, password: str) -
                     .values(revoked_at=utcnow()))
     session.flush()
     return user
+
+
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def set_email(session: Session, admin_id: int, user_id: int, email: str | None) -> User:
+    """An admin sets (or clears, with an empty value) the e-mail that single sign-on matches to this account."""
+    require_admin(session, admin_id)
+    user = get_user(session, user_id)
+    email = (email or "").strip().lower() or None
+    if email is not None:
+        if len(email) > 254 or not _EMAIL_RE.fullmatch(email):
+            raise StudioError(f"'{email[:80]}' is not an e-mail address (name@example.org).")
+        owner = session.scalar(select(User).where(User.email == email, User.id != user.id))
+        if owner is not None:
+            raise StudioError(f"The e-mail {email} already belongs to the account '{owner.name}'.")
+    user.email = email
+    session.flush()
+    return user
+
+
+def account_for_email(session: Session, email: str | None) -> dict[str, Any]:
+    """The account single sign-on signs in: the one whose e-mail is the provider's verified ``email``.
+
+    Raises:
+        StudioError: no e-mail from the provider, or no account with it (an admin sets it on the Accounts page).
+    """
+    email = (email or "").strip().lower()
+    if not email:
+        raise StudioError("The sign-on provider gave no e-mail address: ask your admin to add the 'email' scope.")
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise StudioError(f"No studio account has the e-mail {email}: ask an admin to add it to your account "
+                          "(Accounts page), then sign in again.")
+    return public(user)
 
 
 def list_users(session: Session, admin_id: int) -> list[dict[str, Any]]:

@@ -210,3 +210,41 @@ def test_an_admin_ends_someones_sign_ins_from_the_accounts_page(studio_env, fast
     assert not at.exception and "2 sign-in(s) of bob ended." in texts(at.toast) + texts(at.success)
     with session_scope() as s:
         assert all(web_sessions.resolve(s, t) is None for t in tokens)
+
+
+def test_single_sign_on_matches_an_account_by_its_e_mail(studio_env, fast_hash):
+    from app.sso import DEFAULT, providers
+
+    with session_scope(write=True) as s:
+        admin = accounts.sign_up(s, "alice", "password-1").id
+        bob = accounts.sign_up(s, "bob", "password-2").id
+        accounts.set_email(s, admin, bob, "  Bob@Example.org ")
+    with session_scope() as s:
+        assert accounts.account_for_email(s, "bob@example.ORG")["name"] == "bob"
+        for email, message in [(None, "gave no e-mail"), ("carol@example.org", "No studio account has the e-mail")]:
+            with pytest.raises(StudioError, match=message):
+                accounts.account_for_email(s, email)
+    for bad, message in [("not-an-email", "is not an e-mail"), ("BOB@example.org", "already belongs to the account 'bob'")]:
+        with pytest.raises(StudioError, match=message), session_scope(write=True) as s:
+            accounts.set_email(s, admin, admin, bad)
+    with session_scope(write=True) as s, pytest.raises(StudioError, match="admin"):
+        accounts.set_email(s, bob, bob, "x@y.org")  # only admins set e-mails
+    # which providers a secrets [auth] section configures; none without redirect_uri and cookie_secret
+    base = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s"}
+    assert providers(None) == [] and providers({"client_id": "x"}) == []
+    assert providers({**base, "client_id": "x", "client_secret": "y"}) == [DEFAULT]
+    assert providers({**base, "google": {"client_id": "x"}, "okta": {"client_id": "y"}}) == ["google", "okta"]
+
+
+def test_sign_in_page_offers_single_sign_on_only_when_configured(studio_env, fast_hash):
+    from page_support import page
+
+    with session_scope(write=True) as s:
+        accounts.sign_up(s, "alice", "password-1")
+    at = page("page_sign_in.py")
+    assert not at.exception and not [b for b in at.button if "single sign-on" in b.label]
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s",
+                          "client_id": "x", "client_secret": "y",
+                          "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception and [b for b in at.button if b.label == "Sign in with single sign-on"]

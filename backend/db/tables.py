@@ -41,6 +41,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default="annotator")
     password_hash: Mapped[str | None] = mapped_column(String(300), default=None, doc="pbkdf2; None = no sign-in yet")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    email: Mapped[str | None] = mapped_column(String(254), default=None, unique=True,
+                                              doc="lower-cased; single sign-on (st.login) matches accounts by it")
     __table_args__ = (CheckConstraint("role in ('admin','annotator')", name="ck_users_role"),)
 
 
