@@ -3,7 +3,8 @@
 ``{"prompt": str, "completions": [str, …], "ranks": [int, …], "annotator": str}`` with rank 1 = best and equal
 ranks = tie; optional ``"flags": [bool, …]`` (a flagged completion's rank is ignored and may be null; the
 remaining ranks are re-densified, so ranks (1, 2, 3) with the 2nd flagged store (1, 2) for the other two —
-``pairs.kept_ranks``), ``"comment": str`` and ``"seconds": number``. Unknown keys are ignored.
+``pairs.kept_ranks``), ``"comment": str``, ``"seconds": number`` and ``"gold_best": n`` (the item is a gold item
+whose known best is its n-th completion, 1-based; ``labeling.gold``). Unknown keys are ignored.
 
 Each row brings its own number of completions, 2 to 9: K is the campaign's default for generated items, not a
 rule for imported ones (``labeling.item_size``), so one file may mix K = 2 … 9 and pairs are expanded per item.
@@ -119,8 +120,14 @@ def parse_row(line: str) -> dict[str, Any]:
         raise RowError("comment must be a string")
     if len(comment) > MAX_COMMENT_CHARS:
         raise RowError(f"the comment has {len(comment):,} characters: the limit is {MAX_COMMENT_CHARS:,}")
+    gold_best = row.get("gold_best")
+    if gold_best is not None and (isinstance(gold_best, bool) or not isinstance(gold_best, int)
+                                  or not 1 <= gold_best <= len(completions)):
+        raise RowError(f"gold_best is the known best completion's position, 1 to {len(completions)} "
+                       f"(a gold item needs its known best), not {str(gold_best)[:30]}")
     return {"prompt": prompt.strip(), "completions": completions, "ranks": kept, "given_ranks": ranks, "flags": flags,
-            "annotator": annotator.strip(), "seconds": float(seconds), "comment": comment.strip()}
+            "annotator": annotator.strip(), "seconds": float(seconds), "comment": comment.strip(),
+            "gold_best": gold_best}
 
 
 class _Importer:
@@ -193,6 +200,8 @@ class _Importer:
             s.flush()
             texts = {c.text: c.id for c in made}
         ids = [texts[t] for t in row["completions"]]
+        if row.get("gold_best"):  # a gold item: its known best completion
+            s.get(CampaignItem, item_id).gold_completion_id = ids[row["gold_best"] - 1]
         s.add(Ranking(item_id=item_id, user_id=user_id,
                       ranks={str(i): r for i, r in zip(ids, row["ranks"], strict=True) if r is not None},
                       flags=sorted(i for i, f in zip(ids, row["flags"], strict=True) if f),

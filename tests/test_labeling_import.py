@@ -262,3 +262,17 @@ def test_page_shows_every_line_kept_or_refused(studio, monkeypatch):
     assert list(table["K"])[2:] == [2, 3, 4]
     assert "not valid JSON" in table["detail"][0] and "annotator must be" in table["detail"][1]
     assert counts()["Ranking"] == 3
+
+
+def test_gold_items_can_be_imported_with_their_known_best(studio_env):
+    from labeling import gold
+
+    report = run([row(gold_best=3), row(prompt="is it cold", gold_best=0), row(prompt="is it warm", gold_best="2"),
+                  row(prompt="plain")])
+    assert report["accepted"] == 2 and [r["line"] for r in report["rejected"]] == [2, 3]
+    assert all("a gold item needs its known best" in r["reason"] for r in report["rejected"])
+    with session_scope() as s:
+        campaign = s.scalar(select(Campaign.id))
+        (only,) = gold.gold_items(s, campaign)
+        best = s.get(Completion, only["gold_completion_id"])
+    assert best.text == "buy a fan"  # the 3rd completion of its row
