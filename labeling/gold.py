@@ -16,7 +16,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.lookup import get_or_raise
@@ -115,33 +115,35 @@ def is_correct(ranks: dict[str, Any], flags: list, best: int) -> bool:
 
 def annotator_checks(session: Session, campaign_ref: int | str, *, threshold: float = GOLD_THRESHOLD) -> list[dict]:
     """Per annotator: gold judged, accuracy with its 95 % interval, flagged below ``threshold`` (with at least
-    ``MIN_GOLD`` gold judgements); judgements, too-fast count and share."""
+    ``MIN_GOLD`` gold judgements); judgements, too-fast count and share. Counting is done in SQL and only gold
+    judgements are read one by one, so it stays quick at 100,000 rankings."""
     campaign = find_campaign(session, campaign_ref)
-    sizes = dict(session.execute(
-        select(Completion.item_id, func.count(Completion.id)).join(CampaignItem, CampaignItem.id == Completion.item_id)
-        .where(CampaignItem.campaign_id == campaign.id).group_by(Completion.item_id)).all())
-    rows = session.execute(
-        select(User.name, Ranking.item_id, Ranking.ranks, Ranking.flags, Ranking.seconds_spent,
-               CampaignItem.gold_completion_id)
+    sizes = (select(Completion.item_id, func.count(Completion.id).label("k")).join(
+        CampaignItem, CampaignItem.id == Completion.item_id).where(CampaignItem.campaign_id == campaign.id)
+        .group_by(Completion.item_id).subquery())
+    limit = campaign.too_fast_seconds or 0.0
+    too_fast = case((Ranking.seconds_spent < limit * func.coalesce(sizes.c.k, 1), 1), else_=0)
+    counted = session.execute(
+        select(User.name, func.count(Ranking.id), func.sum(too_fast))
         .join(User, User.id == Ranking.user_id).join(CampaignItem, CampaignItem.id == Ranking.item_id)
-        .where(CampaignItem.campaign_id == campaign.id, Ranking.skipped.is_(False)))
+        .outerjoin(sizes, sizes.c.item_id == Ranking.item_id)
+        .where(CampaignItem.campaign_id == campaign.id, Ranking.skipped.is_(False)).group_by(User.name)).all()
     gold: dict[str, list[float]] = defaultdict(list)
     gold_item: dict[str, list[int]] = defaultdict(list)
-    judged: dict[str, int] = defaultdict(int)
-    fast: dict[str, int] = defaultdict(int)
-    for name, item_id, ranks, flags, seconds, best in rows:
-        judged[name] += 1
-        if campaign.too_fast_seconds and seconds < campaign.too_fast_seconds * sizes.get(item_id, 1):
-            fast[name] += 1
-        if best is not None:
-            gold[name].append(1.0 if is_correct(ranks, flags, best) else 0.0)
-            gold_item[name].append(item_id)
+    for name, item_id, ranks, flags, best in session.execute(
+            select(User.name, Ranking.item_id, Ranking.ranks, Ranking.flags, CampaignItem.gold_completion_id)
+            .join(User, User.id == Ranking.user_id).join(CampaignItem, CampaignItem.id == Ranking.item_id)
+            .where(CampaignItem.campaign_id == campaign.id, Ranking.skipped.is_(False),
+                   CampaignItem.gold_completion_id.is_not(None))):
+        gold[name].append(1.0 if is_correct(ranks, flags, best) else 0.0)
+        gold_item[name].append(item_id)
     out = []
-    for name in sorted(judged):
+    for name, judged, fast in sorted(counted):
+        fast = int(fast or 0) if limit else 0
         interval = stats.mean_interval(gold[name], gold_item[name]) if gold[name] else None
-        out.append({"annotator": name, "judgements": judged[name], "gold_judged": len(gold[name]),
+        out.append({"annotator": name, "judgements": judged, "gold_judged": len(gold[name]),
                     "gold_accuracy": interval.mean if interval else None,
                     "gold_low": interval.low if interval else None, "gold_high": interval.high if interval else None,
                     "below_threshold": bool(interval and len(gold[name]) >= MIN_GOLD and interval.mean < threshold),
-                    "too_fast": fast[name], "too_fast_share": fast[name] / judged[name]})
+                    "too_fast": fast, "too_fast_share": fast / judged})
     return out
