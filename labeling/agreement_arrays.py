@@ -266,7 +266,17 @@ def time_rows(m: RankingMatrix) -> tuple[list[dict], dict[str, float]]:
     return rows, medians
 
 
-def report_tables(m: RankingMatrix) -> dict[str, Any]:
+def too_fast_counts(m: RankingMatrix, seconds_per_completion: float) -> dict[str, int]:
+    """Per annotator, the judgements quicker than ``seconds_per_completion`` × the item's completions (0 = off)."""
+    if not seconds_per_completion or not len(m.item):
+        return dict.fromkeys(m.annotators, 0)
+    completions = (m.source_of >= 0).sum(axis=1)[m.item]
+    fast = m.seconds < seconds_per_completion * completions
+    counts = np.bincount(m.annotator[fast], minlength=len(m.annotators))
+    return {name: int(n) for name, n in zip(m.annotators, counts, strict=True)}
+
+
+def report_tables(m: RankingMatrix, too_fast_seconds: float = 0.0) -> dict[str, Any]:
     """Everything ``quality.quality_report`` shows, from the arrays."""
     _, sizes = _blocks(m.item, len(m.item_ids))
     annotators, pairs = annotator_tables(m)
@@ -275,4 +285,5 @@ def report_tables(m: RankingMatrix) -> dict[str, Any]:
     return {"items_judged": int((sizes > 0).sum()), "items_shared": int((sizes >= 2).sum()),
             "rankings": len(m.item), "alpha": campaign_alpha(m),
             "annotators": [{**row, "median_seconds": medians[row["annotator"]]} for row in annotators],
-            "annotator_pairs": pairs, "sources": sources, "source_ranks": source_ranks, "times": times}
+            "annotator_pairs": pairs, "sources": sources, "source_ranks": source_ranks, "times": times,
+            "too_fast": too_fast_counts(m, too_fast_seconds)}

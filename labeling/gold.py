@@ -16,7 +16,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.lookup import get_or_raise
@@ -115,19 +115,13 @@ def is_correct(ranks: dict[str, Any], flags: list, best: int) -> bool:
 
 def annotator_checks(session: Session, campaign_ref: int | str, *, threshold: float = GOLD_THRESHOLD) -> list[dict]:
     """Per annotator: gold judged, accuracy with its 95 % interval, flagged below ``threshold`` (with at least
-    ``MIN_GOLD`` gold judgements); judgements, too-fast count and share. Counting is done in SQL and only gold
-    judgements are read one by one, so it stays quick at 100,000 rankings."""
+    ``MIN_GOLD`` gold judgements); judgements, too-fast count and share. Judgement and too-fast counts come from
+    ``quality.quality_report`` (cached per campaign), and only gold judgements are read here, so it stays quick at
+    100,000 rankings."""
+    from labeling.quality import quality_report
+
     campaign = find_campaign(session, campaign_ref)
-    sizes = (select(Completion.item_id, func.count(Completion.id).label("k")).join(
-        CampaignItem, CampaignItem.id == Completion.item_id).where(CampaignItem.campaign_id == campaign.id)
-        .group_by(Completion.item_id).subquery())
-    limit = campaign.too_fast_seconds or 0.0
-    too_fast = case((Ranking.seconds_spent < limit * func.coalesce(sizes.c.k, 1), 1), else_=0)
-    counted = session.execute(
-        select(User.name, func.count(Ranking.id), func.sum(too_fast))
-        .join(User, User.id == Ranking.user_id).join(CampaignItem, CampaignItem.id == Ranking.item_id)
-        .outerjoin(sizes, sizes.c.item_id == Ranking.item_id)
-        .where(CampaignItem.campaign_id == campaign.id, Ranking.skipped.is_(False)).group_by(User.name)).all()
+    report = quality_report(session, campaign.id)
     gold: dict[str, list[float]] = defaultdict(list)
     gold_item: dict[str, list[int]] = defaultdict(list)
     for name, item_id, ranks, flags, best in session.execute(
@@ -138,12 +132,13 @@ def annotator_checks(session: Session, campaign_ref: int | str, *, threshold: fl
         gold[name].append(1.0 if is_correct(ranks, flags, best) else 0.0)
         gold_item[name].append(item_id)
     out = []
-    for name, judged, fast in sorted(counted):
-        fast = int(fast or 0) if limit else 0
+    for row in report["annotators"]:
+        name, judged = row["annotator"], row["items"]
+        fast = report["too_fast"].get(name, 0)
         interval = stats.mean_interval(gold[name], gold_item[name]) if gold[name] else None
         out.append({"annotator": name, "judgements": judged, "gold_judged": len(gold[name]),
                     "gold_accuracy": interval.mean if interval else None,
                     "gold_low": interval.low if interval else None, "gold_high": interval.high if interval else None,
                     "below_threshold": bool(interval and len(gold[name]) >= MIN_GOLD and interval.mean < threshold),
-                    "too_fast": fast, "too_fast_share": fast / judged})
+                    "too_fast": fast, "too_fast_share": fast / judged if judged else 0.0})
     return out

@@ -10,7 +10,8 @@
   first, flag rate, and ``win_rate`` over consensus pairs against *other* sources (which source wins) with its
   95 % interval (``win_rate_low``/``win_rate_high``, bootstrap over items) and the number of ``duels`` behind it;
 - ``source_ranks``: ``{source, rank, count}`` with rank "1".."K" or "F" (stacked bar of rank positions);
-- ``times``: ``{annotator, item_id, seconds}`` per ranking (histogram / box plot of time per item).
+- ``times``: ``{annotator, item_id, seconds}`` per ranking (histogram / box plot of time per item);
+- ``too_fast``: per annotator, judgements quicker than the campaign's seconds per completion (``labeling.gold``).
 """
 
 import gc
@@ -53,15 +54,15 @@ def quality_report(session: Session, campaign_id: int | str) -> dict[str, Any]:
     small query. The rows are shared with the cache: replace them (as ``flag_outliers`` does), never edit them.
     """
     campaign = find_campaign(session, campaign_id)
-    key = (str(session.get_bind().url), campaign.id, campaign.created_at,
+    key = (str(session.get_bind().url), campaign.id, campaign.created_at, campaign.too_fast_seconds,
            *campaign_fingerprint(session, campaign.id))
     with _cache_lock:
         cached = _cache.get(key)
     if cached is None:
         with _collector_paused():
-            cached = report_tables(load_ranking_matrix(session, campaign.id))
+            cached = report_tables(load_ranking_matrix(session, campaign.id), campaign.too_fast_seconds)
         with _cache_lock:
-            for stale in [k for k in _cache if k[:3] == key[:3]]:  # this campaign's older report
+            for stale in [k for k in _cache if k[:3] == key[:3]]:  # this campaign's older report (or settings)
                 del _cache[stale]
             while len(_cache) >= _CACHE_SIZE:
                 del _cache[next(iter(_cache))]  # the oldest

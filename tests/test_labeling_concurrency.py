@@ -190,9 +190,14 @@ def test_annotators_racing_for_the_last_slot_keep_the_overlap_exact(studio_env, 
     procs = [subprocess.Popen([sys.executable, "-c", RACER, str(cid), f"racer-{i}", str(tmp_path / "go")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
              for i in range(n_procs)]
-    time.sleep(3.0)  # every process imported and waiting
-    (tmp_path / "go").touch()
-    outputs = [p.communicate(timeout=180) for p in procs]
+    try:
+        time.sleep(3.0)  # every process imported and waiting
+        (tmp_path / "go").touch()
+        outputs = [p.communicate(timeout=180) for p in procs]
+    finally:  # never leave a racer polling for its start signal
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-2000:]
     got = [json.loads(out.strip().splitlines()[-1])["got"] for out, _ in outputs]

@@ -181,9 +181,14 @@ def test_20_annotator_processes_x_50_submissions_give_1000_rankings(studio_env, 
     procs = [subprocess.Popen([sys.executable, "-c", ANNOTATOR, str(cid), f"annotator-{i}", str(tmp_path / "go")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
              for i in range(n_procs)]
-    time.sleep(3.0)
-    (tmp_path / "go").touch()
-    outputs = [p.communicate(timeout=180) for p in procs]
+    try:
+        time.sleep(3.0)
+        (tmp_path / "go").touch()
+        outputs = [p.communicate(timeout=180) for p in procs]
+    finally:  # never leave an annotator polling for its start signal
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert json.loads(out.strip().splitlines()[-1])["done"] == per_proc
