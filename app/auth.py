@@ -100,6 +100,13 @@ def is_admin() -> bool:
     return bool(user) and user["role"] == "admin"
 
 
+def require_admin(to_do: str) -> None:
+    """First lines of an admin page: say who may ``to_do`` what the page does, and stop for anyone else."""
+    if not is_admin():
+        st.error(f"Only an admin can {to_do}.")
+        st.stop()
+
+
 def exposed() -> bool:
     """Whether this server listens beyond loopback (``server.address`` empty = every interface)."""
     from backend.settings import is_loopback

@@ -1,4 +1,4 @@
-"""Page helpers: one-time start-up, the model list, and user-facing errors."""
+"""Page helpers: one-time start-up, the model and campaign lists, and user-facing errors."""
 
 import time
 from contextlib import contextmanager
@@ -45,6 +45,18 @@ def model_names(*, reward: bool = False) -> list[str]:
         names = [m["name"] for m in list_models(s) if (m["kind"] == "reward") == reward]
     default = get_settings().default_model
     return sorted(names, key=lambda name: name != default)
+
+
+def campaigns_or_stop() -> dict[int, dict]:
+    """Every campaign by id, for a page that reads one; with none yet, say where to create one and stop."""
+    from labeling.campaigns import list_campaigns
+
+    with session_scope() as s:
+        rows = {c["id"]: c for c in list_campaigns(s)}
+    if not rows:
+        st.info("No campaign yet: create one on the Campaigns page.")
+        st.stop()
+    return rows
 
 
 NO_SCORE = "none"  # the "Score with" choice that scores nothing

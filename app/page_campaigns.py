@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app.auth import current_user, is_admin
+from app.auth import current_user, require_admin
 from app.components.labeling_campaign_panel import campaign_panel
 from app.components.labeling_create import new_campaign_form
 from backend.db.engine import session_scope
@@ -10,9 +10,7 @@ from labeling import campaigns
 
 st.title(":material/campaign: Campaigns")
 user = current_user()
-if not is_admin():
-    st.error("Only an admin can manage campaigns.")
-    st.stop()
+require_admin("manage campaigns")
 if flash := st.session_state.pop("lc-flash", None):
     st.toast(flash)
 

@@ -2,16 +2,14 @@
 
 import streamlit as st
 
-from app.auth import current_user, exposed, is_admin
+from app.auth import current_user, exposed, require_admin
 from app.common import user_errors
 from backend.db.engine import session_scope
 from labeling import accounts
 from services import admin_actions
 
 st.title(":material/group: Accounts")
-if not is_admin():
-    st.error("Only an admin can manage accounts.")
-    st.stop()
+require_admin("manage accounts")
 admin = current_user()
 if flash := st.session_state.pop("la-flash", None):
     st.toast(flash)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.auth import current_user, is_admin
+from app.auth import current_user, require_admin
 from app.common import user_errors
 from backend.db.engine import session_scope
 from backend.textfiles import decode_utf8
@@ -19,9 +19,7 @@ def import_report_table(lines: list[dict]) -> list[dict]:
 
 
 st.title(":material/compare_arrows: Preference data")
-if not is_admin():
-    st.error("Only an admin can export or import preference data.")
-    st.stop()
+require_admin("export or import preference data")
 user = current_user()
 with session_scope() as s:
     rows = {c["name"]: c for c in campaigns.list_campaigns(s)}

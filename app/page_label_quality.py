@@ -6,23 +6,17 @@ The report is computed as the page opens: on arrays it takes about a second at 1
 
 import streamlit as st
 
-from app.auth import is_admin
-from app.common import user_errors
+from app.auth import require_admin
+from app.common import campaigns_or_stop, user_errors
 from app.components import labeling_charts as charts
 from app.components.safe_text import escape_markdown
 from backend.db.engine import session_scope
-from labeling import campaigns, gold, quality
+from labeling import gold, quality
 
 st.title(":material/handshake: Agreement")
-if not is_admin():
-    st.error("Only an admin can see agreement statistics.")
-    st.stop()
+require_admin("see agreement statistics")
 
-with session_scope() as s:
-    rows = {c["id"]: c for c in campaigns.list_campaigns(s)}
-if not rows:
-    st.info("No campaign yet: create one on the Campaigns page.")
-    st.stop()
+rows = campaigns_or_stop()
 campaign_id = st.selectbox("Campaign", list(rows), key="lq-campaign",
                            format_func=lambda i: f"{rows[i]['name']} ({rows[i]['status']}, {rows[i]['rankings']} "
                                                  "judgements)")

@@ -4,24 +4,18 @@ outcome, the win-rate matrix between sources, and the loop's rounds (round 1 →
 import pandas as pd
 import streamlit as st
 
-from app.auth import is_admin
-from app.common import user_errors
+from app.auth import require_admin
+from app.common import campaigns_or_stop, user_errors
 from app.components.leaderboard_charts import ratings_chart, win_matrix_chart
 from backend.db.engine import session_scope
-from labeling import campaigns, leaderboard
+from labeling import leaderboard
 
 ALL = 0
 
 st.title(":material/emoji_events: Leaderboard")
-if not is_admin():
-    st.error("Only an admin can see the leaderboard.")
-    st.stop()
+require_admin("see the leaderboard")
 
-with session_scope() as s:
-    rows = {c["id"]: c for c in campaigns.list_campaigns(s)}
-if not rows:
-    st.info("No campaign yet: create one on the Campaigns page.")
-    st.stop()
+rows = campaigns_or_stop()
 choice = st.selectbox("Campaign", [ALL, *rows], key="lbd-campaign",
                       format_func=lambda i: "All campaigns, by round" if i == ALL else
                       f"{rows[i]['name']} (round {rows[i]['round']}, {rows[i]['rankings']} judgements)",

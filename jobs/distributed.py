@@ -374,6 +374,28 @@ def record_weights(ctx: JobContext, model, **state: float) -> None:
     ctx.notes.update(weights_digest=digest.hexdigest(), **state)
 
 
+def save_trained_policy(ctx: JobContext, trainer, tokenizer, start, peft: str, meta: dict):
+    """Save a TRL trainer's policy and register it (the end of the DPO and GRPO runners); returns the model id,
+    or None on ranks other than 0.
+
+    LoRA on a base model saves the adapter alone; LoRA on a merged SFT adapter (``start.kind == "adapter"``) saves
+    the merged whole model, as does full fine-tuning. Under FSDP every rank takes part in the save (the full
+    weights are gathered to rank 0, which writes); otherwise rank 0 alone writes."""
+    from jobs.rl.loading import register_output
+
+    record_weights(ctx, trainer.model)
+    out = ctx.out_dir / "model"
+    as_adapter = peft == "lora" and start.kind != "adapter"
+    if uses_fsdp(ctx):
+        trainer.save_model(str(out))
+    elif ctx.is_main:
+        (trainer.model if as_adapter or peft == "none" else trainer.model.merge_and_unload()).save_pretrained(str(out))
+    if not ctx.is_main:
+        return None
+    tokenizer.save_pretrained(str(out))
+    return register_output(ctx, start, str(out), "adapter" if as_adapter else "full", meta)
+
+
 def uses_fsdp(ctx: JobContext) -> bool:
     return ctx.world_size > 1 and ctx.spec.resources.strategy == "fsdp"
 

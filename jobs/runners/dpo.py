@@ -18,7 +18,7 @@ per process; rank 0 writes the metrics and the model.
 
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
-from jobs.distributed import record_weights, trainer_arguments, uses_fsdp
+from jobs.distributed import save_trained_policy, trainer_arguments
 from jobs.specs import DPOSpec
 
 
@@ -39,7 +39,7 @@ def run(ctx: JobContext) -> int | None:
     from jobs.memory_saving import prepare
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
-    from jobs.rl.loading import dtype_for, load_causal_lm, register_output
+    from jobs.rl.loading import dtype_for, load_causal_lm
     from jobs.rl.preferences import open_preference_job
 
     spec: DPOSpec = ctx.spec
@@ -72,18 +72,7 @@ def run(ctx: JobContext) -> int | None:
     ctx.raise_if_cancelled()
     if data.test:
         trainer.evaluate()  # the final eval row: Trainer.log → StudioCallback.on_log records it once
-    record_weights(ctx, trainer.model)
-    out = ctx.out_dir / "model"
-    as_adapter = spec.peft == "lora" and start.kind != "adapter"  # on a merged SFT adapter, save the whole model
-    if uses_fsdp(ctx):
-        trainer.save_model(str(out))  # every rank takes part: FSDP gathers the full weights, rank 0 writes
-    elif ctx.is_main:
-        (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(
-            str(out))
-    if not ctx.is_main:  # several processes: rank 0 alone writes files and registers the model
-        return None
-    tokenizer.save_pretrained(str(out))
-    return register_output(ctx, start, str(out), "adapter" if as_adapter else "full", {
+    return save_trained_policy(ctx, trainer, tokenizer, start, spec.peft, {
         "data": data.source, "beta": spec.beta, "loss_type": spec.loss_type, "trainable_params": trainable,
         "total_params": total, "train_runtime": result.metrics.get("train_runtime"),
         "global_step": trainer.state.global_step})

@@ -23,7 +23,7 @@ from backend.db.engine import session_scope
 from backend.models.store import resolve
 from jobs.callbacks import StudioCallback
 from jobs.context import JobContext
-from jobs.distributed import record_weights, trainer_arguments, uses_fsdp
+from jobs.distributed import save_trained_policy, trainer_arguments
 from jobs.specs import GRPOSpec
 
 SAMPLES_PER_CALL = 3
@@ -62,7 +62,7 @@ def run(ctx: JobContext) -> int | None:
     from jobs.memory_saving import prepare
     from jobs.modeling import count_parameters, lora_config
     from jobs.rl.checks import weights_path
-    from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts, register_output
+    from jobs.rl.loading import dtype_for, load_causal_lm, prompt_texts
     from jobs.rl.rewards import load_reward_source, resolve_reward_paths
 
     spec: GRPOSpec = ctx.spec
@@ -106,18 +106,7 @@ def run(ctx: JobContext) -> int | None:
     print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
     result = trainer.train()
     ctx.raise_if_cancelled()
-    record_weights(ctx, trainer.model)
-    out = ctx.out_dir / "model"
-    as_adapter = spec.peft == "lora" and start.kind != "adapter"  # on a merged SFT adapter, save the whole model
-    if uses_fsdp(ctx):
-        trainer.save_model(str(out))  # every rank takes part: FSDP gathers the full weights, rank 0 writes
-    elif ctx.is_main:
-        (trainer.model if as_adapter or spec.peft == "none" else trainer.model.merge_and_unload()).save_pretrained(
-            str(out))
-    if not ctx.is_main:  # several processes: rank 0 alone writes files and registers the model
-        return None
-    tokenizer.save_pretrained(str(out))
-    return register_output(ctx, start, str(out), "adapter" if as_adapter else "full", {
+    return save_trained_policy(ctx, trainer, tokenizer, start, spec.peft, {
         "reference": start.name, "reward": spec.reward.model_dump(mode="json"), "prompts": spec.prompts,
         "num_generations": spec.num_generations, "beta": spec.beta, "trainable_params": trainable,
         "total_params": total, "train_runtime": result.metrics.get("train_runtime"),
