@@ -128,7 +128,7 @@ def register(subparsers) -> None:
     im.set_defaults(func=cmd_import)
 
     lb = sub.add_parser("leaderboard", help="Bradley–Terry ratings of the completion sources (model × decoding) "
-                        "with 95 % bootstrap intervals, from every pairwise outcome of the rankings.")
+                        "with 95 %% bootstrap intervals, from every pairwise outcome of the rankings.")
     lb.add_argument("--campaign", default=None, help="Campaign name (default: all campaigns together, with their rounds).")
     lb.add_argument("--resamples", type=int, default=1000, help="Bootstrap resamples of items (default 1000).")
     lb.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap.")

@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--references", required=True)
     em.add_argument("--json", action="store_true")
     ec = esub.add_parser("compare", help="Run B against run A (the baseline) on the same prompts: each metric's "
-                         "mean with its 95 % interval, the paired delta with its interval, p and the verdict.")
+                         "mean with its 95 %% interval, the paired delta with its interval, p and the verdict.")
     ec.add_argument("run_a", type=int, help="The baseline evaluation run (its id, as on the Evaluation page).")
     ec.add_argument("run_b", type=int, help="The evaluation run compared with it.")
     ec.add_argument("--metric", action="extend", nargs="+", default=None,

@@ -65,3 +65,25 @@ def test_help_is_fast_and_imports_no_heavy_library():
              "print([m for m in ('torch','transformers','trl','datasets','streamlit') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                for deeper, subsub in _subparsers(sub):
+                    yield f"{name} {deeper}", subsub
+
+
+def test_every_command_prints_its_help():
+    """argparse formats help strings with %: a bare "95 %" once made `studio eval --help` a traceback."""
+    from cli.main import build_parser
+
+    parser = build_parser()
+    commands = dict(_subparsers(parser))
+    assert {"eval", "eval compare", "labels leaderboard", "job submit"} <= set(commands)
+    for name, sub in [("studio", parser), *commands.items()]:
+        assert sub.format_help(), name
