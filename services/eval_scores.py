@@ -14,7 +14,7 @@ from backend.db.tables import EvalResult, EvalRun
 from backend.metrics import stats
 
 HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "reward")
-LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition", "refusal")
+LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition", "refusal", "apology")
 
 Scores = dict[int, dict[str, tuple[list[float], list[str], list[int]]]]  # run → metric → (scores, prompts, idx)
 

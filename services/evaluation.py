@@ -220,7 +220,8 @@ def per_example_diff(session: Session, run_a: int, run_b: int, metric: str = "ro
 
 
 DISTRIBUTIONS = ("toxicity", "reward", "length_words")  # per-example scores the before/after histograms show
-HACKING = ("repetition", "refusal")  # reward-hacking signs: did the policy win by repeating itself or declining?
+HACKING = ("repetition", "refusal", "apology")  # reward-hacking signs: did the policy win by repeating itself,
+# declining or apologising?
 BEFORE_AFTER = (*DISTRIBUTIONS, *HACKING, "rouge1")  # what its table compares (ROUGE-1 where there are references)
 
 

@@ -82,13 +82,14 @@ def test_eval_without_references_scores_toxicity_length_and_reward(tiny_model, t
         metrics = {m["key"] for m in queue.job_metrics(s, job_id)}
     # no references: ROUGE, BLEU and perplexity are skipped (absent, not zero)
     assert set(run.metrics) == {"toxicity", "toxicity_std", "length_words", "reward", "reward_std", "repetition",
-                                "refusal"}  # + the reward-hacking signs (backend.metrics.hacking)
+                                "refusal", "apology"}  # + the reward-hacking signs (backend.metrics.hacking)
     assert {"eval/toxicity", "eval/toxicity_std", "eval/length_words", "eval/reward", "eval/reward_std"} <= metrics
     assert not {"eval/rouge1", "eval/bleu", "eval/perplexity"} & metrics
     held_out = [r["prompt"] for r in provocative_splits()["test"][:3]]
     assert [r.input for r in results] == held_out  # the bare template passes the prompt through unchanged
     assert all(r.reference is None for r in results)
-    assert all(set(r.scores) == {"toxicity", "length_words", "reward", "repetition", "refusal"} for r in results)
+    assert all(set(r.scores) == {"toxicity", "length_words", "reward", "repetition", "refusal", "apology"}
+               for r in results)
     # the reward is the reward model's score of prompt + completion in its training format (jobs.rl.rewards)
     expected = RewardModelReward(str(tmp_path / "rm"), "cpu")([r.input for r in results],
                                                               [r.prediction for r in results])
@@ -155,7 +156,8 @@ def add_run(s, name: str, toxicity: list[float], lengths: list[int], reward: lis
     s.flush()
     for i, tox in enumerate(toxicity):
         scores = {"toxicity": tox, "length_words": lengths[i]} | ({"reward": reward[i]} if reward else {})
-        scores |= {"refusal": refusal[i], "repetition": 0.0} if refusal else {}
+        # a refusal here opens with an apology ("I'm sorry, I can't…"): both signs
+        scores |= {"refusal": refusal[i], "apology": refusal[i], "repetition": 0.0} if refusal else {}
         s.add(EvalResult(eval_run_id=run.id, idx=i, input=f"Roast my neighbour {i}.", reference=None,
                          prediction=f"{name} says {i}", scores=scores))
     s.flush()

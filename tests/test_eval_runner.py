@@ -47,7 +47,7 @@ def test_eval_writes_runs_results_and_metrics(tiny_model, tmp_path, chat_format)
         assert results[2].reference == "Person1 greets Person2 about booking 2."
         assert "hello booking 2" in results[2].input and results[2].input.startswith("Summarize")
         assert all(isinstance(r.prediction, str) for r in results)
-        assert all({"rouge1", "bleu", "toxicity", "length_words", "repetition", "refusal"} <= set(r.scores)
+        assert all({"rouge1", "bleu", "toxicity", "length_words", "repetition", "refusal", "apology"} <= set(r.scores)
                    for r in results)
         assert all(0 <= r.scores["repetition"] <= 1 and r.scores["refusal"] in (0.0, 1.0) for r in results)
         assert run.metrics["refusal"] == pytest.approx(sum(r.scores["refusal"] for r in results) / 5)
@@ -55,7 +55,7 @@ def test_eval_writes_runs_results_and_metrics(tiny_model, tmp_path, chat_format)
     with session_scope() as s:
         metrics = queue.job_metrics(s, job_id)
     keys = {m["key"] for m in metrics}
-    assert {f"eval/{k}" for k in (*METRIC_KEYS, "repetition", "refusal")} <= keys
+    assert {f"eval/{k}" for k in (*METRIC_KEYS, "repetition", "refusal", "apology")} <= keys
     progress = [m["value"] for m in metrics if m["key"] == "eval/progress"]
     assert progress == [pytest.approx(4 / 5), pytest.approx(1.0)]  # two batches of at most 4
     log_text = (artifacts.job_dir(job_id) / "job_spec.yaml").read_text()

@@ -60,7 +60,8 @@ def test_before_after_shows_the_reward_hacking_signs(studio):
     # the policy "detoxified" by refusing everything: the refusal rate says so beside the toxicity drop
     assert list(table["refusal rate"]) == ["0.000 [0.000, 0.000]", "1.000 [1.000, 1.000]"]
     assert table["Δ refusal rate"].iloc[1] == pytest.approx(1.0) and "repetition" in table.columns
-    assert "refusal rate whether it repeated itself or declined" in texts(at.caption)
+    assert list(table["apology rate"]) == ["0.000 [0.000, 0.000]", "1.000 [1.000, 1.000]"]
+    assert "refusal and apology rates whether it repeated itself, declined or apologised" in texts(at.caption)
     assert len(at.get("plotly_chart")) == 2  # histograms of toxicity and length only, not of the hacking signs
 
 

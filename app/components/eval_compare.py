@@ -13,11 +13,11 @@ from backend.db.engine import session_scope
 from services import evaluation
 
 SCORES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
-OTHERS = ("perplexity", "toxicity", "reward", "length_words", "repetition", "refusal")  # in the table when scored
+OTHERS = ("perplexity", "toxicity", "reward", "length_words", "repetition", "refusal", "apology")  # in the table when scored
 # Distinct hues for overlaid models (the theme's palette starts with two blues that blur when overlaid).
 MODEL_COLORS = ["#4f46e5", "#f97316", "#10b981", "#e11d48", "#0ea5e9", "#a16207"]
 BEFORE_AFTER = {"toxicity": "toxicity", "reward": "reward-model score", "length_words": "length (words)"}
-HACKING = {"repetition": "repetition", "refusal": "refusal rate"}  # table only: reward-hacking signs
+HACKING = {"repetition": "repetition", "refusal": "refusal rate", "apology": "apology rate"}  # table only: reward-hacking signs
 
 
 def _label(row: dict) -> str:
@@ -125,7 +125,8 @@ def before_after_view(run_ids: list[int]) -> None:
             _delta_columns(table, rows, "rouge1", "delta_rouge1", ("Δ ROUGE-1", "Δ ROUGE-1 95 % CI"))
         st.caption(f"Baseline: {base['label']} · {base['method_label']}. Δ = run − baseline on the same prompts: "
                    "lower toxicity and higher reward mean the alignment worked; length shows whether it got there by "
-                   "saying less, repetition and refusal rate whether it repeated itself or declined to answer. "
+                   "saying less; repetition, refusal and apology rates whether it repeated itself, declined or apologised "
+                   "instead of answering. "
                    + caption(rows, _corrected(rows)))
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "model": st.column_config.TextColumn(width="medium"), "n": st.column_config.NumberColumn("completions"),

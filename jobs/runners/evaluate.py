@@ -9,12 +9,13 @@ Reward: with ``reward_model``, a reward job's model scores each prompt + complet
 on (``jobs.rl.rewards.RewardModelReward``, the scorer PPO uses).
 Logged metric keys: ``eval/rouge1``, ``eval/rouge2``, ``eval/rougeL``, ``eval/rougeLsum``, ``eval/bleu`` (with
 references), ``eval/toxicity``, ``eval/toxicity_std``, ``eval/length_words``, ``eval/repetition`` (share of repeated
-word 3-grams) and ``eval/refusal`` (share of completions that decline; both ``backend.metrics.hacking``),
+word 3-grams), ``eval/refusal`` (share of completions that decline) and ``eval/apology`` (share that open with an
+apology; all three ``backend.metrics.hacking``),
 ``eval/reward`` and ``eval/reward_std`` (with a reward model), ``eval/perplexity`` (references given the prompts;
 when ``perplexity`` is on and there are references), ``eval/<extra metric>`` for each of ``extra_metrics``,
 ``eval/progress``.
 Output: an ``eval_runs`` row with corpus metrics and one ``eval_results`` row per completion (ROUGE, BLEU,
-toxicity, length, repetition, refusal, reward; ``reference`` is None without references): ``samples_per_example``
+toxicity, length, repetition, refusal, apology, reward; ``reference`` is None without references): ``samples_per_example``
 rows per example, next to each other, and ``n_examples`` counts completions.
 """
 
@@ -29,7 +30,7 @@ from backend.errors import StudioError
 from backend.generation.engine import format_prompt, generate
 from backend.metrics.deltas import mean_std
 from backend.metrics.extra import compute_extra_metric
-from backend.metrics.hacking import refusal, repetition
+from backend.metrics.hacking import HACKING_SIGNS
 from backend.metrics.scorers import neural_toxicity_scores, perplexity, score_texts
 from backend.models.loader import load_model
 from backend.models.store import resolve
@@ -106,9 +107,9 @@ def run(ctx: JobContext) -> None:
     scores = score_texts(predictions, references, toxicity=toxicity)
     per_example = [{k: ex[k] for k in METRIC_KEYS if ex.get(k) is not None} for ex in scores["per_example"]]
     for ex, text in zip(per_example, predictions, strict=True):  # reward-hacking signs, next to the reward
-        ex["repetition"], ex["refusal"] = repetition(text), refusal(text)
+        ex.update({name: sign(text) for name, sign in HACKING_SIGNS.items()})
     corpus = {k: scores[k] for k in METRIC_KEYS if scores.get(k) is not None}
-    corpus.update({k: sum(ex[k] for ex in per_example) / len(per_example) for k in ("repetition", "refusal")})
+    corpus.update({k: sum(ex[k] for ex in per_example) / len(per_example) for k in HACKING_SIGNS})
     if "toxicity" in corpus:
         corpus["toxicity_std"] = mean_std([ex["toxicity"] for ex in per_example])[1]
     if spec.perplexity and references is not None:
