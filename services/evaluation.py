@@ -10,6 +10,7 @@ from backend.data.rlhf_prompts import ensure_demo_prompts
 from backend.db.lookup import get_or_raise
 from backend.db.tables import EvalResult, EvalRun
 from backend.metrics import stats
+from backend.metrics.hacking import HACKING_SIGNS
 from jobs import queue
 from jobs.specs import EvalSpec
 from services.eval_scores import (
@@ -220,8 +221,7 @@ def per_example_diff(session: Session, run_a: int, run_b: int, metric: str = "ro
 
 
 DISTRIBUTIONS = ("toxicity", "reward", "length_words")  # per-example scores the before/after histograms show
-HACKING = ("repetition", "refusal", "apology")  # reward-hacking signs: did the policy win by repeating itself,
-# declining or apologising?
+HACKING = tuple(HACKING_SIGNS)  # reward-hacking signs: did the policy win by repeating itself, declining or apologising?
 BEFORE_AFTER = (*DISTRIBUTIONS, *HACKING, "rouge1")  # what its table compares (ROUGE-1 where there are references)
 
 
