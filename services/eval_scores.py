@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from backend.db.lookup import get_or_raise
 from backend.db.tables import EvalResult, EvalRun
 from backend.metrics import stats
+from backend.metrics.hacking import HACKING_SIGNS
 
 HIGHER_IS_BETTER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "reward")
-LOWER_IS_BETTER = ("toxicity", "perplexity", "repetition", "refusal", "apology")
+LOWER_IS_BETTER = ("toxicity", "perplexity", *HACKING_SIGNS)  # a rise in a reward-hacking sign is worse
 
 Scores = dict[int, dict[str, tuple[list[float], list[str], list[int]]]]  # run → metric → (scores, prompts, idx)
 

@@ -13,11 +13,11 @@ from backend.db.engine import session_scope
 from services import evaluation
 
 SCORES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
-OTHERS = ("perplexity", "toxicity", "reward", "length_words", "repetition", "refusal", "apology")  # in the table when scored
+HACKING = {"repetition": "repetition", "refusal": "refusal rate", "apology": "apology rate"}  # reward-hacking signs
+OTHERS = ("perplexity", "toxicity", "reward", "length_words", *HACKING)  # in the table when scored
 # Distinct hues for overlaid models (the theme's palette starts with two blues that blur when overlaid).
 MODEL_COLORS = ["#4f46e5", "#f97316", "#10b981", "#e11d48", "#0ea5e9", "#a16207"]
 BEFORE_AFTER = {"toxicity": "toxicity", "reward": "reward-model score", "length_words": "length (words)"}
-HACKING = {"repetition": "repetition", "refusal": "refusal rate", "apology": "apology rate"}  # table only: reward-hacking signs
 
 
 def _label(row: dict) -> str:
